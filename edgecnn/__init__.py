@@ -1,0 +1,27 @@
+"""edgecnn: from a folder of labelled photos to a CNN classifier running live at the edge.
+
+    from edgecnn import train                   # train(data_dir, ...) -> Run
+    from edgecnn.export import export           # export(run, formats=...) -> manifest
+    from edgecnn.runtime import load            # load(path, backend="auto") -> Classifier
+
+Importing this package does not import TensorFlow; `train` imports it when called.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "train"]
+
+
+def __getattr__(name: str):
+    # Lazy public API: keeps `import edgecnn` (and the CLI's start-up) free of TensorFlow.
+    if name == "train":
+        from edgecnn.train import train
+
+        return train
+    if name == "Run":
+        from edgecnn.train import Run
+
+        return Run
+    raise AttributeError(f"module 'edgecnn' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from edgecnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,68 @@
+"""The `edgecnn` command: one entry point, a thin layer over the Python API.
+
+Each subcommand lives in `edgecnn/commands/<name>.py` with two functions: `add_arguments(parser)`
+and `run(args) -> int`.  Modules are imported lazily, so `edgecnn --help` and `edgecnn predict`
+never import TensorFlow.  Exit codes: 0 ok, 2 bad input (one line on stderr), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edgecnn import __version__
+from edgecnn.runtime.errors import InputError
+
+COMMANDS = {
+    "demo": "built-in data -> train -> export -> verify -> bench -> live run -> report",
+    "train": "train a CNN on a folder of labelled photos",
+    "export": "export a trained model to int8/fp16/fp32 TFLite and ONNX, verified",
+    "eval": "accuracy, per-class precision/recall and confusion matrix of any model file",
+    "predict": "classify image files with any model file",
+    "run": "live classification from a camera, video, stream or image folder",
+    "bench": "latency, throughput, memory and accuracy of every artifact x backend",
+    "profile": "parameters, MACs, memory and quantisation error per layer",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (no usage block) on bad arguments."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="edgecnn",
+        description="From a folder of labelled photos to a CNN classifier running live at the edge.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _command_module(name).add_arguments(p)
+    return parser
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"edgecnn.commands.{name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(_command_module(args.command).run(args) or 0)
+    except InputError as e:
+        print(f"edgecnn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgecnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

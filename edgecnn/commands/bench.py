@@ -1,0 +1,15 @@
+"""`edgecnn bench` (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgecnn.runtime.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise InputError("'bench' is not implemented yet")

@@ -1,0 +1,193 @@
+"""The one preprocessing function shared by training, calibration, evaluation and the runtime.
+
+Two steps, both here so there is no train/serve skew:
+
+1. `to_pixels(image, contract)`: any image (a path, encoded bytes, or a BGR/gray/BGRA array of
+   any dtype) -> uint8 RGB array at the model's resolution.  Training caches exactly this.
+2. `to_input(pixels, contract)`: uint8 pixels -> the float32 tensor the model takes.
+
+`preprocess(image, contract)` does both.  Frames from OpenCV are BGR; float frames are taken to
+be in 0..1 (OpenCV's convention), uint16 frames in 0..65535.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .contract import Contract
+from .errors import ImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+MAX_PIXELS = 100_000_000  # refuse decompression bombs beyond ~100 megapixels
+
+_INTERPOLATION = {
+    "area": cv2.INTER_AREA,
+    "linear": cv2.INTER_LINEAR,
+    "nearest": cv2.INTER_NEAREST,
+    "cubic": cv2.INTER_CUBIC,
+}
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    name = os.fspath(path)
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(name).startswith(".")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to a BGR uint8 array, normalising what photos come as.
+
+    Grayscale, RGBA/palette, 16-bit and EXIF-rotated images all come out as upright 8-bit BGR;
+    a GIF gives its first frame.  Raises `ImageError` naming the file and the reason.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+    return decode_image(data, source=str(path))
+
+
+def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarray:
+    """Decode encoded image bytes (JPEG, PNG, BMP, WebP, GIF, TIFF) to upright BGR uint8."""
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else data
+    if buf.size == 0:
+        raise ImageError(f"{source}: empty file")
+    if buf.size < 8:
+        raise ImageError(f"{source}: only {buf.size} bytes, not an image")
+    img = None
+    try:
+        # IMREAD_COLOR applies the EXIF orientation and converts gray/16-bit/alpha to 8-bit BGR.
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error:
+        img = None
+    if img is None:
+        img = _decode_with_videocapture_fallback(buf)
+    if img is None:
+        raise ImageError(f"{source}: not a decodable image (corrupt, truncated or another format)")
+    if img.shape[0] * img.shape[1] > MAX_PIXELS:
+        raise ImageError(f"{source}: {img.shape[1]}x{img.shape[0]} is larger than 100 megapixels")
+    return img
+
+
+def _decode_with_videocapture_fallback(buf: np.ndarray) -> np.ndarray | None:
+    """GIFs on OpenCV builds without a GIF codec: Pillow, when installed, gives the first frame."""
+    if bytes(buf[:4]) not in (b"GIF8",):
+        return None
+    try:
+        from PIL import Image  # optional
+    except ImportError:
+        return None
+    import io
+
+    try:
+        with Image.open(io.BytesIO(buf.tobytes())) as im:
+            im.seek(0)
+            rgb = np.asarray(im.convert("RGB"))
+    except Exception:  # Pillow raises many types for corrupt data
+        return None
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def as_bgr_uint8(frame: np.ndarray) -> np.ndarray:
+    """Any HxW, HxWx1, HxWx3 or HxWx4 array of uint8/uint16/float -> HxWx3 uint8 BGR."""
+    if not isinstance(frame, np.ndarray):
+        raise ImageError(f"expected an image array, got {type(frame).__name__}")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (3, 4)):
+        raise ImageError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {frame.shape}")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ImageError(f"empty image of shape {frame.shape}")
+    if frame.dtype != np.uint8:
+        if frame.dtype == np.uint16:
+            frame = (frame >> 8).astype(np.uint8)
+        elif np.issubdtype(frame.dtype, np.floating):
+            frame = np.clip(np.nan_to_num(frame) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        elif frame.dtype == np.bool_ or np.issubdtype(frame.dtype, np.integer):
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+        else:
+            raise ImageError(f"unsupported image dtype {frame.dtype}")
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
+def load_bgr(image: str | os.PathLike | bytes | np.ndarray) -> np.ndarray:
+    """A path, encoded bytes, or an array -> BGR uint8."""
+    if isinstance(image, np.ndarray):
+        return as_bgr_uint8(image)
+    if isinstance(image, (bytes, bytearray)):
+        return decode_image(image)
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    raise ImageError(f"expected a path, bytes or an image array, got {type(image).__name__}")
+
+
+def _crop_box(h: int, w: int, target_h: int, target_w: int) -> tuple[int, int, int, int]:
+    """The centred crop of an h x w image with the target's aspect ratio."""
+    target_ratio = target_w / target_h
+    if w / h > target_ratio:
+        cw = max(1, round(h * target_ratio))
+        x0 = (w - cw) // 2
+        return 0, h, x0, x0 + cw
+    ch = max(1, round(w / target_ratio))
+    y0 = (h - ch) // 2
+    return y0, y0 + ch, 0, w
+
+
+def to_pixels(
+    image: str | os.PathLike | bytes | np.ndarray,
+    contract: Contract,
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Decode/normalise `image` and resize it to the model's resolution: uint8 HxWx3 in the
+    contract's colour order.  Pass `out` (uint8, HxWx3) to write into a preallocated buffer."""
+    bgr = load_bgr(image)
+    if contract.resize == "crop":
+        y0, y1, x0, x1 = _crop_box(bgr.shape[0], bgr.shape[1], contract.height, contract.width)
+        bgr = bgr[y0:y1, x0:x1]
+    size = (contract.width, contract.height)
+    interp = _INTERPOLATION.get(contract.interpolation, cv2.INTER_AREA)
+    if bgr.shape[:2] == (contract.height, contract.width):
+        resized = bgr
+    else:
+        resized = cv2.resize(bgr, size, interpolation=interp)
+    if contract.color == "RGB":
+        if out is not None:
+            return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB, dst=out)
+        return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+    if out is not None:
+        np.copyto(out, resized)
+        return out
+    return np.ascontiguousarray(resized)
+
+
+def to_input(
+    pixels: np.ndarray, contract: Contract, *, out: np.ndarray | None = None
+) -> np.ndarray:
+    """uint8 pixels (HxWx3 or NxHxWx3) -> float32 model input `(pixel - mean) / std`."""
+    if out is None:
+        out = np.empty(pixels.shape, dtype=np.float32)
+    np.copyto(out, pixels, casting="unsafe")
+    if not contract.is_identity_scaling:
+        out -= np.asarray(contract.mean, dtype=np.float32)
+        out /= np.asarray(contract.std, dtype=np.float32)
+    return out
+
+
+def preprocess(
+    image: str | os.PathLike | bytes | np.ndarray, contract: Contract
+) -> np.ndarray:
+    """The whole contract in one call: any image -> float32 HxWx3 model input."""
+    return to_input(to_pixels(image, contract), contract)
