@@ -1,0 +1,264 @@
+"""The architecture registry: every model takes raw 0..255 RGB float32 pixels, outputs softmax.
+
+Scaling lives inside each model (a `Rescaling` layer, or MobileNetV3's own preprocessing), so
+the preprocessing contract is the same for every architecture and int8 calibration is fed raw
+pixels.  No model contains augmentation layers: augmentation runs in the input pipeline
+(`edgecnn.data`), so what is trained is what is exported.
+
+    from edgecnn.models import ARCHITECTURES, build_model
+    model = build_model("edge", num_classes=2)               # default input size for the arch
+    model = build_model("seed", num_classes=5, img_size=96)   # --img-size overrides any arch
+
+Architectures:
+
+- `seed`: the textbook convnet this project started from, layer for layer (Conv32 3x3 + MaxPool
+  twice, Flatten, Dense 128, softmax over N classes), at 64x64.  The baseline to beat.
+- `edge` (default): a small MobileNet-style net made to survive int8: depthwise-separable blocks,
+  BatchNorm (folded at export), ReLU6 (bounded, so activation ranges calibrate well), global
+  average pooling instead of a big Flatten/Dense, dropout.  Every op has an int8 TFLite kernel.
+  Width, depth and input size are the knobs of `EdgeConfig`.
+- `mobilenetv3small`: `keras.applications.MobileNetV3Small` built with `weights=None` (nothing
+  downloads); `weights=PATH` loads a local ImageNet weights file into the backbone.
+
+Keras/TensorFlow are imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecnn.runtime.errors import InputError
+
+MIN_IMG_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture: how to build it and the defaults that suit it."""
+
+    name: str
+    build: Callable[..., Any]  # (num_classes, img_size, *, weights) -> keras.Model
+    img_size: int  # default input size (square)
+    learning_rate: float
+    weight_decay: float
+    description: str
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Shape of the `edge` net: a stem conv, then (filters, stride, repeats) separable stages.
+
+    Wider/deeper stages or a larger input raise accuracy and latency together; these defaults
+    are a small starting point meant to be tuned on the target data and device.
+    """
+
+    stem: int = 24
+    stages: tuple[tuple[int, int, int], ...] = (
+        (32, 1, 1),
+        (64, 2, 2),
+        (128, 2, 2),
+        (256, 2, 2),
+    )
+    dropout: float = 0.2
+    width: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"EdgeConfig: width must be > 0 and dropout in [0, 1), got {self}")
+
+
+def _filters(n: int, width: float) -> int:
+    """Scale a filter count by `width`, rounded to a multiple of 8 (SIMD-friendly)."""
+    return max(8, int(n * width + 4) // 8 * 8)
+
+
+def build_seed(num_classes: int, img_size: int, *, weights: str | None = None):
+    """The seed convnet, layer for layer, with the sigmoid head generalised to N-way softmax."""
+    import keras
+    from keras import layers
+
+    model = keras.Sequential(
+        [
+            keras.Input((img_size, img_size, 3), name="pixels"),
+            layers.Rescaling(1.0 / 255, name="scale"),
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(num_classes, activation="softmax", name="probs"),
+        ],
+        name="seed",
+    )
+    _load_full_weights(model, weights)
+    return model
+
+
+def build_edge(
+    num_classes: int,
+    img_size: int,
+    *,
+    weights: str | None = None,
+    config: EdgeConfig | None = None,
+):
+    """The default edge net (see the module docstring); `config` changes width/depth."""
+    import keras
+    from keras import layers
+
+    cfg = config or EdgeConfig()
+
+    def conv_bn(x, filters, kernel, stride, name):
+        x = layers.Conv2D(
+            filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv"
+        )(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+    def separable(x, filters, stride, name):
+        x = layers.DepthwiseConv2D(
+            3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw"
+        )(x)
+        x = layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+        x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
+        return conv_bn(x, filters, 1, 1, f"{name}_pw")
+
+    inputs = keras.Input((img_size, img_size, 3), name="pixels")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
+    x = conv_bn(x, _filters(cfg.stem, cfg.width), 3, 2, "stem")
+    for s, (filters, stride, repeats) in enumerate(cfg.stages):
+        for r in range(repeats):
+            x = separable(x, _filters(filters, cfg.width), stride if r == 0 else 1, f"b{s}_{r}")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if cfg.dropout:
+        x = layers.Dropout(cfg.dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    model = keras.Model(inputs, outputs, name="edge")
+    _load_full_weights(model, weights)
+    return model
+
+
+def build_mobilenetv3small(num_classes: int, img_size: int, *, weights: str | None = None):
+    """MobileNetV3Small backbone (its own 0..255 preprocessing inside) + dropout + softmax.
+
+    `weights` is a local file for the backbone (e.g. the ImageNet "no top" weights); without it
+    the backbone starts from random initialisation.  Nothing is ever downloaded.
+    """
+    import keras
+    from keras import layers
+
+    path = _existing_file(weights) if weights else None
+    inputs = keras.Input((img_size, img_size, 3), name="pixels")
+    try:
+        backbone = keras.applications.MobileNetV3Small(
+            input_shape=(img_size, img_size, 3),
+            include_top=False,
+            weights=None,
+            pooling="avg",
+            include_preprocessing=True,
+        )
+        if path:
+            backbone.load_weights(path)
+    except (ValueError, OSError) as e:
+        raise InputError(
+            f"{weights}: cannot load into mobilenetv3small ({_first_line(e)})"
+        ) from None
+    x = backbone(inputs)
+    x = layers.Dropout(0.2, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name="mobilenetv3small")
+
+
+def _existing_file(weights: str | os.PathLike) -> str:
+    path = Path(weights)
+    if not path.is_file():
+        raise InputError(f"{path}: weights file not found")
+    return str(path)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _load_full_weights(model, weights: str | None) -> None:
+    """Load a whole-model weights file (`.weights.h5`, or a `.keras` of the same architecture)."""
+    if not weights:
+        return
+    path = _existing_file(weights)
+    try:
+        if path.endswith(".keras"):
+            import keras
+
+            model.set_weights(keras.models.load_model(path, compile=False).get_weights())
+        else:
+            model.load_weights(path)
+    except (ValueError, OSError) as e:
+        raise InputError(
+            f"{weights}: does not fit architecture {model.name!r} ({_first_line(e)})"
+        ) from None
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture("seed", build_seed, 64, 1e-3, 0.0, "the seed's textbook convnet (baseline)"),
+        Architecture(
+            "edge", build_edge, 96, 2e-3, 1e-4, "small depthwise-separable int8-friendly net"
+        ),
+        Architecture(
+            "mobilenetv3small",
+            build_mobilenetv3small,
+            128,
+            1e-3,
+            1e-5,
+            "keras.applications MobileNetV3Small (weights=None or a local file)",
+        ),
+    )
+}
+DEFAULT_ARCH = "edge"
+
+
+def get_architecture(arch: str) -> Architecture:
+    try:
+        return ARCHITECTURES[arch]
+    except KeyError:
+        raise InputError(
+            f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}"
+        ) from None
+
+
+def resolve_img_size(arch: str, img_size: int | None) -> int:
+    """The input size to use: `img_size` if given (validated), else the architecture's default."""
+    size = get_architecture(arch).img_size if img_size is None else int(img_size)
+    if size < MIN_IMG_SIZE:
+        raise InputError(f"--img-size must be at least {MIN_IMG_SIZE}, got {size}")
+    return size
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    img_size: int | None = None,
+    *,
+    weights: str | os.PathLike | None = None,
+):
+    """Build architecture `arch` for `num_classes` classes at `img_size` (default per arch).
+
+    The model maps float32 (N, S, S, 3) raw 0..255 RGB pixels to (N, num_classes) softmax
+    probabilities.  `weights` is an optional local weights file.
+
+    Example:
+        >>> model = build_model("seed", 2)
+        >>> model.input_shape, model.output_shape
+        ((None, 64, 64, 3), (None, 2))
+    """
+    spec = get_architecture(arch)
+    if num_classes < 2:
+        raise InputError(f"a classifier needs at least 2 classes, got {num_classes}")
+    size = resolve_img_size(arch, img_size)
+    return spec.build(num_classes, size, weights=os.fspath(weights) if weights else None)
