@@ -7,17 +7,25 @@
 
 from __future__ import annotations
 
+from .classifier import Classifier, MetadataWarning, load
 from .contract import Contract
 from .errors import ImageError, InputError, MissingDependencyError
+from .evaluate import evaluate
 from .preprocess import preprocess, read_image, to_input, to_pixels
+from .resolve import resolve_model
 
 __all__ = [
+    "Classifier",
     "Contract",
     "ImageError",
     "InputError",
+    "MetadataWarning",
     "MissingDependencyError",
+    "evaluate",
+    "load",
     "preprocess",
     "read_image",
+    "resolve_model",
     "to_input",
     "to_pixels",
 ]

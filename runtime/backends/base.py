@@ -1,0 +1,104 @@
+"""The one small interface every runtime backend implements.
+
+A backend opens one model file and turns a float32 NHWC batch (the output of
+`edgecnn.runtime.to_input`) into float32 class probabilities.  Everything else — preprocessing,
+labels, top-k — lives in `Classifier`, so adding a backend means one module and one registry line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import InputError
+
+
+class Backend(ABC):
+    """An opened model file.
+
+    Subclasses set the class attributes and implement `open` and `run`.  `input_shape` is
+    (H, W, C) with None for dimensions the file leaves open; `num_classes` is None when the file
+    does not say.
+    """
+
+    name: ClassVar[str]
+    kinds: ClassVar[tuple[str, ...]]  # model file kinds (see metadata.model_kind) it can run
+    packages: ClassVar[tuple[str, ...]]  # importable names, any one of which makes it available
+    extra: ClassVar[str]  # pip extra that installs it: edgecnn[<extra>]
+
+    path: Path
+    threads: int
+    input_shape: tuple[int | None, int | None, int | None]
+    num_classes: int | None
+    version: str
+
+    @classmethod
+    def is_available(cls) -> bool:
+        """Whether one of the backend's packages is installed (checked without importing it)."""
+        return any(_spec_exists(p) for p in cls.packages)
+
+    @classmethod
+    @abstractmethod
+    def open(cls, path: Path, *, threads: int) -> Backend:
+        """Open `path` for inference with `threads` CPU threads; InputError if it cannot."""
+
+    @abstractmethod
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """float32 (N, H, W, 3) model input -> float32 (N, num_classes) probabilities."""
+
+    def describe(self) -> dict[str, Any]:
+        """What is running, for reports and benchmarks (module, delegate, threads, ...)."""
+        return {"backend": self.name, "version": self.version, "threads": self.threads}
+
+
+def _spec_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def default_threads() -> int:
+    """All cores the process may use: the device is ours while the classifier runs."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def check_threads(threads: int | None) -> int:
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InputError(f"threads must be a positive integer, got {threads!r}")
+    return threads
+
+
+def nhwc_shape(dims: list[Any], *, source: str) -> tuple[int | None, int | None, int | None]:
+    """(H, W, C) from a 4-d NHWC input shape whose entries may be ints, -1, None or names."""
+    if len(dims) != 4:
+        raise InputError(
+            f"{source}: expected a 4-d NHWC image input, found shape {list(dims)}"
+        )
+    hwc = tuple(int(d) if isinstance(d, (int, np.integer)) and d > 0 else None for d in dims[1:])
+    if hwc[2] not in (None, 3):
+        raise InputError(
+            f"{source}: expected an NHWC input with 3 channels, found shape {list(dims)} "
+            "(channels-first models are not supported)"
+        )
+    return hwc  # type: ignore[return-value]
+
+
+def probs_2d(out: np.ndarray, n: int, *, source: str) -> np.ndarray:
+    """Check and flatten a backend's output to float32 (n, C)."""
+    out = np.asarray(out)
+    if out.ndim != 2:
+        out = out.reshape(out.shape[0], -1) if out.ndim > 2 and out.shape[0] == n else out
+    if out.ndim != 2 or out.shape[0] != n:
+        raise InputError(f"{source}: expected a (batch, classes) output, got shape {out.shape}")
+    return out.astype(np.float32, copy=False)

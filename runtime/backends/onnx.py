@@ -1,0 +1,89 @@
+"""`.onnx` files through ONNX Runtime on the CPU execution provider.
+
+Graph optimisation is switched fully on and the intra-op thread pool is sized explicitly (ONNX
+Runtime would otherwise take every core and spin).  QDQ int8 files keep float input/output, so
+nothing is quantised here; a file with a uint8 image input is fed the 0..255 pixels as uint8.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, MissingDependencyError
+from .base import Backend, nhwc_shape, probs_2d
+
+
+def _import_ort():
+    try:
+        return importlib.import_module("onnxruntime")
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "onnx", "running .onnx files") from None
+
+
+class OnnxBackend(Backend):
+    name = "onnx"
+    kinds = ("onnx",)
+    packages = ("onnxruntime",)
+    extra = "onnx"
+
+    def __init__(self, path: Path, threads: int, session: Any, version: str) -> None:
+        self.path = path
+        self.threads = threads
+        self.version = version
+        self._session = session
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1:
+            raise InputError(f"{path}: expected 1 image input, found {len(inputs)}")
+        self._input_name = inputs[0].name
+        self._output_names = [outputs[0].name]
+        self.input_shape = nhwc_shape(list(inputs[0].shape), source=str(path))
+        if inputs[0].type not in ("tensor(float)", "tensor(uint8)"):
+            raise InputError(f"{path}: unsupported input type {inputs[0].type}")
+        self._uint8_input = inputs[0].type == "tensor(uint8)"
+        last = outputs[0].shape[-1] if outputs[0].shape else None
+        self.num_classes = int(last) if isinstance(last, int) and last > 0 else None
+        self._feed: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def open(cls, path: Path, *, threads: int) -> OnnxBackend:
+        ort = _import_ort()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: no optimiser chatter on stderr
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+            raise InputError(f"{path}: cannot load ONNX model ({_first_line(e)})") from None
+        return cls(path, threads, session, f"onnxruntime {ort.__version__}")
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if self._uint8_input:
+            x = np.clip(x, 0, 255).astype(np.uint8)
+        self._feed[self._input_name] = x
+        try:
+            out = self._session.run(self._output_names, self._feed)[0]
+        finally:
+            self._feed.clear()
+        return probs_2d(out, x.shape[0], source=str(self.path))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "module": self.version,
+            "provider": "CPUExecutionProvider",
+            "graph_optimization": "ORT_ENABLE_ALL",
+        }
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return line[:300]

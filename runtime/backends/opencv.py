@@ -1,0 +1,79 @@
+"""`.onnx` files through OpenCV's DNN module: no package beyond OpenCV itself.
+
+Useful where neither LiteRT nor ONNX Runtime has a wheel.  `cv2.setNumThreads` is process-wide,
+so the last OpenCV classifier opened sets the thread count for all of them.  OpenCV does not
+report the network's input shape, so it is read from the ONNX protobuf; and since OpenCV may
+only discover an unsupported layer when it first runs, `open` does one forward pass on zeros.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ._onnxproto import graph_io
+from .base import Backend, nhwc_shape, probs_2d
+
+
+class OpenCVBackend(Backend):
+    name = "opencv"
+    kinds = ("onnx",)
+    packages = ("cv2",)
+    extra = "all"  # OpenCV is a core dependency: never missing where edgecnn imports
+
+    def __init__(self, path: Path, threads: int, net: Any, input_name: str,
+                 input_shape: tuple[int | None, int | None, int | None],
+                 num_classes: int | None) -> None:
+        self.path = path
+        self.threads = threads
+        self.version = f"opencv {cv2.__version__}"
+        self._net = net
+        self._input_name = input_name
+        self.input_shape = input_shape
+        self.num_classes = num_classes
+
+    @classmethod
+    def open(cls, path: Path, *, threads: int) -> OpenCVBackend:
+        inputs, outputs = graph_io(path)
+        if len(inputs) != 1:
+            raise InputError(f"{path}: expected 1 image input, found {len(inputs)}")
+        if inputs[0].dtype != "float32":
+            raise InputError(
+                f"{path}: OpenCV DNN backend needs a float32 input, found {inputs[0].dtype}"
+            )
+        shape = nhwc_shape(list(inputs[0].shape), source=str(path))
+        last = outputs[0].shape[-1] if outputs and outputs[0].shape else None
+        num_classes = last if isinstance(last, int) and last > 0 else None
+        cv2.setNumThreads(threads)
+        try:
+            net = cv2.dnn.readNetFromONNX(str(path))  # default: OpenCV's own CPU kernels
+        except cv2.error as e:
+            raise InputError(f"{path}: OpenCV DNN cannot load this ONNX file ({_reason(e)})") from None
+        backend = cls(path, threads, net, inputs[0].name, shape, num_classes)
+        if shape[0] and shape[1]:
+            try:
+                backend.run(np.zeros((1, shape[0], shape[1], 3), dtype=np.float32))
+            except cv2.error as e:
+                raise InputError(f"{path}: OpenCV DNN cannot run this ONNX file ({_reason(e)})") from None
+        return backend
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self._net.setInput(np.ascontiguousarray(x, dtype=np.float32))
+        out = self._net.forward()
+        return probs_2d(out, x.shape[0], source=str(self.path))
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "module": self.version, "target": "CPU (OpenCV kernels)"}
+
+
+def _reason(e: cv2.error) -> str:
+    """The useful part of an OpenCV error: the text after the last ') ' of the location."""
+    text = " ".join(str(e).split())
+    if "error: (" in text:
+        text = text.split("error: (", 1)[1]
+        text = text.split(") ", 1)[-1]
+    return text[:300]

@@ -1,0 +1,168 @@
+"""`.tflite` files through LiteRT (ai_edge_litert), else tflite_runtime, else tensorflow.lite.
+
+LiteRT is the maintained interpreter and works with numpy 2; tflite_runtime (the last build for
+32-bit Raspberry Pi OS) crashes at Interpreter creation with numpy 2, so it is only tried with
+numpy 1; TensorFlow is the last resort.  The interpreter defaults to one thread, so
+`num_threads` is always passed.  Full-integer models take int8/uint8: inputs are quantised and
+outputs dequantised with the tensor's own scale and zero point, so callers always see float32.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, MissingDependencyError
+from .base import Backend, nhwc_shape, probs_2d
+
+# (module holding Interpreter, distribution name for its version)
+_INTERPRETERS = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow.lite.python.interpreter", "tensorflow"),
+)
+_TFLITE_IDENTIFIER = b"TFL3"
+
+
+def find_interpreter() -> tuple[Any, str]:
+    """(Interpreter class, 'module version') of the first usable interpreter package."""
+    for module_name, dist in _INTERPRETERS:
+        top = module_name.split(".")[0]
+        if importlib.util.find_spec(top) is None:
+            continue
+        if top == "tflite_runtime" and int(np.__version__.split(".")[0]) >= 2:
+            continue  # tflite-runtime <= 2.14 is built against numpy 1 and crashes with numpy 2
+        module = importlib.import_module(module_name)
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            version = "?"
+        return module.Interpreter, f"{top} {version}"
+    raise MissingDependencyError("ai-edge-litert (LiteRT)", "tflite", "running .tflite files")
+
+
+class _Quant:
+    """A tensor's affine quantisation: real = scale * (q - zero_point)."""
+
+    def __init__(self, detail: dict[str, Any]) -> None:
+        self.dtype = np.dtype(detail["dtype"])
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        self.scale = float(scale)
+        self.zero_point = int(zero_point)
+        self.active = self.dtype in (np.int8, np.uint8) and self.scale > 0
+        if self.dtype not in (np.float32, np.int8, np.uint8):
+            raise InputError(f"unsupported tensor type {self.dtype} (expected float32/int8/uint8)")
+        if self.dtype != np.float32 and not self.active:
+            raise InputError(f"{self.dtype} tensor without quantisation parameters")
+        info = np.iinfo(self.dtype) if self.active else None
+        self.lo, self.hi = (info.min, info.max) if info else (0, 0)
+
+    def describe(self) -> dict[str, Any]:
+        if not self.active:
+            return {"dtype": str(self.dtype)}
+        return {"dtype": str(self.dtype), "scale": self.scale, "zero_point": self.zero_point}
+
+
+class TFLiteBackend(Backend):
+    name = "tflite"
+    kinds = ("tflite",)
+    packages = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+    extra = "tflite"
+
+    def __init__(self, path: Path, threads: int, interpreter: Any, module: str) -> None:
+        self.path = path
+        self.threads = threads
+        self.version = module
+        self._it = interpreter
+        inputs = interpreter.get_input_details()
+        outputs = interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise InputError(
+                f"{path}: expected 1 image input and 1 output, found {len(inputs)} and {len(outputs)}"
+            )
+        self._in, self._out = inputs[0], outputs[0]
+        signature = self._in.get("shape_signature", self._in["shape"])
+        self.input_shape = nhwc_shape(list(signature), source=str(path))
+        if any(d is None for d in self.input_shape[:2]):
+            raise InputError(f"{path}: input height/width are not fixed ({list(signature)})")
+        self._dynamic_batch = int(signature[0]) == -1
+        try:
+            self._qin = _Quant(self._in)
+            self._qout = _Quant(self._out)
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
+        out_shape = list(self._out["shape"])
+        self.num_classes = int(out_shape[-1]) if out_shape and out_shape[-1] > 0 else None
+        self._batch = 0
+        self._ensure_batch(int(self._in["shape"][0]) or 1)
+
+    @classmethod
+    def open(cls, path: Path, *, threads: int) -> TFLiteBackend:
+        head = path.read_bytes()[:8] if path.stat().st_size >= 8 else b""
+        if head[4:8] != _TFLITE_IDENTIFIER:
+            raise InputError(f"{path}: not a TFLite flatbuffer (corrupt, truncated or another format)")
+        interpreter_cls, module = find_interpreter()
+        try:
+            it = interpreter_cls(model_path=str(path), num_threads=threads)
+            it.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"{path}: cannot load TFLite model ({reason})") from None
+        return cls(path, threads, it, module)
+
+    def _ensure_batch(self, n: int) -> None:
+        """Resize the interpreter for batches of n and preallocate the quantisation buffers."""
+        if n == self._batch:
+            return
+        h, w, _ = self.input_shape
+        if int(self._in["shape"][0]) != n:
+            self._it.resize_tensor_input(self._in["index"], [n, h, w, 3], strict=False)
+            self._it.allocate_tensors()
+            self._in = self._it.get_input_details()[0]
+            self._out = self._it.get_output_details()[0]
+        self._batch = n
+        if self._qin.active:
+            self._scratch = np.empty((n, h, w, 3), dtype=np.float32)
+            self._qbuf = np.empty((n, h, w, 3), dtype=self._qin.dtype)
+
+    def _quantise(self, x: np.ndarray) -> np.ndarray:
+        q, f = self._qin, self._scratch
+        np.multiply(x, 1.0 / q.scale, out=f)
+        np.add(f, q.zero_point, out=f)
+        np.rint(f, out=f)
+        np.clip(f, q.lo, q.hi, out=f)
+        np.copyto(self._qbuf, f, casting="unsafe")
+        return self._qbuf
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        self._ensure_batch(x.shape[0])
+        feed = self._quantise(x) if self._qin.active else np.ascontiguousarray(x, np.float32)
+        self._it.set_tensor(self._in["index"], feed)
+        self._it.invoke()
+        out = self._it.get_tensor(self._out["index"])
+        if self._qout.active:
+            return (out.astype(np.float32) - self._qout.zero_point) * self._qout.scale
+        return out
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        if self._dynamic_batch or n == self._batch:
+            return probs_2d(self._invoke(x), n, source=str(self.path))
+        # a file fixed to batch 1: one image at a time
+        rows = [probs_2d(self._invoke(x[i : i + 1]), 1, source=str(self.path)) for i in range(n)]
+        return np.concatenate(rows, axis=0)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "module": self.version,
+            # LiteRT/TFLite apply the XNNPACK CPU delegate by default to float and int8 graphs
+            "delegate": "XNNPACK (default CPU delegate)",
+            "input": self._qin.describe(),
+            "output": self._qout.describe(),
+        }

@@ -1,0 +1,215 @@
+"""`load(path)` -> `Classifier`: any exported model file behind one small object.
+
+    clf = load("runs/cats/export/model_int8.tflite", threads=2)
+    clf.predict(bgr_frame)            # [("cat", 0.93), ("dog", 0.07)]
+    clf.probs(to_input(pixels, clf.contract))   # (N, C) float32, what eval/export/bench use
+
+The labels and preprocessing contract come from the file itself; the shared `to_pixels` /
+`to_input` turn frames into model input, written into buffers allocated once per classifier so
+the per-frame path allocates nothing beyond what OpenCV's resize and the backend need.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, check_threads, choose_backend
+from .contract import Contract
+from .errors import InputError
+from .metadata import model_kind, read_contract
+from .preprocess import to_input, to_pixels
+from .resolve import resolve_model
+
+Image = Any  # a BGR/gray/BGRA array of any dtype, a path, or encoded bytes
+Prediction = list[tuple[str, float]]
+
+
+class MetadataWarning(UserWarning):
+    """A model file carries no edgecnn contract; defaults (class_0..N-1, 0..255 RGB) are used."""
+
+
+class Classifier:
+    """One opened model file: preprocessing contract, labels and a backend.
+
+    Not thread-safe (it reuses its input buffers); open one per thread.
+    """
+
+    def __init__(self, backend: Backend, contract: Contract, path: Path) -> None:
+        self._backend = backend
+        self.contract = contract
+        self.path = path
+        self.labels: tuple[str, ...] = tuple(contract.labels)
+        h, w = contract.height, contract.width
+        self._pixels = np.empty((h, w, 3), dtype=np.uint8)
+        self._input = np.empty((1, h, w, 3), dtype=np.float32)
+        self._batch_input = np.empty((0, h, w, 3), dtype=np.float32)
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def threads(self) -> int:
+        return self._backend.threads
+
+    def describe(self) -> dict[str, Any]:
+        """Backend, module/version, delegate, threads: what a benchmark should record."""
+        return {"path": str(self.path), **self._backend.describe()}
+
+    def __repr__(self) -> str:
+        return (
+            f"Classifier({str(self.path)!r}, backend={self.backend!r}, "
+            f"labels={list(self.labels)}, input={self.contract.height}x{self.contract.width})"
+        )
+
+    # --- batches of model input ----------------------------------------------------------------
+
+    def probs(self, x: np.ndarray) -> np.ndarray:
+        """float32 (N, H, W, 3) model input (what `to_input` makes) -> float32 (N, C)."""
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x[None]
+        expected = (self.contract.height, self.contract.width, 3)
+        if x.ndim != 4 or x.shape[1:] != expected:
+            raise InputError(
+                f"{self.path}: expected model input of shape (N, {expected[0]}, {expected[1]}, 3), "
+                f"got {x.shape}"
+            )
+        if x.shape[0] == 0:
+            return np.zeros((0, self.num_classes), dtype=np.float32)
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        out = self._backend.run(x)
+        if out.shape[1] != self.num_classes:
+            raise InputError(
+                f"{self.path}: model gives {out.shape[1]} outputs but has {self.num_classes} labels"
+            )
+        return out
+
+    def probs_pixels(self, pixels: np.ndarray, *, batch: int = 32) -> np.ndarray:
+        """uint8 (N, H, W, 3) pixels from `load_pixels` -> float32 (N, C), `batch` at a time
+        so a large dataset is never converted to float all at once."""
+        pixels = np.asarray(pixels)
+        if pixels.ndim == 3:
+            pixels = pixels[None]
+        n = pixels.shape[0]
+        if n == 0:
+            return np.zeros((0, self.num_classes), dtype=np.float32)
+        batch = max(1, int(batch))
+        out = np.empty((n, self.num_classes), dtype=np.float32)
+        for start in range(0, n, batch):
+            chunk = pixels[start : start + batch]
+            x = self._batch_buffer(len(chunk))
+            to_input(chunk, self.contract, out=x)
+            out[start : start + len(chunk)] = self.probs(x)
+        return out
+
+    def _batch_buffer(self, n: int) -> np.ndarray:
+        if self._batch_input.shape[0] != n:
+            h, w = self.contract.height, self.contract.width
+            self._batch_input = np.empty((n, h, w, 3), dtype=np.float32)
+        return self._batch_input
+
+    # --- images ---------------------------------------------------------------------------------
+
+    def predict(self, image: Image, top_k: int | None = None) -> Prediction:
+        """One image (BGR frame of any size/channels/dtype, a path, or bytes) -> the top-k
+        `(label, score)` pairs, best first (all classes when top_k is None)."""
+        to_pixels(image, self.contract, out=self._pixels)
+        to_input(self._pixels, self.contract, out=self._input[0])
+        return self._top(self.probs(self._input)[0], top_k)
+
+    def predict_batch(self, images: Iterable[Image], top_k: int | None = None) -> list[Prediction]:
+        """Several images in one backend call -> one top-k list per image."""
+        images = list(images)
+        if not images:
+            return []
+        x = self._batch_buffer(len(images))
+        for i, image in enumerate(images):
+            to_pixels(image, self.contract, out=self._pixels)
+            to_input(self._pixels, self.contract, out=x[i])
+        return [self._top(row, top_k) for row in self.probs(x)]
+
+    def _top(self, probs: np.ndarray, top_k: int | None) -> Prediction:
+        k = self.num_classes if top_k is None else _check_top_k(top_k)
+        k = min(k, self.num_classes)
+        if k == 1:
+            order: Sequence[int] = [int(np.argmax(probs))]
+        else:
+            order = np.argsort(-probs, kind="stable")[:k]
+        return [(self.labels[i], float(probs[i])) for i in order]
+
+
+def _check_top_k(top_k: int) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise InputError(f"top_k must be a positive integer, got {top_k!r}")
+    return int(top_k)
+
+
+# --- load ----------------------------------------------------------------------------------------
+
+
+def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None) -> Classifier:
+    """Open a model file (`.tflite`, `.onnx`, `.keras`, or a run directory) for inference.
+
+    `backend` is "auto" (by file type and what is installed) or one of tflite/onnx/opencv/keras;
+    `threads` defaults to every core available to the process.  Labels and preprocessing come
+    from the file's embedded contract; a file without one gets class_0..N-1 and a warning.
+
+    Example:
+        >>> clf = load("runs/cats/export/model_int8.tflite", threads=2)  # doctest: +SKIP
+        >>> clf.predict("cat.jpg", top_k=1)  # doctest: +SKIP
+        [('cat', 0.97)]
+    """
+    threads = check_threads(threads)
+    path = resolve_model(path, backend=backend)
+    kind = model_kind(path)
+    backend_cls = choose_backend(kind, backend, path=path)
+    contract = read_contract(path)  # before opening: a corrupt .onnx fails here with one line
+    opened = backend_cls.open(path, threads=threads)
+    if contract is None:
+        contract = _assumed_contract(opened, path)
+    _check_fits(opened, contract, path)
+    return Classifier(opened, contract, path)
+
+
+def _assumed_contract(backend: Backend, path: Path) -> Contract:
+    h, w, _ = backend.input_shape
+    n = backend.num_classes
+    if not h or not w or not n:
+        raise InputError(
+            f"{path}: no edgecnn metadata in the file, and its input size/number of classes "
+            f"cannot be read (input {backend.input_shape}, classes {n})"
+        )
+    warnings.warn(
+        f"{path}: no edgecnn metadata; assuming labels class_0..class_{n - 1}, "
+        f"{h}x{w} RGB input with pixels 0..255",
+        MetadataWarning,
+        stacklevel=3,
+    )
+    return Contract.default(n, h, w)
+
+
+def _check_fits(backend: Backend, contract: Contract, path: Path) -> None:
+    """The embedded contract must describe the graph it sits in."""
+    h, w, _ = backend.input_shape
+    if (h and h != contract.height) or (w and w != contract.width):
+        raise InputError(
+            f"{path}: metadata says input {contract.height}x{contract.width} "
+            f"but the model takes {h}x{w}"
+        )
+    n = backend.num_classes
+    if n and n != contract.num_classes:
+        raise InputError(
+            f"{path}: metadata lists {contract.num_classes} labels but the model has {n} outputs"
+        )

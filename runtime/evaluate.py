@@ -1,0 +1,86 @@
+"""Accuracy of any opened model on a folder-per-class dataset (what `edgecnn eval` prints).
+
+Class folders are matched to the model's labels by name, so a model's class order never has to
+agree with the folder order.  A model without labels (class_0..N-1) is matched to the sorted
+folder names by index, the order `edgecnn train` uses.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from .classifier import Classifier
+from .dataset import Decoded, list_dataset, load_pixels
+from .errors import InputError
+from .metrics import classification_report
+
+
+def _has_assumed_labels(clf: Classifier) -> bool:
+    return bool(clf.contract.info.get("assumed")) or all(
+        label == f"class_{i}" for i, label in enumerate(clf.labels)
+    )
+
+
+def _decode_folder(clf: Classifier, root: str | os.PathLike, progress: bool | None
+                   ) -> tuple[Decoded, tuple[str, ...], str]:
+    if _has_assumed_labels(clf):
+        dataset = list_dataset(root)
+        if len(dataset.classes) > clf.num_classes:
+            raise InputError(
+                f"{root}: {len(dataset.classes)} class folders but the model has only "
+                f"{clf.num_classes} outputs"
+            )
+        names = tuple(dataset.classes) + clf.labels[len(dataset.classes) :]
+        source = "sorted folder names (the model file has no labels)"
+    else:
+        dataset = list_dataset(root, classes=clf.labels)
+        names = clf.labels
+        source = "model"
+    decoded = load_pixels(dataset, clf.contract, desc="decoding", progress=progress)
+    return decoded, names, source
+
+
+def evaluate(
+    clf: Classifier,
+    data: str | os.PathLike | Decoded,
+    *,
+    batch: int = 32,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Classify every image of `data` (a class-per-folder directory, or pixels already decoded
+    with this model's contract) and report accuracy, per-class precision/recall/F1 and the
+    confusion matrix, plus the files that could not be decoded and why.
+
+    Example:
+        >>> report = evaluate(load("model.onnx"), "data/test")  # doctest: +SKIP
+        >>> report["accuracy"], report["confusion_matrix"]  # doctest: +SKIP
+        (0.95, [[48, 2], [3, 47]])
+    """
+    if isinstance(data, Decoded):
+        decoded, names, source, root = data, clf.labels, "model", None
+        expected = (clf.contract.height, clf.contract.width, 3)
+        if decoded.pixels.shape[1:] != expected:
+            raise InputError(
+                f"decoded pixels have shape {decoded.pixels.shape[1:]}, the model takes {expected}"
+            )
+    else:
+        root = data
+        decoded, names, source = _decode_folder(clf, data, progress)
+    start = time.perf_counter()
+    probs = clf.probs_pixels(decoded.pixels, batch=batch)
+    seconds = time.perf_counter() - start
+    predicted = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    report = classification_report(decoded.targets, predicted, names)
+    return {
+        **report,
+        "model": str(clf.path),
+        "backend": clf.backend,
+        "data": None if root is None else str(root),
+        "label_source": source,
+        "inference_seconds": round(seconds, 4),
+        "skipped": [{"path": str(p), "reason": r} for p, r in decoded.skipped],
+    }

@@ -1,0 +1,51 @@
+"""MODEL arguments: a model file, or a run directory standing for the best artifact in it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import InputError
+from .metadata import MODEL_SUFFIXES, model_kind
+
+# Best first: what goes onto a device.  Paths relative to a run directory; an export folder
+# given directly is searched without the `export/` prefix.
+RUN_ARTIFACTS = (
+    "export/model_int8.tflite",
+    "export/model_fp32.tflite",
+    "export/model.onnx",
+    "model.keras",
+)
+# What a specific backend can run, best first, when MODEL is a directory.
+_BACKEND_ARTIFACTS = {
+    "tflite": ("export/model_int8.tflite", "export/model_fp32.tflite",
+               "export/model_fp16.tflite", "export/model_drq.tflite"),
+    "onnx": ("export/model.onnx", "export/model_int8.onnx"),
+    "opencv": ("export/model.onnx", "export/model_int8.onnx"),
+    "keras": ("model.keras",),
+}
+
+
+def resolve_model(path: str | os.PathLike, *, backend: str = "auto") -> Path:
+    """The model file `path` names: the file itself, or for a run directory its best artifact
+    (int8 TFLite, else fp32 TFLite, else ONNX, else Keras; limited to what `backend` runs).
+
+    Raises InputError for a missing path, an unknown extension or a directory with no model.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_file():
+        model_kind(path)  # validates the extension
+        return path
+    candidates = _BACKEND_ARTIFACTS.get(backend, RUN_ARTIFACTS)
+    for rel in candidates:
+        # a run dir, or its export/ folder given directly
+        for candidate in (path / rel, path / Path(rel).name):
+            if candidate.is_file():
+                return candidate
+    expected = ", ".join(candidates)
+    raise InputError(
+        f"{path}: no model file found in this directory (expected one of {expected}; "
+        f"or pass a {'/'.join(MODEL_SUFFIXES)} file)"
+    )
