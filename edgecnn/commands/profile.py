@@ -1,15 +1,30 @@
-"""`edgecnn profile` (not implemented yet)."""
+"""`edgecnn profile MODEL`: parameters, MACs, memory and quantisation error per layer."""
 
 from __future__ import annotations
 
 import argparse
-
-from edgecnn.runtime.errors import InputError
+import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("model", metavar="MODEL", help=".tflite, .onnx, .keras file or a run directory")
+    parser.add_argument("--data", metavar="DIR",
+                        help="class-folder images to measure int8 error on (default: the run's data)")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                        help="write the profile as JSON to FILE (or stdout with no FILE)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise InputError("'profile' is not implemented yet")
+    from pathlib import Path
+
+    from edgecnn.bench_report import _atomic_write
+    from edgecnn.profile import profile, render, resolve_profile_target
+
+    report = profile(resolve_profile_target(Path(args.model)), data=args.data)
+    if args.json == "-":
+        print(json.dumps(report, indent=2))
+        return 0
+    print(render(report))
+    if args.json:
+        _atomic_write(args.json, json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,0 +1,483 @@
+"""What a model costs, layer by layer: parameters, MACs, weight bytes, activation memory.
+
+    from edgecnn.profile import profile
+    report = profile("runs/cvd-edge/export/model_int8.tflite")
+    report["total"]["macs"], report["float_ops"], report["quant_error"]
+
+`.tflite` files are read as flatbuffers with the schema LiteRT ships (no TensorFlow); `.onnx`
+with the `onnx` package; `.keras` with Keras.  Peak activation memory is the largest sum of
+live intermediate tensors while the operators run in file order (batch 1).  For quantised files
+it lists the operators left in float and the per-layer quantisation error: taken from the run's
+export.json when export recorded it, else measured here by running the float and int8 TFLite
+files side by side on a few images and comparing every intermediate tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.runtime.errors import InputError, MissingDependencyError
+from edgecnn.runtime.metadata import model_kind, read_contract
+
+QUANT_ERROR_IMAGES = 8
+_ITEMSIZE = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT8": 1, "INT64": 8,
+             "BOOL": 1, "INT16": 2, "FLOAT64": 8, "UINT32": 4, "INT4": 1}
+_FLOAT = ("FLOAT32", "FLOAT16", "FLOAT64")
+# Ops whose int32 constants are biases (parameters); elsewhere int32 constants are shapes/axes.
+_WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
+
+
+def profile(path: str | os.PathLike, *, data: str | os.PathLike | None = None) -> dict:
+    """Per-layer and total cost of a model file; see the module docstring for what is in it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file")
+    kind = model_kind(path)
+    if kind == "tflite":
+        report = _profile_tflite(path)
+    elif kind == "onnx":
+        report = _profile_onnx(path)
+    else:
+        report = _profile_keras(path)
+    report.update(model=str(path), format=kind, file_bytes=path.stat().st_size)
+    layers = report["layers"]
+    report["total"] = {
+        "params": int(sum(r["params"] for r in layers)),
+        "macs": int(sum(r["macs"] for r in layers)),
+        "weight_bytes": int(report.pop("weight_bytes")),
+        "peak_activation_bytes": int(report.pop("peak_activation_bytes")),
+        "layers": len(layers),
+    }
+    if report.get("quantized"):
+        report["quant_error"], report["quant_error_source"] = _quant_error(path, data)
+    return report
+
+
+def resolve_profile_target(path: Path) -> Path:
+    """A model file as given; for a run directory its deployment artifact (int8 TFLite first)."""
+    from edgecnn.runtime.resolve import resolve_model
+
+    return resolve_model(path)
+
+
+# --- TFLite ------------------------------------------------------------------------------------
+
+
+def _tflite_schema():
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        try:
+            from tensorflow.lite.python import schema_py_generated as schema
+        except ImportError:
+            raise MissingDependencyError("ai-edge-litert", "tflite", "reading .tflite files") from None
+    return schema
+
+
+def _enum_names(cls) -> dict[int, str]:
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _prod(shape) -> int:
+    return int(np.prod([max(1, int(d)) for d in shape])) if len(shape) else 1
+
+
+def _tflite_macs(op: str, tensors: list, inputs: list[int], outputs: list[int]) -> int:
+    """Multiply-accumulates of one operator at batch 1 (0 for element-wise/other ops)."""
+    if not outputs or outputs[0] < 0:
+        return 0
+    out = list(tensors[outputs[0]].shape)
+    out_elems = _prod(out[1:]) if len(out) > 1 else _prod(out)
+    w = tensors[inputs[1]].shape if len(inputs) > 1 and inputs[1] >= 0 else None
+    if w is None:
+        return 0
+    if op == "CONV_2D":  # filter [O, KH, KW, I]
+        return out_elems * int(w[1]) * int(w[2]) * int(w[3])
+    if op == "DEPTHWISE_CONV_2D":  # filter [1, KH, KW, O]
+        return out_elems * int(w[1]) * int(w[2])
+    if op == "FULLY_CONNECTED":  # filter [O, I]
+        return out_elems * int(w[-1])
+    if op == "BATCH_MATMUL":
+        return out_elems * int(tensors[inputs[0]].shape[-1])
+    return 0
+
+
+def _peak_activation(n_ops: int, sizes: dict[int, int], produced: dict[int, int],
+                     last_use: dict[int, int]) -> int:
+    """Largest total of intermediate tensors alive at once when ops run in order."""
+    peak = 0
+    for i in range(n_ops):
+        live = sum(b for t, b in sizes.items() if produced.get(t, -1) <= i <= last_use.get(t, n_ops))
+        peak = max(peak, live)
+    return peak
+
+
+def _profile_tflite(path: Path) -> dict:
+    schema = _tflite_schema()
+    buf = path.read_bytes()
+    try:
+        model = schema.ModelT.InitFromPackedBuf(buf, 0)
+    except Exception as e:  # a corrupt flatbuffer raises anything from struct/IndexError up
+        raise InputError(f"{path}: not a readable .tflite flatbuffer ({type(e).__name__})") from None
+    if not model.subgraphs:
+        raise InputError(f"{path}: .tflite file has no subgraph")
+    op_names = _enum_names(schema.BuiltinOperator)
+    type_names = _enum_names(schema.TensorType)
+    g = model.subgraphs[0]
+    tensors = g.tensors or []
+
+    def is_const(t) -> bool:
+        b = model.buffers[t.buffer] if t.buffer is not None and t.buffer < len(model.buffers) else None
+        return b is not None and ((b.data is not None and len(b.data) > 0) or (b.offset or 0) > 1)
+
+    def dtype(t) -> str:
+        return type_names.get(t.type, str(t.type))
+
+    def nbytes(t) -> int:
+        return _prod(t.shape if t.shape is not None else []) * _ITEMSIZE.get(dtype(t), 4)
+
+    const = {i for i, t in enumerate(tensors) if is_const(t)}
+    layers, produced, last_use, float_ops = [], {}, {}, []
+    quantized = any(dtype(tensors[i]) in ("INT8", "UINT8", "INT16") for i in range(len(tensors)) if i not in const)
+    for idx, op in enumerate(g.operators or []):
+        code = model.operatorCodes[op.opcodeIndex]
+        name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+        if name == "CUSTOM" and code.customCode:
+            name = f"CUSTOM:{code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode}"
+        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+        outs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
+        for t in ins:
+            if t >= 0 and t not in const:
+                last_use[t] = idx
+        for t in outs:
+            produced[t] = idx
+        weights = [t for t in ins if t >= 0 and t in const
+                   and (name in _WEIGHTED_OPS or dtype(tensors[t]) not in ("INT32", "INT64"))]
+        out_t = tensors[outs[0]] if outs else None
+        layer = {
+            "index": idx,
+            "name": _decode(out_t.name) if out_t is not None else "",
+            "op": name,
+            "output_shape": [int(d) for d in out_t.shape] if out_t is not None and out_t.shape is not None else [],
+            "dtype": dtype(out_t) if out_t is not None else "",
+            "params": sum(_prod(tensors[t].shape if tensors[t].shape is not None else []) for t in weights),
+            "weight_bytes": sum(nbytes(tensors[t]) for t in weights),
+            "macs": _tflite_macs(name, tensors, ins, outs),
+        }
+        layers.append(layer)
+        moving = [t for t in ins + outs if t >= 0 and t not in const]
+        if quantized and any(dtype(tensors[t]) in _FLOAT for t in moving):
+            boundary = name in ("QUANTIZE", "DEQUANTIZE")
+            float_ops.append({"index": idx, "op": name, "name": layer["name"],
+                              "why": "input/output conversion" if boundary else "computes in float"})
+    for t in list(g.outputs if g.outputs is not None else []):
+        last_use[int(t)] = len(layers)
+    sizes = {i: nbytes(t) for i, t in enumerate(tensors) if i not in const}
+    for t in g.inputs if g.inputs is not None else []:
+        produced[int(t)] = -1
+    return {
+        "layers": layers,
+        "weight_bytes": sum(nbytes(tensors[i]) for i in const),
+        "peak_activation_bytes": _peak_activation(len(layers), sizes, produced, last_use),
+        "quantized": quantized,
+        "float_ops": float_ops if quantized else [],
+    }
+
+
+def _decode(name) -> str:
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "")
+
+
+# --- ONNX ----------------------------------------------------------------------------------
+
+
+def _profile_onnx(path: Path) -> dict:
+    try:
+        import onnx
+        from onnx import numpy_helper, shape_inference
+    except ImportError:
+        raise MissingDependencyError("onnx", "export", "profiling .onnx files") from None
+    try:
+        model = shape_inference.infer_shapes(onnx.load(str(path)))
+    except Exception as e:  # onnx raises DecodeError/ValidationError/... for bad files
+        raise InputError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+    g = model.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    shapes, dtypes = {}, {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        tt = vi.type.tensor_type
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in tt.shape.dim]
+        dtypes[vi.name] = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.float32
+    producer = {o: n for n in g.node for o in n.output}
+    quantized = any(n.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger") for n in g.node)
+    layers, float_ops, produced, last_use = [], [], {}, {}
+    for idx, node in enumerate(g.node):
+        weights = [i for i in node.input if i in inits and inits[i].dtype != np.int64]
+        out = node.output[0] if node.output else ""
+        layers.append({
+            "index": idx, "name": node.name or out, "op": node.op_type,
+            "output_shape": shapes.get(out, []), "dtype": str(np.dtype(dtypes.get(out, np.float32))),
+            "params": int(sum(inits[w].size for w in weights)),
+            "weight_bytes": int(sum(inits[w].nbytes for w in weights)),
+            "macs": _onnx_macs(node, inits, shapes),
+        })
+        for i in node.input:
+            if i and i not in inits:
+                last_use[i] = idx
+        for o in node.output:
+            produced[o] = idx
+        if quantized and node.op_type not in ("QuantizeLinear", "DequantizeLinear") and node.op_type != "Constant":
+            feeds = [producer.get(i) for i in node.input if i and i not in inits]
+            if any(f is None or f.op_type != "DequantizeLinear" for f in feeds):
+                float_ops.append({"index": idx, "op": node.op_type, "name": node.name or out,
+                                  "why": "input not from DequantizeLinear"})
+    for o in g.output:
+        last_use[o.name] = len(layers)
+    for i in g.input:
+        produced[i.name] = -1
+    sizes = {n: _prod(s) * np.dtype(dtypes.get(n, np.float32)).itemsize for n, s in shapes.items() if n not in inits}
+    return {
+        "layers": layers,
+        "weight_bytes": int(sum(a.nbytes for a in inits.values())),
+        "peak_activation_bytes": _peak_activation(len(layers), sizes, produced, last_use),
+        "quantized": quantized,
+        "float_ops": float_ops,
+    }
+
+
+def _onnx_macs(node, inits: dict, shapes: dict) -> int:
+    out = shapes.get(node.output[0], []) if node.output else []
+    out_elems = _prod(out[1:]) if len(out) > 1 else _prod(out)
+    w = inits.get(node.input[1]) if len(node.input) > 1 else None
+    if node.op_type in ("Conv", "QLinearConv", "ConvInteger") and w is not None:  # [O, I/g, KH, KW]
+        return out_elems * _prod(w.shape[1:])
+    if node.op_type in ("Gemm", "MatMul", "MatMulInteger") and w is not None:
+        return out_elems * int(w.shape[0])
+    return 0
+
+
+# --- Keras ---------------------------------------------------------------------------------
+
+
+def _profile_keras(path: Path) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras
+    except ImportError:
+        raise MissingDependencyError("keras", "train", "profiling .keras files") from None
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for a bad archive
+        raise InputError(f"{path}: not a loadable Keras model ({type(e).__name__}: {e})") from None
+    layers, tensor_bytes, produced, last_use = [], {}, {}, {}
+    flatten = keras.tree.flatten
+    for idx, layer in enumerate(model.layers):
+        try:
+            ins, outs = flatten(layer.input), flatten(layer.output)
+        except (AttributeError, ValueError):  # shared layers have no single input/output
+            ins, outs = [], []
+        for t in ins:
+            last_use[id(t)] = idx
+            tensor_bytes.setdefault(id(t), _prod(t.shape[1:]) * np.dtype(t.dtype).itemsize)
+            produced.setdefault(id(t), -1)
+        for t in outs:
+            produced[id(t)] = idx
+            tensor_bytes[id(t)] = _prod(t.shape[1:]) * np.dtype(t.dtype).itemsize
+        layers.append({
+            "index": idx, "name": layer.name, "op": type(layer).__name__,
+            "output_shape": [int(d) if d is not None else 1 for d in (outs[0].shape if outs else [])],
+            "dtype": str(outs[0].dtype) if outs else "",
+            "params": int(layer.count_params()),
+            "weight_bytes": int(sum(np.prod(w.shape) * np.dtype(w.dtype).itemsize for w in layer.weights)),
+            "macs": _keras_macs(layer, ins, outs),
+        })
+    for t in flatten(model.output):
+        last_use[id(t)] = len(layers)
+    return {
+        "layers": layers,
+        "weight_bytes": int(sum(r["weight_bytes"] for r in layers)),
+        "peak_activation_bytes": _peak_activation(len(layers), tensor_bytes, produced, last_use),
+        "quantized": False,
+        "float_ops": [],
+    }
+
+
+def _keras_macs(layer, ins: list, outs: list) -> int:
+    if not ins or not outs:
+        return 0
+    kind = type(layer).__name__
+    out_elems = _prod(outs[0].shape[1:])
+    in_c = int(ins[0].shape[-1] or 1)
+    if kind in ("Conv2D", "Conv1D", "Conv3D"):
+        return out_elems * _prod(layer.kernel_size) * in_c // max(1, getattr(layer, "groups", 1))
+    if kind in ("DepthwiseConv2D", "DepthwiseConv1D"):
+        return out_elems * _prod(layer.kernel_size)
+    if kind in ("SeparableConv2D", "SeparableConv1D"):
+        spatial = _prod(outs[0].shape[1:-1])
+        return spatial * in_c * layer.depth_multiplier * (_prod(layer.kernel_size) + int(outs[0].shape[-1]))
+    if kind == "Dense":
+        return out_elems * in_c
+    return 0
+
+
+# --- quantisation error ----------------------------------------------------------------------
+
+
+def _quant_error(path: Path, data: str | os.PathLike | None) -> tuple[list[dict] | None, str]:
+    """Per-layer error of an int8 file: export.json's record, else measured against fp32."""
+    from_export = _quant_error_from_export(path)
+    if from_export is not None:
+        return from_export, f"{path.parent / 'export.json'}"
+    if path.suffix != ".tflite":
+        return None, "not recorded in export.json (measured only for .tflite)"
+    fp32 = path.with_name("model_fp32.tflite")
+    if not fp32.is_file():
+        return None, f"not recorded in export.json and no {fp32.name} beside the file to compare with"
+    images = _calibration_images(path, data)
+    if images is None:
+        return None, "not recorded in export.json; give --data DIR to measure it"
+    return _measure_tflite_error(fp32, path, images), f"measured vs {fp32.name} on {len(images)} images"
+
+
+def _quant_error_from_export(path: Path) -> list[dict] | None:
+    manifest = path.parent / "export.json"
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    arts = doc.get("artifacts", {})
+    entry = arts.get(path.name) if isinstance(arts, dict) else next(
+        (a for a in arts if isinstance(a, dict) and Path(str(a.get("file", a.get("path", "")))).name == path.name), None)
+    if not isinstance(entry, dict):
+        return None
+    for key, value in entry.items():
+        if "layer" in key and isinstance(value, list) and value:
+            return value
+    return None
+
+
+def _calibration_images(path: Path, data: str | os.PathLike | None) -> np.ndarray | None:
+    """A few images at model resolution: from --data, else the run's recorded data folder."""
+    from edgecnn.runtime.dataset import list_dataset, load_pixels
+
+    contract = read_contract(path)
+    if contract is None:
+        return None
+    candidates = [data] if data else [contract.info.get(k) for k in ("val_dir", "data_dir")]
+    for folder in candidates:
+        if folder and Path(folder).is_dir():
+            ds = list_dataset(folder, classes=contract.labels)
+            ds = ds.stratified_sample(min(QUANT_ERROR_IMAGES, len(ds)), 0)
+            return load_pixels(ds, contract, progress=False).pixels
+    if data:
+        raise InputError(f"{data}: no such folder")
+    return None
+
+
+def _interpreter(path: Path):
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:
+        raise MissingDependencyError("ai-edge-litert", "tflite", "measuring quantisation error") from None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # preserve_all_tensors warns that it is for debugging: it is
+        it = Interpreter(str(path), experimental_preserve_all_tensors=True,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    return it
+
+
+def _feed(it, pixels: np.ndarray) -> None:
+    d = it.get_input_details()[0]
+    x = pixels[None].astype(np.float32)
+    scale, zero = d["quantization"]
+    if d["dtype"] != np.float32 and scale:
+        x = np.clip(np.round(x / scale + zero), np.iinfo(d["dtype"]).min, np.iinfo(d["dtype"]).max)
+    it.set_tensor(d["index"], x.astype(d["dtype"]))
+    it.invoke()
+
+
+def _read(it, detail: dict) -> np.ndarray:
+    x = it.get_tensor(detail["index"]).astype(np.float32)
+    scale, zero = detail["quantization"]
+    return (x - zero) * scale if scale else x
+
+
+def _measure_tflite_error(fp32: Path, int8: Path, images: np.ndarray) -> list[dict]:
+    """Relative RMS error (RMS(int8 - float) / RMS(float)) of every op output both files share."""
+    f_it, q_it = _interpreter(fp32), _interpreter(int8)
+    f_by_name = {d["name"]: d for d in f_it.get_tensor_details()}
+    pairs = []
+    for op in q_it._get_ops_details():
+        for t in op["outputs"]:
+            qd = q_it.get_tensor_details()[t]
+            fd = f_by_name.get(qd["name"])
+            if fd is not None and tuple(fd["shape"]) == tuple(qd["shape"]):
+                pairs.append((op, qd, fd))
+    err = {id(p[1]): [0.0, 0.0] for p in pairs}
+    for img in images:
+        _feed(f_it, img)
+        _feed(q_it, img)
+        for _, qd, fd in pairs:
+            ref = _read(f_it, fd)
+            diff = _read(q_it, qd) - ref
+            err[id(qd)][0] += float(np.mean(diff**2))
+            err[id(qd)][1] += float(np.mean(ref**2))
+    out = []
+    for op, qd, _ in pairs:
+        num, den = err[id(qd)]
+        out.append({"index": int(op["index"]), "op": op["op_name"], "name": qd["name"],
+                    "relative_rmse": float(np.sqrt(num / den)) if den > 0 else 0.0})
+    return out
+
+
+# --- printing ------------------------------------------------------------------------------
+
+
+def _fmt_count(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit, size in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def render(report: dict) -> str:
+    """The profile as a terminal table plus totals, float ops and quantisation error."""
+    header = ["#", "op", "name", "output", "dtype", "params", "MACs", "weights"]
+    rows = [[str(r["index"]), r["op"], r["name"][:48], "x".join(str(d) for d in r["output_shape"]),
+             r["dtype"], _fmt_count(r["params"]), _fmt_count(r["macs"]), _fmt_bytes(r["weight_bytes"])]
+            for r in report["layers"]]
+    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    t = report["total"]
+    lines += [
+        "",
+        f"{report['model']} ({report['format']}, {_fmt_bytes(report['file_bytes'])} on disk)",
+        f"total: {t['layers']} layers, {t['params']:,} parameters, {t['macs']:,} MACs per image, "
+        f"{_fmt_bytes(t['weight_bytes'])} of weights, peak activations {_fmt_bytes(t['peak_activation_bytes'])}",
+    ]
+    if report.get("quantized"):
+        compute = [f for f in report["float_ops"] if f["why"] != "input/output conversion"]
+        boundary = len(report["float_ops"]) - len(compute)
+        lines.append(f"ops left in float: {len(compute)}" + (f" (+{boundary} input/output conversions)" if boundary else ""))
+        lines += [f"  #{f['index']} {f['op']} {f['name']}" for f in compute]
+        qe = report.get("quant_error")
+        lines.append(f"per-layer quantisation error ({report.get('quant_error_source')}):")
+        for e in qe or []:
+            value = e.get("relative_rmse", e.get("error"))
+            shown = f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+            lines.append(f"  #{e.get('index', '?')} {e.get('op', '')} {str(e.get('name', ''))[:48]}  {shown}")
+    return "\n".join(lines)
