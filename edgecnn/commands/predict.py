@@ -1,15 +1,66 @@
-"""`edgecnn predict` (not implemented yet)."""
+"""`edgecnn predict MODEL IMAGE...`: classify image files with any model file, no TensorFlow
+needed for .tflite/.onnx.  Labels come from the model file itself."""
 
 from __future__ import annotations
 
 import argparse
-
-from edgecnn.runtime.errors import InputError
+import json
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    from edgecnn.runtime.backends import BACKEND_CHOICES
+
+    parser.add_argument("model", metavar="MODEL",
+                        help=".tflite, .onnx or .keras file, or a run directory")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                        help="inference backend (default: auto, by file type)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--top-k", type=int, default=3, help="labels shown per image (default 3)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise InputError("'predict' is not implemented yet")
+    import numpy as np
+
+    from edgecnn.commands._runtime_cli import load_reporting_warnings
+    from edgecnn.runtime import InputError, to_pixels
+
+    if args.top_k < 1:
+        raise InputError(f"--top-k must be at least 1, got {args.top_k}")
+    clf = load_reporting_warnings(args.model, backend=args.backend, threads=args.threads,
+                                  command="predict")
+    c = clf.contract
+    pixels = np.empty((len(args.images), c.height, c.width, 3), dtype=np.uint8)
+    for i, image in enumerate(args.images):  # any undecodable image stops here, nothing printed
+        to_pixels(image, c, out=pixels[i])
+    probs = clf.probs_pixels(pixels)
+    k = min(args.top_k, clf.num_classes)
+    results = []
+    for image, row in zip(args.images, probs):
+        order = np.argsort(-row, kind="stable")[:k]
+        results.append({
+            "image": image,
+            "predictions": [{"label": clf.labels[j], "score": float(row[j])} for j in order],
+        })
+    if args.json:
+        doc = {"model": str(clf.path), "backend": clf.backend, "labels": list(clf.labels),
+               "results": results}
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(_table(results, k))
+    return 0
+
+
+def _table(results: list[dict], k: int) -> str:
+    width = max(5, *(len(r["image"]) for r in results))
+    head = f"{'image':<{width}}  " + "  ".join(
+        f"{'top-' + str(i + 1):<{16}}{'score':>6}" for i in range(k)
+    )
+    lines = [head.rstrip()]
+    for r in results:
+        cells = "  ".join(f"{p['label'][:16]:<16}{p['score']:6.3f}" for p in r["predictions"])
+        lines.append(f"{r['image']:<{width}}  {cells}")
+    return "\n".join(lines)

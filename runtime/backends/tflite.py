@@ -9,9 +9,14 @@ outputs dequantised with the tensor's own scale and zero point, so callers alway
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,37 @@ def find_interpreter() -> tuple[Any, str]:
             version = "?"
         return module.Interpreter, f"{top} {version}"
     raise MissingDependencyError("ai-edge-litert (LiteRT)", "tflite", "running .tflite files")
+
+
+@contextlib.contextmanager
+def _drop_native_info_lines() -> Iterator[None]:
+    """Hide the interpreter's C++ "INFO: Created TensorFlow Lite XNNPACK delegate" line.
+
+    LiteRT writes it straight to file descriptor 2 on every Interpreter (no log-level switch
+    reaches it), which breaks the CLI's one-line errors and clutters live output.  Everything
+    else the native code writes meanwhile (warnings, errors) is passed on to stderr.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (embedded interpreters): nothing to filter
+        yield
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [
+                line for line in capture.read().decode("utf-8", "replace").splitlines(True)
+                if not line.startswith("INFO: ")
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 class _Quant:
@@ -108,8 +144,9 @@ class TFLiteBackend(Backend):
             raise InputError(f"{path}: not a TFLite flatbuffer (corrupt, truncated or another format)")
         interpreter_cls, module = find_interpreter()
         try:
-            it = interpreter_cls(model_path=str(path), num_threads=threads)
-            it.allocate_tensors()
+            with _drop_native_info_lines():
+                it = interpreter_cls(model_path=str(path), num_threads=threads)
+                it.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"{path}: cannot load TFLite model ({reason})") from None
