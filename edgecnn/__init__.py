@@ -19,6 +19,9 @@ def __getattr__(name: str):
     if name == "train":
         from edgecnn.train import train
 
+        # Importing the submodule edgecnn.train binds the module to this name; rebind the function
+        # so `from edgecnn import train` always gives the function.
+        globals()["train"] = train
         return train
     if name == "Run":
         from edgecnn.train import Run

@@ -58,12 +58,16 @@ class Augment:
 class Splits:
     """Decoded train/validation data, plus everything the run's report needs to say about it."""
 
-    classes: tuple[str, ...]
+    contract: Contract
     train: Decoded
     val: Decoded
     fingerprint: str
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.contract.labels
 
     def class_weights(self) -> dict[int, float] | None:
         """Balanced weights `n / (k * count)` when the training classes are imbalanced."""
@@ -76,14 +80,17 @@ class Splits:
 
 def prepare(
     data_dir: str | os.PathLike,
-    contract: Contract,
     *,
+    img_size: int,
     val_dir: str | os.PathLike | None = None,
     val_split: float = 0.2,
     seed: int = 0,
     progress: bool | None = None,
 ) -> Splits:
-    """List, split, screen and decode the training data (see the module docstring).
+    """List, split, screen and decode the training data at `img_size` (see the module docstring).
+
+    The returned `Splits.contract` is the preprocessing contract (labels = sorted class folders)
+    that the data was decoded with, and that the trained model will carry.
 
     Raises InputError for anything that makes training impossible: a missing folder, fewer than
     2 classes, an empty class, no decodable image, or a class left with no usable image.
@@ -98,22 +105,18 @@ def prepare(
     fingerprint = _fingerprint(train_set, val_set)
     train_set, small_train = screen_small(train_set)
     val_set, small_val = screen_small(val_set)
-    contract = contract if contract.labels == train_set.classes else _relabel(contract, train_set)
+    contract = Contract(labels=train_set.classes, height=img_size, width=img_size)
     train = load_pixels(train_set, contract, desc="decoding train", progress=progress)
     val = load_pixels(val_set, contract, desc="decoding val", progress=progress)
     _require_every_class(train, train_set.classes, "training")
     return Splits(
-        classes=train_set.classes,
+        contract=contract,
         train=train,
         val=val,
         fingerprint=fingerprint,
         skipped=[*small_train, *train.skipped, *small_val, *val.skipped],
         source=source,
     )
-
-
-def _relabel(contract: Contract, dataset: Dataset) -> Contract:
-    return Contract(**{**contract._fields(), "labels": dataset.classes})
 
 
 def _fingerprint(train: Dataset, val: Dataset) -> str:

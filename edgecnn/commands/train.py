@@ -1,15 +1,73 @@
-"""`edgecnn train` (not implemented yet)."""
+"""`edgecnn train DATA_DIR`: a thin layer over `edgecnn.train.train`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from edgecnn.runtime.errors import InputError
+STRATEGY_CHOICES = ("default", "mirrored", "multiworker")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    from edgecnn.models import ARCHITECTURES, DEFAULT_ARCH
+
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class")
+    val = parser.add_mutually_exclusive_group()
+    val.add_argument("--val-dir", metavar="DIR", help="validation folder with the same classes")
+    val.add_argument(
+        "--val-split",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="fraction of every class held out for validation, seeded (default 0.2)",
+    )
+    parser.add_argument(
+        "--arch",
+        default=DEFAULT_ARCH,
+        choices=sorted(ARCHITECTURES),
+        help=f"architecture (default {DEFAULT_ARCH})",
+    )
+    parser.add_argument("--img-size", type=int, metavar="N", help="input size (default per arch)")
+    parser.add_argument("--epochs", type=int, default=30, metavar="N", help="maximum epochs (30)")
+    parser.add_argument("--batch", type=int, default=32, metavar="N", help="batch size (32)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (0)")
+    parser.add_argument("--out", metavar="DIR", help="run folder (default runs/<data>-<arch>-<n>)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run in --out"
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing run in --out")
+    parser.add_argument(
+        "--strategy",
+        default="default",
+        choices=STRATEGY_CHOICES,
+        help="tf.distribute strategy (mirrored: all local devices; multiworker: TF_CONFIG)",
+    )
+    parser.add_argument("--weights", metavar="PATH", help="local weights file to start from")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise InputError("'train' is not implemented yet")
+    from edgecnn.train import TrainingInterrupted, train
+
+    try:
+        result = train(
+            args.data_dir,
+            val_dir=args.val_dir,
+            val_split=args.val_split,
+            arch=args.arch,
+            img_size=args.img_size,
+            epochs=args.epochs,
+            batch=args.batch,
+            seed=args.seed,
+            out=args.out,
+            resume=args.resume,
+            force=args.force,
+            strategy=args.strategy,
+            weights=args.weights,
+            progress=not args.quiet,
+        )
+    except TrainingInterrupted as e:
+        print(f"edgecnn train: {e.message}", file=sys.stderr)
+        return 130
+    print(result.path)
+    return 0

@@ -1,0 +1,615 @@
+"""Training: a folder of labelled photos -> a run directory with a Keras model and its report.
+
+    from edgecnn import train
+    run = train("photos/", arch="edge", epochs=30)
+    run.model_path            # runs/photos-edge-1/model.keras
+    run.metrics["val_accuracy"]
+
+The story of one run:
+
+1. data   decode every image once with the shared contract (`edgecnn.data.prepare`), skipping
+          and listing what cannot be used; split off validation.
+2. model  `edgecnn.models.build_model(arch)` under a `tf.distribute` strategy.
+3. fit    seeded tf.data augmentation pipeline, cosine learning-rate schedule with warm-up, early
+          stopping on validation accuracy, balanced class weights when folders are imbalanced,
+          and a checkpoint after every epoch (`checkpoint/`), so Ctrl-C or a crash loses at most
+          one epoch and `resume=True` continues exactly where it stopped.
+4. report the best epoch's weights become `model.keras` (the inference model: no augmentation,
+          no optimizer; the contract is inside it as the zip entry `edgecnn.json`), plus
+          `labels.txt`, `edgecnn.json`, `history.csv`, `training.png`, `metrics.json`,
+          `confusion.png`.  `checkpoint/` is removed once the run is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn import __version__
+from edgecnn.data import Augment, Splits, eval_dataset, prepare, steps_per_epoch, train_dataset
+from edgecnn.models import DEFAULT_ARCH, build_model, get_architecture, resolve_img_size
+from edgecnn.runtime.contract import Contract
+from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.metadata import CONTRACT_FILE, LABELS_FILE
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+CHECKPOINT_DIR = "checkpoint"
+HISTORY_FIELDS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "epoch_seconds",
+)
+DEFAULT_EPOCHS = 30
+DEFAULT_BATCH = 32
+DEFAULT_PATIENCE = 8
+_GENERIC_FOLDER_NAMES = {"train", "training", "training_set", "data", "images", "photos"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished training run: its folder, the inference model and the preprocessing contract."""
+
+    path: Path
+    model_path: Path
+    contract: Contract
+    metrics: dict[str, Any] = field(default_factory=dict, compare=False)
+    history: tuple[dict[str, float], ...] = field(default=(), compare=False)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says what was saved and how to resume."""
+
+    def __init__(self, message: str, path: Path | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+@dataclass(frozen=True)
+class _Config:
+    """What a run was started with; stored in the checkpoint so `resume` continues the same run."""
+
+    data_dir: str
+    val_dir: str | None
+    val_split: float | None
+    arch: str
+    img_size: int
+    batch: int
+    seed: int
+    weights: str | None
+    patience: int
+
+
+def train(
+    data_dir: str | os.PathLike,
+    *,
+    val_dir: str | os.PathLike | None = None,
+    val_split: float = 0.2,
+    arch: str = DEFAULT_ARCH,
+    img_size: int | None = None,
+    epochs: int = DEFAULT_EPOCHS,
+    batch: int = DEFAULT_BATCH,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    force: bool = False,
+    strategy: str = "default",
+    weights: str | os.PathLike | None = None,
+    progress: bool = True,
+    patience: int = DEFAULT_PATIENCE,
+    augment: Augment | None = None,
+    callbacks: list | None = None,
+) -> Run:
+    """Train `arch` on the folder-per-class images in `data_dir`; returns the finished `Run`.
+
+    Validation comes from `val_dir` if given, else a seeded stratified `val_split` of
+    `data_dir`.  `out` defaults to `runs/<data>-<arch>-<n>`; an existing run there is refused
+    unless `resume` (continue its checkpoint; arch/size/seed/data come from the checkpoint,
+    `epochs` may extend it) or `force` (replace it).  `strategy` is `default`, `mirrored` (all
+    local GPUs, else all logical CPUs) or `multiworker` (TF_CONFIG).  `callbacks` are extra
+    Keras callbacks.  Ctrl-C raises `TrainingInterrupted` after the last finished epoch is saved.
+
+    Raises InputError for unusable data or options, before anything is written.
+    """
+    if resume and force:
+        raise InputError("--resume and --force contradict each other; pass one")
+    if epochs < 1 or batch < 1 or patience < 1:
+        raise InputError(
+            f"epochs, batch and patience must be >= 1, got {epochs}, {batch}, {patience}"
+        )
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
+    out_dir = Path(out) if out is not None else _default_out(Path(data_dir), arch)
+    state = _read_state(out_dir) if resume else None
+    if state is not None:
+        config = _Config(**state["config"])
+    else:
+        _refuse_existing(out_dir, force=force)
+        config = _Config(
+            data_dir=str(data_dir),
+            val_dir=str(val_dir) if val_dir is not None else None,
+            val_split=None if val_dir is not None else float(val_split),
+            arch=get_architecture(arch).name,
+            img_size=resolve_img_size(arch, img_size),
+            batch=int(batch),
+            seed=int(seed),
+            weights=os.fspath(weights) if weights else None,
+            patience=int(patience),
+        )
+    splits = prepare(
+        config.data_dir,
+        img_size=config.img_size,
+        val_dir=config.val_dir,
+        val_split=config.val_split or 0.2,
+        seed=config.seed,
+        progress=None if progress else False,  # None: a bar only on a terminal
+    )
+    _print_skipped(splits.skipped)
+    if state is not None and state["fingerprint"] != splits.fingerprint:
+        raise InputError(f"{out_dir}: the data changed since this run started; cannot resume")
+    if state is None and force and out_dir.exists():
+        shutil.rmtree(out_dir)
+    return _Trainer(
+        config, splits, out_dir, epochs, state, strategy, progress, augment, callbacks or []
+    ).run()
+
+
+# --- run directory ----------------------------------------------------------------------------
+
+
+def data_name(data_dir: str | os.PathLike) -> str:
+    """A readable name for a dataset folder: its own, or its parent's for a generic 'train/'."""
+    resolved = Path(data_dir).resolve()
+    if resolved.name.lower() in _GENERIC_FOLDER_NAMES and resolved.parent.name:
+        return resolved.parent.name
+    return resolved.name
+
+
+def _default_out(data_dir: Path, arch: str) -> Path:
+    """runs/<data>-<arch>-<n> with the first free n."""
+    name = data_name(data_dir)
+    n = 1
+    while (Path("runs") / f"{name}-{arch}-{n}").exists():
+        n += 1
+    return Path("runs") / f"{name}-{arch}-{n}"
+
+
+def _is_run(path: Path) -> bool:
+    return (path / CONTRACT_FILE).exists() or (path / CHECKPOINT_DIR).exists()
+
+
+def _refuse_existing(out_dir: Path, *, force: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    if not _is_run(out_dir):
+        raise InputError(
+            f"{out_dir}: folder is not empty and is not an edgecnn run; pick another --out"
+        )
+    if not force:
+        raise InputError(
+            f"{out_dir}: already holds a run; pass --resume to continue it or --force to replace it"
+        )
+
+
+def _read_state(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / CHECKPOINT_DIR / "state.json"
+    if not path.exists():
+        why = "is a finished run" if (out_dir / CONTRACT_FILE).exists() else "has no checkpoint"
+        raise InputError(f"{out_dir}: {why}; nothing to resume")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: checkpoint state is corrupt ({e})") from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Atomic write: a temp file in the same folder, then os.replace."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _print_skipped(skipped: list[tuple[Path, str]]) -> None:
+    if not skipped:
+        return
+    print(f"edgecnn train: skipped {len(skipped)} file(s):", file=sys.stderr)
+    for path, reason in skipped:
+        print(f"  {path}: {reason}", file=sys.stderr)
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def _make_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _is_chief(strategy) -> bool:
+    """Only the chief of a multi-worker job writes the run directory."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+    )
+
+
+def lr_at(epoch: int, *, base: float, epochs: int, warmup: int = 1) -> float:
+    """Linear warm-up for `warmup` epochs, then cosine decay to 1% of `base` at the last epoch."""
+    warmup = warmup if epochs > 3 * warmup else 0
+    if epoch < warmup:
+        return base * (epoch + 1) / (warmup + 1)
+    span = max(1, epochs - warmup - 1)
+    t = min(1.0, (epoch - warmup) / span)
+    return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def _compile(model, arch: str) -> None:
+    import keras
+
+    spec = get_architecture(arch)
+    if spec.weight_decay:
+        opt = keras.optimizers.AdamW(
+            learning_rate=spec.learning_rate, weight_decay=spec.weight_decay
+        )
+    else:
+        opt = keras.optimizers.Adam(learning_rate=spec.learning_rate)
+    model.compile(
+        optimizer=opt,
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+class _Trainer:
+    """One run from data to run directory; a class only to share the run's state across steps."""
+
+    def __init__(
+        self,
+        config: _Config,
+        splits: Splits,
+        out_dir: Path,
+        epochs: int,
+        state: dict | None,
+        strategy: str,
+        progress: bool,
+        augment: Augment | None,
+        callbacks: list,
+    ) -> None:
+        self.config = config
+        self.splits = splits
+        self.out = out_dir
+        self.ckpt = out_dir / CHECKPOINT_DIR
+        self.epochs = epochs
+        self.state = state or {
+            "config": config.__dict__,
+            "fingerprint": splits.fingerprint,
+            "epochs_done": 0,
+            "best_epoch": -1,
+            "best_val_accuracy": -1.0,
+            "best_val_loss": float("inf"),
+            "wait": 0,
+            "stopped_early": False,
+            "history": [],
+            "train_seconds": 0.0,
+        }
+        self.strategy_name = strategy
+        self.progress = progress
+        self.augment = augment
+        self.extra_callbacks = callbacks
+        self.created_out = not out_dir.exists()
+
+    def run(self) -> Run:
+        import keras
+
+        keras.utils.set_random_seed(self.config.seed)
+        strategy = _make_strategy(self.strategy_name)
+        if not _is_chief(strategy):
+            self.out = Path(tempfile.mkdtemp(prefix="edgecnn-worker-"))
+            self.ckpt = self.out / CHECKPOINT_DIR
+        with strategy.scope():
+            model = self._model()
+        start = self.state["epochs_done"]
+        if start < self.epochs and not self.state["stopped_early"]:
+            self.ckpt.mkdir(parents=True, exist_ok=True)
+            self._fit(model, start)
+        return self._finish(model)
+
+    def _model(self):
+        import keras
+
+        c = self.config
+        if self.state["epochs_done"] > 0:
+            return keras.models.load_model(self.ckpt / "last.keras")
+        model = build_model(c.arch, len(self.splits.classes), c.img_size, weights=c.weights)
+        _compile(model, c.arch)
+        return model
+
+    def _fit(self, model, start: int) -> None:
+        import keras
+
+        c = self.config
+        train = self.splits.train
+        ds = train_dataset(
+            train.pixels,
+            train.targets,
+            batch=c.batch,
+            seed=c.seed,
+            augment=self.augment,
+            start_epoch=start,
+            class_weights=self.splits.class_weights(),
+        )
+        val = eval_dataset(self.splits.val.pixels, self.splits.val.targets, batch=c.batch)
+        base = get_architecture(c.arch).learning_rate
+        schedule = keras.callbacks.LearningRateScheduler(
+            lambda e: lr_at(e, base=base, epochs=self.epochs)
+        )
+        verbose = (1 if sys.stdout.isatty() else 2) if self.progress else 0
+        try:
+            model.fit(
+                ds,
+                steps_per_epoch=steps_per_epoch(len(train.targets), c.batch),
+                epochs=self.epochs,
+                initial_epoch=start,
+                validation_data=val,
+                callbacks=[*self.extra_callbacks, schedule, _checkpoint_callback(self)],
+                verbose=verbose,
+                shuffle=False,  # the pipeline shuffles, seeded per epoch
+            )
+        except KeyboardInterrupt:
+            raise self._interrupted() from None
+
+    def _interrupted(self) -> TrainingInterrupted:
+        done = self.state["epochs_done"]
+        if done == 0:
+            if self.created_out:
+                shutil.rmtree(self.out, ignore_errors=True)
+            else:
+                shutil.rmtree(self.ckpt, ignore_errors=True)
+            return TrainingInterrupted(
+                "interrupted before the first epoch finished; nothing saved", None
+            )
+        return TrainingInterrupted(
+            f"interrupted; epoch {done}/{self.epochs} is saved in {self.ckpt}. "
+            f"Continue with: edgecnn train {self.config.data_dir} --out {self.out} --resume",
+            self.out,
+        )
+
+    # -- checkpointing, called by _Checkpoint after every epoch --
+
+    def end_epoch(self, model, epoch: int, logs: dict, seconds: float) -> None:
+        s = self.state
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(logs.get("loss", float("nan"))),
+            "accuracy": float(logs.get("accuracy", float("nan"))),
+            "val_loss": float(logs.get("val_loss", float("nan"))),
+            "val_accuracy": float(logs.get("val_accuracy", float("nan"))),
+            "learning_rate": float(np.asarray(model.optimizer.learning_rate)),
+            "epoch_seconds": round(seconds, 3),
+        }
+        s["history"].append(row)
+        s["train_seconds"] += seconds
+        better = row["val_accuracy"] > s["best_val_accuracy"] or (
+            row["val_accuracy"] == s["best_val_accuracy"] and row["val_loss"] < s["best_val_loss"]
+        )
+        if better:
+            s["best_epoch"], s["wait"] = epoch + 1, 0
+            s["best_val_accuracy"], s["best_val_loss"] = row["val_accuracy"], row["val_loss"]
+            _save_weights(model, self.ckpt / "best.weights.h5")
+        else:
+            s["wait"] += 1
+            if s["wait"] >= self.config.patience:
+                s["stopped_early"] = True
+                model.stop_training = True
+        _save_model(model, self.ckpt / "last.keras")
+        s["epochs_done"] = epoch + 1
+        _write_text(self.ckpt / "state.json", json.dumps(s, indent=1))
+        _write_history(self.out / "history.csv", s["history"])
+        if s["stopped_early"] and self.progress:
+            print(
+                f"early stop: no val_accuracy gain for {s['wait']} epochs; best epoch "
+                f"{s['best_epoch']}",
+                file=sys.stderr,
+            )
+
+    # -- final artifacts --
+
+    def _finish(self, model) -> Run:
+        c = self.config
+        s = self.state
+        best = self.ckpt / "best.weights.h5"
+        if best.exists():
+            model.load_weights(best)
+        infer = build_model(c.arch, len(self.splits.classes), c.img_size)
+        infer.set_weights(model.get_weights())
+        contract = self._contract()
+        report = self._report(infer, contract)
+        self.out.mkdir(parents=True, exist_ok=True)
+        _save_inference_model(infer, self.out / "model.keras", contract)
+        _write_text(self.out / LABELS_FILE, "\n".join(contract.labels) + "\n")
+        _write_text(self.out / CONTRACT_FILE, contract.to_json() + "\n")
+        _write_history(self.out / "history.csv", s["history"])
+        _plot_history(
+            self.out / "training.png", s["history"], title=f"{c.arch} on {contract.info['data']}"
+        )
+        _write_text(self.out / "metrics.json", json.dumps(report, indent=2) + "\n")
+        from edgecnn.runtime.metrics import confusion_png
+
+        confusion_png(
+            report["confusion_matrix"],
+            contract.labels,
+            self.out / "confusion.png",
+            title=f"val accuracy {report['val_accuracy']:.3f}",
+        )
+        shutil.rmtree(self.ckpt, ignore_errors=True)
+        if self.progress:
+            print(
+                f"val accuracy {report['val_accuracy']:.4f} (best epoch {s['best_epoch']}); "
+                f"run saved in {self.out}",
+                file=sys.stderr,
+            )
+        return Run(self.out, self.out / "model.keras", contract, report, tuple(s["history"]))
+
+    def _contract(self) -> Contract:
+        import keras
+        import tensorflow as tf
+
+        c = self.config
+        sp = self.splits
+        return sp.contract.with_info(
+            arch=c.arch,
+            seed=c.seed,
+            data=data_name(c.data_dir),
+            data_dir=c.data_dir,
+            val_dir=c.val_dir,
+            val_split=c.val_split,
+            data_fingerprint=sp.fingerprint,
+            train_count=int(len(sp.train.targets)),
+            val_count=int(len(sp.val.targets)),
+            epochs=self.state["epochs_done"],
+            best_epoch=self.state["best_epoch"],
+            batch=c.batch,
+            weights=c.weights,
+            versions={
+                "edgecnn": __version__,
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+                "python": platform.python_version(),
+            },
+        )
+
+    def _report(self, model, contract: Contract) -> dict[str, Any]:
+        from edgecnn.runtime.metrics import classification_report
+
+        sp = self.splits
+        probs = model.predict(eval_dataset(sp.val.pixels, sp.val.targets, batch=64), verbose=0)
+        report = classification_report(sp.val.targets, np.argmax(probs, axis=1), contract.labels)
+        s = self.state
+        counts = {
+            "train": _counts(sp.train.targets, contract.labels),
+            "val": _counts(sp.val.targets, contract.labels),
+        }
+        return {
+            "val_accuracy": report["accuracy"],
+            **report,
+            "best_epoch": s["best_epoch"],
+            "epochs_run": s["epochs_done"],
+            "stopped_early": s["stopped_early"],
+            "train_seconds": round(s["train_seconds"], 2),
+            "class_counts": counts,
+            "class_weights": sp.class_weights(),
+            "strategy": self.strategy_name,
+            "skipped": [{"path": str(p), "reason": r} for p, r in sp.skipped],
+        }
+
+
+def _counts(targets: np.ndarray, labels: tuple[str, ...]) -> dict[str, int]:
+    return {name: int(n) for name, n in zip(labels, np.bincount(targets, minlength=len(labels)))}
+
+
+def _checkpoint_callback(trainer: _Trainer):
+    """A Keras callback handing every finished epoch to `trainer.end_epoch` (defined lazily so
+    this module imports without Keras)."""
+    import keras
+
+    class Checkpoint(keras.callbacks.Callback):
+        def __init__(self, trainer: _Trainer) -> None:
+            super().__init__()
+            self.trainer = trainer
+            self.t0 = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.trainer.end_epoch(self.model, epoch, logs or {}, time.perf_counter() - self.t0)
+
+    return Checkpoint(trainer)
+
+
+def _save_weights(model, path: Path) -> None:
+    tmp = path.with_name(f".tmp.{path.name}")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def _save_model(model, path: Path) -> None:
+    tmp = path.with_name(f".tmp.{path.name}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _save_inference_model(model, path: Path, contract: Contract) -> None:
+    """model.keras with the contract and labels added as zip entries (readable without Keras)."""
+    tmp = path.with_name(f".tmp.{path.name}")
+    model.save(tmp)
+    with zipfile.ZipFile(tmp, "a") as zf:
+        zf.writestr(CONTRACT_FILE, contract.to_json() + "\n")
+        zf.writestr(LABELS_FILE, "\n".join(contract.labels) + "\n")
+    os.replace(tmp, path)
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k) for k in HISTORY_FIELDS})
+    _write_text(path, buf.getvalue())
+
+
+def _plot_history(path: Path, rows: list[dict], *, title: str) -> None:
+    """Loss and accuracy curves (matplotlib's Agg canvas directly: no global backend switch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    epochs = [r["epoch"] for r in rows]
+    for i, metric in enumerate(("loss", "accuracy")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        ax.plot(epochs, [r[metric] for r in rows], "o-", label=f"train {metric}")
+        ax.plot(epochs, [r[f"val_{metric}"] for r in rows], "o-", label=f"val {metric}")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".tmp.{path.name}")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
