@@ -1,0 +1,166 @@
+"""`edgecnn run` as one function: the loop plus the outputs asked for, and the summary at exit.
+
+Everything is checked before the model is loaded or the camera opened (option ranges, the
+`--serve` address, the `--record` extension, whether a window can be shown), so bad input fails
+in a second with one line.  The run ends at the end of a file, after `max_frames`, on q/Esc in
+the window, or on Ctrl-C; in every case the outputs are closed properly and the summary printed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import IO
+
+import numpy as np
+
+from .capture import Backoff
+from .loop import ClassifierLike, Live, Result, _load, check_options
+from .outputs import (
+    ConsoleLine,
+    JsonlWriter,
+    Output,
+    Recorder,
+    Window,
+    check_jsonl_target,
+    check_record_path,
+)
+from .overlay import draw
+from .server import FrameHub, LiveServer, parse_address
+from .sources import Source, open_source
+from .stats import Summary
+
+
+def run_live(
+    model: ClassifierLike | str | os.PathLike,
+    source: Source | int | str | os.PathLike = 0,
+    *,
+    backend: str = "auto",
+    threads: int | None = None,
+    show: bool = False,
+    serve: str | None = None,
+    token: str | None = None,
+    record: str | os.PathLike | None = None,
+    jsonl: str | os.PathLike | None = None,
+    max_frames: int | None = None,
+    smooth: float | None = None,
+    min_score: float | None = None,
+    realtime: bool = False,
+    top_k: int = 5,
+    console: bool = True,
+    backoff: Backoff | None = None,
+    log: IO[str] | None = None,
+    on_server: Callable[[LiveServer], None] | None = None,
+) -> Summary:
+    """Run the live loop with the outputs asked for and return the summary it printed.
+
+    Args mirror `edgecnn run`.  `console` prints a short line per label change when no other
+    output is chosen; `log` receives status and summary lines (stderr by default); `on_server`
+    is called with the started server (tests use it to learn the port).
+    """
+    log = log or sys.stderr
+    say = _printer(log)
+    check_options(top_k=top_k, smooth=smooth, min_score=min_score, max_frames=max_frames)
+    address = parse_address(serve) if serve else None
+    if record is not None:
+        check_record_path(record)
+    if jsonl is not None:
+        check_jsonl_target(jsonl)
+    window = Window() if show else None
+
+    classifier = _load(model, backend=backend, threads=threads)
+    opened = open_source(source)
+    loop = Live(
+        classifier, opened, top_k=top_k, smooth=smooth, min_score=min_score,
+        max_frames=max_frames, realtime=realtime, backoff=backoff, on_status=say,
+    )  # fmt: skip
+    outputs: list[Output] = []
+    server: LiveServer | None = None
+    try:
+        if window is not None:
+            outputs.append(window)
+        if record is not None:
+            file_rate = None if (opened.is_live or realtime) else opened.fps
+            outputs.append(Recorder(record, fps=file_rate))
+        if jsonl is not None:
+            outputs.append(JsonlWriter(jsonl))
+        if address is not None:
+            server = _start_server(address, token, classifier, opened, say)
+            if on_server is not None:
+                on_server(server)
+        if console and not outputs and server is None:
+            outputs.append(ConsoleLine())
+        say(f"classifying {opened.name} with {_describe(classifier)}")
+        _drive(loop, outputs, server, say)
+    finally:
+        loop.close()
+        _close_all(outputs, say)
+        if server is not None:
+            server.stop()
+    summary = loop.summary()
+    print(summary.format(), file=log, flush=True)
+    return summary
+
+
+def _drive(loop: Live, outputs: list[Output], server: LiveServer | None, say) -> None:
+    """Iterate the loop, feeding each output; Ctrl-C ends the run like the end of a file."""
+    need_frame = any(o.needs_frame for o in outputs)
+
+    def idle() -> None:
+        for o in outputs:
+            o.idle()
+        if server is not None:
+            server.hub.set_status(loop.status)
+        if any(o.quit_requested for o in outputs):
+            loop.stop()
+
+    loop.idle_hooks.append(idle)
+    try:
+        for result in loop:
+            annotated = _annotate(result) if need_frame else None
+            for o in outputs:
+                o.write(result, annotated)
+            if server is not None:
+                server.hub.publish(result, annotated)
+            if any(o.quit_requested for o in outputs):
+                break
+    except KeyboardInterrupt:
+        say("interrupted")
+
+
+def _annotate(result: Result) -> np.ndarray:
+    return draw(result)
+
+
+def _start_server(address, token, classifier, source, say) -> LiveServer:
+    host, port = address
+    title = f"edgecnn: {source.name}"
+    server = LiveServer(host, port, hub=FrameHub(render=draw), token=token, title=title).start()
+    if server.token:
+        say(f"serving on {server.url}  (token required on {host}: keep this URL private)")
+    else:
+        say(f"serving on {server.url}")
+    return server
+
+
+def _close_all(outputs: list[Output], say) -> None:
+    for o in outputs:
+        try:
+            o.close()
+        except OSError as e:
+            say(f"could not finish {type(o).__name__.lower()}: {e}")
+
+
+def _describe(classifier: ClassifierLike) -> str:
+    path = getattr(classifier, "path", None)
+    backend = getattr(classifier, "backend", None)
+    name = os.path.basename(os.fspath(path)) if path else type(classifier).__name__
+    return f"{name} ({backend})" if backend else name
+
+
+def _printer(stream: IO[str]) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        print(f"edgecnn run: {message}", file=stream, flush=True)
+
+    return say

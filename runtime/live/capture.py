@@ -1,0 +1,237 @@
+"""The capture thread: decoding overlaps inference, and a live camera is never read late.
+
+Two hand-offs between the capture thread and the loop:
+
+- **latest** (live sources, and files with `--realtime`): a one-frame slot.  A new frame replaces
+  an unconsumed one (counted as dropped), so the classifier always sees the present.  A live
+  source that stops delivering is closed and reopened with capped exponential backoff while the
+  loop keeps waiting; nothing is handed over in between, so no placeholder is ever classified.
+- **queue** (files, default): a short bounded queue.  Every frame is processed, in order, as fast
+  as the slower of decoding and inference allows; the end of the file ends the run.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .sources import Source
+
+QUEUE_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between reconnection attempts: initial, initial*factor, ... up to `cap` seconds."""
+
+    initial: float = 0.5
+    factor: float = 2.0
+    cap: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.initial <= 0 or self.factor < 1 or self.cap < self.initial:
+            raise ValueError(f"invalid backoff {self}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before reconnection attempt `attempt` (1-based)."""
+        return min(self.cap, self.initial * self.factor ** max(0, attempt - 1))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame and when it became available."""
+
+    image: np.ndarray
+    seq: int  # position in the source since the start (counts dropped frames too)
+    t_capture: float  # time.monotonic() when the frame was available
+    t_wall: float  # time.time() at the same moment, for logs
+    capture_ms: float  # time spent reading/decoding it
+
+
+class _End:
+    """Sentinel: the source is finished (end of file) or the capture thread failed."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class Capture:
+    """Reads `source` in a daemon thread; `get(timeout)` returns the next `Frame`, None on timeout
+    (live source quiet, loop keeps running), or raises `StopIteration` at the end."""
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        realtime: bool = False,
+        backoff: Backoff | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.latest_mode = source.is_live or realtime
+        self.paced = realtime and not source.is_live
+        self.backoff = backoff or Backoff()
+        self._on_status = on_status or (lambda message: None)
+        source.notify = self._on_status
+        self.captured = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self.status = "starting"
+        self._stop = threading.Event()
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._slot: Frame | _End | None = None
+        self._slot_cond = threading.Condition()
+        self._clock_offset = time.time() - time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="edgecnn-capture", daemon=True)
+
+    def start(self) -> Capture:
+        self._thread.start()
+        return self
+
+    # --- consumer side -----------------------------------------------------------------------
+
+    def get(self, timeout: float) -> Frame | None:
+        """The next frame; None if none arrived within `timeout` s; StopIteration at the end."""
+        if self.latest_mode:
+            item = self._take_latest(timeout)
+        else:
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+        if isinstance(item, _End):
+            if item.error is not None:
+                raise item.error
+            raise StopIteration
+        return item
+
+    def _take_latest(self, timeout: float) -> Frame | _End | None:
+        with self._slot_cond:
+            if self._slot is None:
+                self._slot_cond.wait(timeout)
+            item, self._slot = self._slot, None
+            if isinstance(item, _End):
+                self._slot = item  # stays finished for every later call
+            return item
+
+    def stop(self) -> None:
+        """Ask the thread to finish and wait briefly; the source is closed by the thread."""
+        self._stop.set()
+        with self._slot_cond:
+            self._slot_cond.notify_all()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+
+    # --- producer side -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            if self.source.is_live:
+                self._run_live()
+            else:
+                self._run_file()
+            end = _End()
+        except BaseException as e:  # handed to the loop, which re-raises it
+            end = _End(e)
+        finally:
+            self.source.close()
+        self._hand_over(end)
+
+    def _run_file(self) -> None:
+        self.status = "playing"
+        fps = self.source.fps or 25.0
+        t0 = time.monotonic()
+        seq = 0
+        while not self._stop.is_set():
+            if self.paced:
+                due = t0 + seq / fps
+                if time.monotonic() > due + 1.0 / fps:  # behind schedule: drop undecoded
+                    if not self.source.skip():
+                        return
+                    self.dropped += 1
+                    seq += 1
+                    continue
+                self._stop.wait(max(0.0, due - time.monotonic()))
+            frame = self._read(seq)
+            if frame is None:
+                return
+            seq += 1
+            self._hand_over(frame)
+
+    def _run_live(self) -> None:
+        self.status = "live"
+        seq = 0
+        while not self._stop.is_set():
+            try:
+                frame = self._read(seq)
+                problem = "delivered no frame" if frame is None else ""
+            except Exception as e:  # any driver/network failure: reconnect, never crash
+                frame, problem = None, f"failed ({type(e).__name__}: {e})"
+            if frame is None:
+                if not self._reconnect(problem):
+                    return
+                continue
+            seq += 1
+            self._hand_over(frame)
+
+    def _read(self, seq: int) -> Frame | None:
+        t0 = time.monotonic()
+        got = self.source.read()
+        if got is None:
+            return None
+        image, t_capture = got
+        self.captured += 1
+        return Frame(
+            image=image,
+            seq=seq,
+            t_capture=t_capture,
+            t_wall=t_capture + self._clock_offset,
+            capture_ms=(time.monotonic() - t0) * 1000.0,
+        )
+
+    def _reconnect(self, problem: str) -> bool:
+        """Close and reopen the source with capped exponential backoff until it opens again or
+        the loop stops.  True when it is back."""
+        self.source.close()
+        attempt = 0
+        while not self._stop.is_set():
+            attempt += 1
+            delay = self.backoff.delay(attempt)
+            self.status = f"reconnecting (attempt {attempt})"
+            self._on_status(
+                f"{self.source.name} {problem}; reconnecting in {delay:.1f}s (attempt {attempt})"
+            )
+            problem = "still unavailable"
+            if self._stop.wait(delay):
+                return False
+            try:
+                self.source.open()
+            except Exception as e:  # noqa: BLE001 - whatever the driver raises, try again later
+                problem = f"still unavailable ({e})"
+                continue
+            self.reconnects += 1
+            self.status = "live"
+            self._on_status(f"{self.source.name} reconnected after {attempt} attempt(s)")
+            return True
+        return False
+
+    def _hand_over(self, item: Frame | _End) -> None:
+        if self.latest_mode:
+            with self._slot_cond:
+                if isinstance(self._slot, Frame):
+                    self.dropped += 1
+                self._slot = item
+                self._slot_cond.notify_all()
+            return
+        while True:
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    return

@@ -1,0 +1,313 @@
+"""The live classification loop as a Python iterator: what `edgecnn run` is built on.
+
+    from edgecnn.runtime.live import live
+
+    for r in live("model_int8.tflite", "0", smooth=0.5, min_score=0.6):
+        print(r.index, r.label, f"{r.score:.2f}", f"{r.timings['total']:.1f} ms")
+
+A capture thread reads (and decodes) the next frame while this thread preprocesses and runs the
+model on the current one, so the loop approaches the speed of the slower of the two.  Each
+result carries the frame, the (optionally smoothed) probabilities, the top-k, the age of the
+frame when the loop picked it up, and the time of every stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..contract import Contract
+from ..errors import InputError
+from ..preprocess import to_input, to_pixels
+from .capture import Backoff, Capture, Frame
+from .sources import Source, open_source
+from .stats import RateMeter, RunStats, Summary
+
+UNCERTAIN = "uncertain"
+IDLE_POLL_S = 0.1
+log = logging.getLogger("edgecnn.live")
+
+
+class ClassifierLike(Protocol):
+    """What the loop needs from `edgecnn.runtime.load(...)`: a contract and batch probabilities
+    for already-preprocessed float32 NHWC input."""
+
+    contract: Contract
+
+    def probs(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Result:
+    """One classified frame.
+
+    `label` is the top class, or "uncertain" when its score is below `min_score`; `topk` is
+    always the real ranking.  Timings are milliseconds: `capture` (time the capture thread spent
+    in the source's read: decoding for a file, waiting for the next frame for a camera),
+    `preprocess`, `inference`, `postprocess`, and `total`: capture-to-result latency, from the
+    moment the frame was available to the result (= frame age + the three loop stages).
+    """
+
+    frame: np.ndarray
+    index: int
+    seq: int
+    label: str
+    score: float
+    topk: tuple[tuple[str, float], ...]
+    probs: np.ndarray
+    uncertain: bool
+    frame_age_ms: float
+    timings: dict[str, float]
+    time: float
+    fps: float
+    status: str = field(default="live")
+
+    @property
+    def best(self) -> str:
+        """The top class even when `label` says uncertain."""
+        return self.topk[0][0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object written per frame by `--jsonl`."""
+        return {
+            "time": round(self.time, 6),
+            "index": self.index,
+            "seq": self.seq,
+            "label": self.label,
+            "score": round(self.score, 6),
+            "topk": [[name, round(score, 6)] for name, score in self.topk],
+            "frame_age_ms": round(self.frame_age_ms, 3),
+            **{f"{k}_ms": round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+class Live:
+    """An iterator of `Result`s from a classifier and an opened `Source`; single use.
+
+    Use it as a context manager (or exhaust it) so the capture thread and the camera are
+    released.  `stop()` may be called from any thread; the iterator then ends after the
+    current frame.  `summary()` gives frames, drops, FPS and stage percentiles.
+    """
+
+    def __init__(
+        self,
+        classifier: ClassifierLike,
+        source: Source,
+        *,
+        top_k: int = 5,
+        smooth: float | None = None,
+        min_score: float | None = None,
+        max_frames: int | None = None,
+        realtime: bool = False,
+        backoff: Backoff | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        check_options(top_k=top_k, smooth=smooth, min_score=min_score, max_frames=max_frames)
+        self.classifier = classifier
+        self.contract: Contract = classifier.contract
+        self.labels = tuple(self.contract.labels)
+        self.source = source
+        self.top_k = min(top_k, len(self.labels))
+        self.smooth = smooth
+        self.min_score = min_score
+        self.max_frames = max_frames
+        self.idle_hooks: list[Callable[[], None]] = []
+        self.stats = RunStats()
+        self._rate = RateMeter()
+        self._on_status = on_status or log.warning
+        self._capture = Capture(source, realtime=realtime, backoff=backoff, on_status=self._status)
+        self._ema: np.ndarray | None = None
+        self._stopped = False
+        self._started = False
+        h, w = self.contract.height, self.contract.width
+        self._pixels = np.empty((h, w, 3), dtype=np.uint8)
+        self._x = np.empty((1, h, w, 3), dtype=np.float32)
+
+    # --- public ------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Result]:
+        if self._started:
+            raise RuntimeError("a Live loop can be iterated only once")
+        self._started = True
+        self._capture.start()
+        try:
+            index = 0
+            while not self._stopped and (self.max_frames is None or index < self.max_frames):
+                try:
+                    frame = self._capture.get(IDLE_POLL_S)
+                except StopIteration:
+                    break
+                if frame is None:
+                    self._idle()
+                    continue
+                yield self._process(frame, index)
+                index += 1
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """End the loop after the current frame (thread-safe)."""
+        self._stopped = True
+
+    def close(self) -> None:
+        self._stopped = True
+        self._capture.stop()
+        self.source.close()
+
+    @property
+    def status(self) -> str:
+        """'live', 'playing', 'reconnecting (attempt N)' ..."""
+        return self._capture.status
+
+    @property
+    def dropped(self) -> int:
+        return self._capture.dropped
+
+    @property
+    def reconnects(self) -> int:
+        return self._capture.reconnects
+
+    def summary(self) -> Summary:
+        return self.stats.summary(dropped=self.dropped, reconnects=self.reconnects)
+
+    def __enter__(self) -> Live:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- one frame ---------------------------------------------------------------------------
+
+    def _process(self, frame: Frame, index: int) -> Result:
+        t_pick = time.monotonic()
+        pixels = to_pixels(frame.image, self.contract, out=self._pixels)
+        to_input(pixels, self.contract, out=self._x[0])
+        t_pre = time.monotonic()
+        probs = np.array(self.classifier.probs(self._x)[0], dtype=np.float32)
+        t_inf = time.monotonic()
+        probs = self._smoothed(probs)
+        order = np.argsort(-probs)[: self.top_k]
+        topk = tuple((self.labels[i], float(probs[i])) for i in order)
+        score = topk[0][1]
+        uncertain = self.min_score is not None and score < self.min_score
+        t_post = time.monotonic()
+        timings = {
+            "capture": frame.capture_ms,
+            "preprocess": (t_pre - t_pick) * 1000.0,
+            "inference": (t_inf - t_pre) * 1000.0,
+            "postprocess": (t_post - t_inf) * 1000.0,
+            "total": (t_post - frame.t_capture) * 1000.0,
+        }
+        age_ms = (t_pick - frame.t_capture) * 1000.0
+        self.stats.add(timings, age_ms, frame.t_capture)
+        return Result(
+            frame=frame.image,
+            index=index,
+            seq=frame.seq,
+            label=UNCERTAIN if uncertain else topk[0][0],
+            score=score,
+            topk=topk,
+            probs=probs,
+            uncertain=uncertain,
+            frame_age_ms=age_ms,
+            timings=timings,
+            time=frame.t_wall,
+            fps=self._rate.tick(t_post),
+            status=self.status,
+        )
+
+    def _smoothed(self, probs: np.ndarray) -> np.ndarray:
+        """Exponential moving average: new = A * probs + (1 - A) * previous."""
+        if self.smooth is None or self.smooth >= 1.0:
+            return probs
+        if self._ema is None:
+            self._ema = probs
+        else:
+            self._ema = self.smooth * probs + (1.0 - self.smooth) * self._ema
+        return self._ema
+
+    def _idle(self) -> None:
+        for hook in self.idle_hooks:
+            hook()
+
+    def _status(self, message: str) -> None:
+        self._on_status(message)
+
+
+def check_options(
+    *,
+    top_k: int = 5,
+    smooth: float | None = None,
+    min_score: float | None = None,
+    max_frames: int | None = None,
+) -> None:
+    """InputError with one line for an option outside its range."""
+    if smooth is not None and not 0.0 < smooth <= 1.0:
+        raise InputError(f"--smooth must be in (0, 1] (weight of the newest frame), got {smooth}")
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise InputError(f"--min-score must be in [0, 1], got {min_score}")
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f"--max-frames must be at least 1, got {max_frames}")
+    if top_k < 1:
+        raise InputError(f"--top-k must be at least 1, got {top_k}")
+
+
+def live(
+    model: ClassifierLike | str | os.PathLike,
+    source: Source | int | str | os.PathLike = 0,
+    *,
+    backend: str = "auto",
+    threads: int | None = None,
+    top_k: int = 5,
+    smooth: float | None = None,
+    min_score: float | None = None,
+    max_frames: int | None = None,
+    realtime: bool = False,
+    backoff: Backoff | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> Live:
+    """Classify frames from `source` with `model` (a loaded classifier or a model path).
+
+    Args:
+        model: what `edgecnn.runtime.load` returns, or a path for it to load.
+        source: a `Source`, or a `--source` value: camera index, video file, URL, folder/glob.
+        smooth: EMA weight of the newest frame's probabilities (1 or None: no smoothing).
+        min_score: below this top score the result's label is "uncertain".
+        max_frames: stop after this many results.
+        realtime: play files at their own frame rate, dropping frames the model cannot keep up
+            with (live sources always do).
+        on_status: called with messages such as "camera 0 delivered no frame; reconnecting";
+            defaults to the `edgecnn.live` logger.
+
+    Example:
+        >>> for r in live("runs/cats/export/model_int8.tflite", "clip.mp4", max_frames=10):
+        ...     print(r.index, r.label, round(r.score, 2))
+    """
+    check_options(top_k=top_k, smooth=smooth, min_score=min_score, max_frames=max_frames)
+    classifier = _load(model, backend=backend, threads=threads)
+    opened = open_source(source)
+    return Live(
+        classifier,
+        opened,
+        top_k=top_k,
+        smooth=smooth,
+        min_score=min_score,
+        max_frames=max_frames,
+        realtime=realtime,
+        backoff=backoff,
+        on_status=on_status,
+    )
+
+
+def _load(model: Any, *, backend: str, threads: int | None) -> ClassifierLike:
+    if hasattr(model, "probs") and hasattr(model, "contract"):
+        return model
+    from .. import load  # the runtime's loader; imported late so this module stays light
+
+    return load(model, backend=backend, threads=threads)
