@@ -1,0 +1,360 @@
+"""edgecnn.export: turn a trained run into verified files for phones, Raspberry Pis and laptops.
+
+    from edgecnn.export import export
+    manifest = export("runs/cats", formats=["tflite-int8", "onnx"])
+
+Each format is its own module (`_tflite`, `_onnx`, `_onnx_int8`); `_metadata` writes labels and
+the preprocessing contract into every file, `_verify` runs each file through `edgecnn.runtime`
+and compares it with the Keras model, and `_debug` explains an int8 drop layer by layer.
+Files are written under a temporary name and only renamed to their final name once verified,
+so a failed export never leaves a file that looks good.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from edgecnn.runtime.errors import InputError, VerificationError
+
+FORMATS = ("tflite-fp32", "tflite-fp16", "tflite-drq", "tflite-int8", "onnx", "onnx-int8")
+FILENAMES = {
+    "tflite-fp32": "model_fp32.tflite",
+    "tflite-fp16": "model_fp16.tflite",
+    "tflite-drq": "model_drq.tflite",
+    "tflite-int8": "model_int8.tflite",
+    "onnx": "model.onnx",
+    "onnx-int8": "model_int8.onnx",
+}
+INT8_FORMATS = ("tflite-int8", "onnx-int8")
+INT8_IO = ("int8", "uint8", "float")
+MANIFEST = "export.json"
+MANIFEST_SCHEMA = "edgecnn-export/1"
+
+__all__ = ["FILENAMES", "FORMATS", "INT8_IO", "MANIFEST", "export", "parse_formats"]
+
+
+def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Validate `formats` (a list or a comma-separated string) against FORMATS, in FORMATS order."""
+    if formats is None:
+        return FORMATS
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    names = [n.strip().lower() for n in names if n and n.strip()]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        what = f"unknown format(s) {', '.join(unknown)}" if unknown else "no format given"
+        raise InputError(f"{what}; valid formats: {', '.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in names)
+
+
+def export(
+    run_or_model_path: str | os.PathLike,
+    *,
+    formats: str | Iterable[str] | None = None,
+    calib: str | os.PathLike | None = None,
+    check: str | os.PathLike | None = None,
+    int8_io: str = "int8",
+    calib_count: int = 300,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Export a run (or a `.keras` file) to the chosen formats, verify each, write export.json.
+
+    Args:
+        run_or_model_path: a run directory written by `edgecnn train`, or its `model.keras`.
+        formats: subset of FORMATS (default: all).
+        calib: folder of images (one sub-folder per class) for int8 calibration; default the
+            run's training images.
+        check: labelled folder every artifact is verified on; default the run's validation set.
+        int8_io: dtype of the full-integer TFLite model's input/output tensors.
+        calib_count: size of the seeded, class-stratified calibration sample.
+        seed: seed of that sample.
+        progress: report each step on stderr.
+
+    Returns:
+        The manifest written to `RUN/export/export.json`.
+
+    Raises:
+        InputError: bad path, corrupt model, unusable image folder, unknown format (exit 2).
+        VerificationError: an artifact does not match the Keras model (exit 1); that artifact
+            is not kept under its final name.
+
+    Example:
+        >>> manifest = export("runs/cats", formats="tflite-int8,onnx", int8_io="uint8")
+        >>> manifest["artifacts"]["tflite-int8"]["parity"]["agreement"]
+        0.996
+    """
+    from ._data import calibration_set, check_set
+    from ._source import load_keras, resolve
+
+    fmts = parse_formats(formats)
+    if int8_io not in INT8_IO:
+        raise InputError(f"--int8-io must be one of {', '.join(INT8_IO)}, got {int8_io!r}")
+    say = _reporter(progress)
+    bars = None if progress else False  # progress bars only on a terminal
+    source = resolve(run_or_model_path)
+    contract = source.contract
+    checks = check_set(contract, check=check, run_dir=source.run_dir, progress=bars)
+    say(f"check set: {len(checks)} images from {checks.source['dir']}")
+    calibration = None
+    if any(f in INT8_FORMATS for f in fmts):
+        calibration = calibration_set(
+            contract, calib=calib, run_dir=source.run_dir, count=calib_count, seed=seed,
+            progress=bars,
+        )
+        say(
+            f"calibration: {len(calibration)} images from {calibration.source['dir']} "
+            f"(seed {seed}, fingerprint {calibration.source['pixels_sha256']})"
+        )
+    say(f"loading {source.model_path}")
+    model = load_keras(source)
+    job = _Job(source, model, checks, calibration, int8_io, say)
+    return job.run(fmts)
+
+
+class _Job:
+    """One export: converts, stamps, verifies and places each format, then the manifest."""
+
+    def __init__(self, source, model, checks, calibration, int8_io: str, say) -> None:
+        from ._verify import keras_probs
+
+        self.source = source
+        self.contract = source.contract
+        self.model = model
+        self.checks = checks
+        self.check_inputs = checks.inputs(self.contract)
+        self.calibration = calibration
+        self.calib_inputs = calibration.inputs(self.contract) if calibration else None
+        self.int8_io = int8_io
+        self.say = say
+        self.reference = keras_probs(model, self.check_inputs)
+        self._float_onnx: bytes | None = None
+
+    def run(self, fmts: tuple[str, ...]) -> dict[str, Any]:
+        out_dir = self.source.out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        artifacts: dict[str, Any] = {}
+        failures: list[str] = []
+        for i, fmt in enumerate(fmts, 1):
+            self.say(f"[{i}/{len(fmts)}] {fmt}: converting")
+            entry = self._export_one(fmt, out_dir)
+            artifacts[fmt] = entry
+            if not entry["passed"]:
+                failures.append(f"{fmt} ({FILENAMES[fmt]}): {entry['summary']}")
+        manifest = self._manifest(artifacts)
+        _write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
+        self.say(f"wrote {out_dir / MANIFEST}")
+        if failures:
+            raise VerificationError(
+                "verification failed, artifact not kept: " + "; ".join(failures)
+            )
+        return manifest
+
+    # --- one format ---------------------------------------------------------------------
+
+    def _export_one(self, fmt: str, out_dir: Path) -> dict[str, Any]:
+        from ._verify import DEBUG_BELOW, artifact_probs, compare
+
+        final = out_dir / FILENAMES[fmt]
+        data, info = self._convert(fmt)
+        fd, tmp_name = tempfile.mkstemp(
+            dir=out_dir, prefix=f".{final.stem}.", suffix=f".partial{final.suffix}"
+        )
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            probs, backend = artifact_probs(tmp, self.check_inputs)
+            parity = compare(
+                fmt, probs, self.reference, self.checks.targets, backend=backend
+            )
+            entry = {
+                "file": final.name,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                **info,
+                "parity": parity.to_dict(),
+                "passed": parity.passed,
+                "summary": parity.summary(),
+            }
+            if fmt in INT8_FORMATS and parity.agreement < DEBUG_BELOW:
+                entry["largest_quantization_error"] = self._explain(fmt)
+            if parity.passed:
+                os.replace(tmp, final)
+                self.say(f"    ok  {final.name} {_size(len(data))}: {parity.summary()}")
+            else:
+                final.unlink(missing_ok=True)  # a stale file must not pass for this export
+                entry["file"] = None
+                self.say(f"    FAILED {final.name}: {parity.summary()}")
+            return entry
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _convert(self, fmt: str) -> tuple[bytes, dict[str, Any]]:
+        """Serialized artifact with metadata, plus what the manifest says about it."""
+        from . import _metadata, _onnx, _onnx_int8, _tflite
+
+        if fmt.startswith("tflite-"):
+            flatbuffer = _tflite.convert(
+                self.model, self.contract, fmt, calib_inputs=self.calib_inputs,
+                int8_io=self.int8_io,
+            )
+            described = _tflite.describe(flatbuffer)
+            data = _metadata.add_tflite_metadata(
+                flatbuffer, self.contract, description=_tflite.SCHEMES[fmt]
+            )
+            info = {"scheme": _tflite.SCHEMES[fmt], **described}
+            if fmt == "tflite-int8":
+                info["int8_io"] = self.int8_io
+                info["calibration_images"] = len(self.calib_inputs)
+            return data, info
+        if fmt == "onnx":
+            data = self._onnx_float()
+            return data, {"scheme": _onnx.SCHEME, **_onnx_io(data)}
+        proto = _onnx_int8.convert(self._onnx_float(), self.calib_inputs)
+        data = _metadata.add_onnx_metadata(proto, self.contract).SerializeToString()
+        _onnx.check_loads(data, self.check_inputs[:2])
+        info = {"scheme": _onnx_int8.SCHEME, **_onnx_io(data)}
+        info["calibration_images"] = len(self.calib_inputs)
+        return data, info
+
+    def _onnx_float(self) -> bytes:
+        """The float ONNX model (with metadata), converted once and checked in ONNX Runtime."""
+        from . import _metadata, _onnx
+
+        if self._float_onnx is None:
+            proto = _onnx.convert(self.model, self.contract)
+            proto = _metadata.add_onnx_metadata(proto, self.contract)
+            data = proto.SerializeToString()
+            _onnx.check_loads(data, self.check_inputs[:2])
+            self._float_onnx = data
+        return self._float_onnx
+
+    def _explain(self, fmt: str) -> list[dict[str, Any]] | str:
+        from ._debug import format_layers, int8_layer_errors
+
+        if fmt != "tflite-int8":
+            return "per-layer report is produced for tflite-int8 only"
+        self.say("    int8 agreement below 99.5%: measuring per-layer quantisation error")
+        layers = int8_layer_errors(
+            self.model, self.contract, calib_inputs=self.calib_inputs,
+            debug_inputs=self.check_inputs,
+        )
+        self.say(format_layers(layers))
+        return layers
+
+    # --- manifest ------------------------------------------------------------------------
+
+    def _manifest(self, artifacts: dict[str, Any]) -> dict[str, Any]:
+        model_bytes = self.source.model_path.read_bytes()
+        return {
+            "schema": MANIFEST_SCHEMA,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "source": {
+                "model": str(self.source.model_path),
+                "sha256": hashlib.sha256(model_bytes).hexdigest(),
+            },
+            "labels": list(self.contract.labels),
+            "input": {
+                "height": self.contract.height,
+                "width": self.contract.width,
+                "color": self.contract.color,
+                "mean": list(self.contract.mean),
+                "std": list(self.contract.std),
+            },
+            "int8_io": self.int8_io,
+            "calibration": self.calibration.source if self.calibration else None,
+            "check": self.checks.source,
+            "artifacts": _merge_previous(self.source.out_dir, artifacts, model_bytes),
+            "versions": _versions(),
+        }
+
+
+def _onnx_io(data: bytes) -> dict[str, Any]:
+    import onnx
+
+    proto = onnx.load_from_string(data)
+
+    def describe(value) -> dict[str, Any]:
+        t = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        return {
+            "name": value.name,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+            "shape": dims,
+        }
+
+    opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    return {
+        "input": describe(proto.graph.input[0]),
+        "output": describe(proto.graph.output[0]),
+        "opset": opset,
+        "nodes": len(proto.graph.node),
+    }
+
+
+def _merge_previous(out_dir: Path, artifacts: dict[str, Any], model_bytes: bytes) -> dict:
+    """Keep entries of formats not exported this time if their files are unchanged and came
+    from the same model, so export.json always describes every verified file in the folder."""
+    try:
+        previous = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return artifacts
+    if previous.get("source", {}).get("sha256") != hashlib.sha256(model_bytes).hexdigest():
+        return artifacts
+    merged = {}
+    for fmt in FORMATS:
+        if fmt in artifacts:
+            merged[fmt] = artifacts[fmt]
+            continue
+        old = previous.get("artifacts", {}).get(fmt)
+        path = out_dir / FILENAMES[fmt]
+        if (
+            old
+            and old.get("passed")
+            and path.is_file()
+            and hashlib.sha256(path.read_bytes()).hexdigest() == old.get("sha256")
+        ):
+            merged[fmt] = old
+    return merged
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("edgecnn", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
+
+
+def _reporter(enabled: bool):
+    def say(message: str) -> None:
+        if enabled:
+            print(f"export: {message}", file=sys.stderr, flush=True)
+
+    return say

@@ -1,0 +1,81 @@
+"""Why int8 agreement dropped: the layers with the largest quantisation error.
+
+Runs TFLite's `QuantizationDebugger`, which executes the float and the quantized model side by
+side and measures, for every quantized tensor, the error the int8 version introduces.  Layers
+are ranked by RMSE divided by the tensor's quantisation scale (the TFLite guide's measure): an
+error of many quantisation steps means the int8 range or resolution does not fit that layer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Any
+
+import numpy as np
+
+from edgecnn.runtime.contract import Contract
+
+from ._tflite import make_converter, representative_dataset
+
+TOP_LAYERS = 5
+_DEBUG_IMAGES = 64
+
+
+def int8_layer_errors(
+    model: Any,
+    contract: Contract,
+    *,
+    calib_inputs: np.ndarray,
+    debug_inputs: np.ndarray,
+    top: int = TOP_LAYERS,
+) -> list[dict[str, Any]]:
+    """The `top` tensors with the largest quantisation error, worst first."""
+    import tensorflow as tf
+
+    converter = make_converter(
+        model, contract, "tflite-int8", calib_inputs=calib_inputs, int8_io="float"
+    )
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter,
+        debug_dataset=representative_dataset(debug_inputs[:_DEBUG_IMAGES]),
+    )
+    debugger.run()
+    dump = io.StringIO()
+    debugger.layer_statistics_dump(dump)
+    rows = []
+    for row in csv.DictReader(io.StringIO(dump.getvalue())):
+        scale = _float(row.get("scale"))
+        mse = _float(row.get("mean_squared_error"))
+        if scale is None or mse is None or scale <= 0:
+            continue
+        rows.append(
+            {
+                "op": row.get("op_name", ""),
+                "tensor": row.get("tensor_name", ""),
+                "rmse_per_scale": math.sqrt(mse) / scale,
+                "rmse": math.sqrt(mse),
+                "max_abs_error": _float(row.get("max_abs_error")),
+                "scale": scale,
+            }
+        )
+    rows.sort(key=lambda r: r["rmse_per_scale"], reverse=True)
+    return rows[:top]
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        out = float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+    return out if out is None or math.isfinite(out) else None
+
+
+def format_layers(layers: list[dict[str, Any]]) -> str:
+    lines = ["  largest int8 error (RMSE in quantisation steps):"]
+    for r in layers:
+        lines.append(
+            f"    {r['rmse_per_scale']:7.2f}  {r['op']:<18} {r['tensor']}"
+        )
+    return "\n".join(lines)
