@@ -119,6 +119,8 @@ def _peak_activation(n_ops: int, sizes: dict[int, int], produced: dict[int, int]
 def _profile_tflite(path: Path) -> dict:
     schema = _tflite_schema()
     buf = path.read_bytes()
+    if buf[4:8] != b"TFL3":
+        raise InputError(f"{path}: not a readable .tflite flatbuffer (no TFL3 file identifier)")
     try:
         model = schema.ModelT.InitFromPackedBuf(buf, 0)
     except Exception as e:  # a corrupt flatbuffer raises anything from struct/IndexError up

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -86,7 +87,9 @@ def _tflite(model, *, int8: bool) -> bytes:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
-    return conv.convert()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "statistics for quantized inputs": expected
+        return conv.convert()
 
 
 def _onnx(model, path: Path, contract_json: str) -> None:
@@ -127,3 +130,32 @@ def make_run(root: Path) -> Path:
     _onnx(model, export / "model.onnx", contract_json)
     (export / "export.json").write_text(json.dumps({"artifacts": {}}))
     return run
+
+
+_RUNS: dict[Path, Path] = {}
+
+
+def cached_run(base: Path) -> Path:
+    """make_run once per pytest session (bench and profile tests share one run)."""
+    if base not in _RUNS:
+        root = base / "bench_fixture"
+        root.mkdir()
+        _RUNS[base] = make_run(root)
+    return _RUNS[base]
+
+
+def make_float_io_int8(run: Path, out: Path) -> Path:
+    """An int8 TFLite file with float input/output: QUANTIZE/DEQUANTIZE ops stay in float."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    rng = np.random.default_rng(2)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rng.uniform(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32)] for _ in range(4))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        out.write_bytes(conv.convert())
+    return out
