@@ -67,11 +67,15 @@ def keras_probs(model, inputs: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def artifact_probs(path: Path, inputs: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, str]:
+def artifact_probs(
+    path: Path, inputs: np.ndarray, *, threads: int | None = None
+) -> tuple[np.ndarray, str]:
     """Probabilities of an exported file through `edgecnn.runtime.load(...).probs`."""
     clf = _load(path, threads)
-    out = [np.asarray(clf.probs(inputs[i : i + _BATCH]), dtype=np.float32)
-           for i in range(0, len(inputs), _BATCH)]
+    out = [
+        np.asarray(clf.probs(inputs[i : i + _BATCH]), dtype=np.float32)
+        for i in range(0, len(inputs), _BATCH)
+    ]
     return np.concatenate(out), str(clf.backend)
 
 
@@ -101,44 +105,6 @@ def compare(
 
 
 def _load(path: Path, threads: int | None):
-    try:
-        from edgecnn.runtime import load
-    except ImportError:  # runtime not built yet: a minimal stand-in with the same `probs`
-        return _MinimalClassifier(path, threads)
+    from edgecnn.runtime import load
+
     return load(path, threads=threads)
-
-
-class _MinimalClassifier:
-    """Stand-in for `edgecnn.runtime.load` while the runtime is being written."""
-
-    def __init__(self, path: Path, threads: int | None) -> None:
-        self.path = Path(path)
-        if self.path.suffix == ".onnx":
-            import onnxruntime as ort
-
-            self.backend = "onnx"
-            self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        else:
-            from ai_edge_litert.interpreter import Interpreter
-
-            self.backend = "tflite"
-            self._interp = Interpreter(model_path=str(path), num_threads=threads or 2)
-
-    def probs(self, x: np.ndarray) -> np.ndarray:
-        if self.backend == "onnx":
-            return self._session.run(None, {"image": x.astype(np.float32)})[0]
-        it = self._interp
-        inp, out = it.get_input_details()[0], it.get_output_details()[0]
-        it.resize_tensor_input(inp["index"], list(x.shape))
-        it.allocate_tensors()
-        scale, zero = inp["quantization"]
-        if inp["dtype"] != np.float32:
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
-        it.set_tensor(inp["index"], x)
-        it.invoke()
-        y = it.get_tensor(out["index"])
-        scale, zero = out["quantization"]
-        if out["dtype"] != np.float32:
-            y = (y.astype(np.float32) - zero) * scale
-        return y

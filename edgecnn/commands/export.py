@@ -1,15 +1,86 @@
-"""`edgecnn export` (not implemented yet)."""
+"""`edgecnn export RUN_DIR|MODEL.keras`: verified TFLite and ONNX files with labels inside."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
+from edgecnn.export import FORMATS, INT8_IO  # no TensorFlow at import time
 from edgecnn.runtime.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("source", metavar="RUN_DIR|MODEL.keras", help="run directory or .keras")
+    parser.add_argument(
+        "--formats",
+        default=None,
+        help=f"comma-separated subset of {','.join(FORMATS)} (default: all)",
+    )
+    parser.add_argument("--calib", metavar="DIR", help="int8 calibration images "
+                        "(default: the run's training images)")
+    parser.add_argument("--check", metavar="DIR", help="labelled images to verify every file "
+                        "on (default: the run's validation images)")
+    parser.add_argument("--int8-io", choices=INT8_IO, default="int8",
+                        help="input/output dtype of model_int8.tflite (MediaPipe Tasks needs "
+                        "uint8 or float; default int8)")
+    parser.add_argument("--calib-count", type=int, default=300, metavar="N",
+                        help="calibration sample size (default 300)")
+    parser.add_argument("--seed", type=int, default=0, help="calibration sample seed")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise InputError("'export' is not implemented yet")
+    from edgecnn.export import export
+    from edgecnn.runtime.errors import VerificationError
+
+    try:
+        manifest = export(
+            args.source,
+            formats=args.formats,
+            calib=args.calib,
+            check=args.check,
+            int8_io=args.int8_io,
+            calib_count=args.calib_count,
+            seed=args.seed,
+        )
+    except VerificationError as e:
+        print(f"edgecnn export: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        raise InputError(f"cannot write the export: {e}") from None
+    print(format_table(manifest))
+    return 0
+
+
+def format_table(manifest: dict) -> str:
+    """artifact | size | agreement | max |Δp| | accuracy, one row per exported file."""
+    rows = [("artifact", "size", "agreement", "max |Δp|", "accuracy", "input")]
+    for fmt, a in manifest["artifacts"].items():
+        p = a["parity"]
+        rows.append(
+            (
+                a["file"] or f"{fmt} (failed)",
+                _size(a["bytes"]),
+                f"{p['agreement']:.2%}",
+                f"{p['max_abs_diff']:.2g}",
+                f"{p['accuracy']:.2%}",
+                a["input"]["dtype"],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    check = manifest["check"]
+    lines.append(
+        f"verified on {check['count']} images from {check['dir']} "
+        f"(Keras accuracy {_keras_accuracy(manifest):.2%})"
+    )
+    return "\n".join(lines)
+
+
+def _keras_accuracy(manifest: dict) -> float:
+    for a in manifest["artifacts"].values():
+        return a["parity"]["reference_accuracy"]
+    return float("nan")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
