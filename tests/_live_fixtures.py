@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -104,6 +105,30 @@ class SyntheticLive(Source):
         frame = solid(self.colour_at(self.produced), self.size)
         self.produced += 1
         return frame, time.monotonic()
+
+
+class SyntheticClip(SyntheticLive):
+    """Like `SyntheticLive` but a file-like source: it ends (the run ends) after `length` frames
+    or as soon as `finish()` is called."""
+
+    is_live = False
+
+    def __init__(self, *args, length: int = 10**9, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.length = length
+        self.finished = threading.Event()
+
+    def open(self) -> None:
+        super().open()
+        self.produced = 0  # a file reopened starts again from its first frame
+
+    def finish(self) -> None:
+        self.finished.set()
+
+    def read(self):
+        if self.finished.is_set() or self.produced >= self.length:
+            return None
+        return super().read()
 
 
 class FlakySource(Source):

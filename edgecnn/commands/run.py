@@ -6,7 +6,6 @@ A thin layer over `edgecnn.runtime.live.run_live` (no TensorFlow unless MODEL is
 from __future__ import annotations
 
 import argparse
-import os
 
 from edgecnn.runtime.errors import InputError
 
@@ -49,8 +48,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be at least 1, got {args.threads}")
-    if not os.path.exists(args.model):
-        raise InputError(f"{args.model}: no such model file or run directory")
     run_live(
         args.model,
         args.source,

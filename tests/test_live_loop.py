@@ -1,0 +1,265 @@
+"""The live loop (`edgecnn.runtime.live`): sources, capture hand-off, reconnects, smoothing.
+
+A deterministic colour classifier stands in for a model here (the loop is what is under test);
+`test_live_cli.py` runs the same loop on a real int8 .tflite file.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from _live_fixtures import (
+    LABELS,
+    ColourClassifier,
+    FlakySource,
+    SyntheticLive,
+    solid,
+    write_folder,
+    write_video,
+)
+
+from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.live import (
+    Backoff,
+    CameraSource,
+    ImageFolderSource,
+    Live,
+    StreamSource,
+    VideoFileSource,
+    live,
+    make_source,
+    open_source,
+)
+from edgecnn.runtime.live.capture import Capture
+from edgecnn.runtime.live.stats import Histogram
+
+FAST = Backoff(initial=0.01, factor=2.0, cap=0.04)
+COLOURS = ["red"] * 8 + ["green"] * 8 + ["blue"] * 8
+
+
+@pytest.fixture
+def video(tmp_path):
+    return write_video(tmp_path / "clip.avi", COLOURS)
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+def test_make_source_picks_by_spec(tmp_path, video):
+    folder = write_folder(tmp_path / "imgs", ["red", "green"])
+    assert isinstance(make_source("0"), CameraSource)
+    assert isinstance(make_source(1), CameraSource)
+    assert isinstance(make_source("rtsp://user:secret@cam.local/stream"), StreamSource)
+    assert "secret" not in make_source("rtsp://user:secret@cam.local/stream").name
+    assert isinstance(make_source(str(video)), VideoFileSource)
+    assert isinstance(make_source(str(folder)), ImageFolderSource)
+    assert len(make_source(str(folder / "*.png")).paths) == 2
+    assert make_source(str(folder / "000_red.png")).paths == [str(folder / "000_red.png")]
+
+
+@pytest.mark.parametrize("spec", ["nope.mp4", "", "missing_dir/*.jpg"])
+def test_bad_source_is_one_line_input_error(tmp_path, spec):
+    with pytest.raises(InputError) as e:
+        open_source(str(tmp_path / spec) if spec else spec)
+    assert "\n" not in str(e.value)
+
+
+def test_unreadable_video_and_empty_folder(tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(InputError, match="junk.mp4"):
+        open_source(str(junk))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images"):
+        open_source(str(tmp_path / "empty"))
+
+
+def test_video_file_gives_every_frame_in_order(video):
+    src = open_source(str(video))
+    assert not src.is_live and src.fps == pytest.approx(25.0)
+    frames = []
+    while (got := src.read()) is not None:
+        frames.append(got[0])
+    src.close()
+    assert len(frames) == len(COLOURS)
+    assert frames[0].shape == (48, 64, 3)
+
+
+def test_folder_slideshow_skips_corrupt_images(tmp_path):
+    folder = write_folder(tmp_path / "imgs", ["red", "green", "blue"])
+    (folder / "001_zbroken.png").write_bytes(b"\x89PNG broken")
+    seen = [r.label for r in live(ColourClassifier(), str(folder))]
+    assert seen == ["red", "green", "blue"]
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+def test_video_every_frame_classified_with_timings(video):
+    results = list(live(ColourClassifier(), str(video), top_k=2))
+    assert [r.label for r in results] == COLOURS
+    assert [r.index for r in results] == list(range(len(COLOURS)))
+    assert [r.seq for r in results] == list(range(len(COLOURS)))
+    r = results[-1]
+    assert len(r.topk) == 2 and r.topk[0] == (r.label, r.score)
+    assert set(r.timings) == {"capture", "preprocess", "inference", "postprocess", "total"}
+    assert all(v >= 0 for v in r.timings.values())
+    # total is capture-to-result: the frame's wait plus the three loop stages
+    parts = r.frame_age_ms + r.timings["preprocess"] + r.timings["inference"] + r.timings["postprocess"]
+    assert r.timings["total"] == pytest.approx(parts, abs=0.5)
+    assert r.frame.shape == (48, 64, 3) and r.probs.shape == (3,)
+    d = r.to_dict()
+    assert {"time", "index", "label", "score", "topk", "frame_age_ms", "inference_ms"} <= set(d)
+
+
+def test_max_frames_and_summary(video):
+    loop = live(ColourClassifier(), str(video), max_frames=5)
+    assert len(list(loop)) == 5
+    s = loop.summary()
+    assert s.frames == 5 and s.dropped == 0
+    assert set(s.percentiles) == {"capture", "preprocess", "inference", "postprocess", "total"}
+    assert "frames processed: 5" in s.format()
+
+
+def test_smoothing_is_an_ema_of_probabilities(video):
+    raw = list(live(ColourClassifier(), str(video)))
+    smooth = list(live(ColourClassifier(), str(video), smooth=0.25))
+    expected = raw[0].probs
+    for r_raw, r_smooth in zip(raw[1:], smooth[1:]):
+        expected = 0.25 * r_raw.probs + 0.75 * expected
+        np.testing.assert_allclose(r_smooth.probs, expected, rtol=1e-5, atol=1e-6)
+    # right after the switch to green the smoothed label still says red
+    assert smooth[8].label == "red" and raw[8].label == "green"
+    assert smooth[-1].label == "blue"
+
+
+def test_min_score_gives_uncertain():
+    class Unsure(ColourClassifier):
+        def probs(self, x):
+            return np.array([[0.5, 0.3, 0.2]], np.float32)
+
+    clip = SyntheticLive(fps=500)
+    with Live(Unsure(), open_source(clip), min_score=0.6, max_frames=3) as loop:
+        results = list(loop)
+    assert [r.label for r in results] == ["uncertain"] * 3
+    assert results[0].uncertain and results[0].best == "red" and results[0].score == 0.5
+
+
+@pytest.mark.parametrize(
+    "options", [{"smooth": 0.0}, {"smooth": 1.5}, {"min_score": 2.0}, {"max_frames": 0}, {"top_k": 0}]
+)
+def test_bad_options_rejected(video, options):
+    with pytest.raises(InputError):
+        live(ColourClassifier(), str(video), **options)
+
+
+def test_live_source_keeps_only_the_newest_frame():
+    """A camera faster than the model: frames are dropped, the loop never falls behind."""
+
+    class Slow(ColourClassifier):
+        def probs(self, x):
+            time.sleep(0.02)
+            return super().probs(x)
+
+    cam = SyntheticLive(fps=400)
+    loop = Live(Slow(), open_source(cam), max_frames=15)
+    results = list(loop)
+    assert len(results) == 15
+    seqs = [r.seq for r in results]
+    assert seqs == sorted(seqs) and seqs[-1] - seqs[0] > len(seqs)  # gaps: old frames skipped
+    assert loop.dropped > 0 and loop.summary().dropped == loop.dropped
+
+
+def test_realtime_file_paces_and_drops(tmp_path):
+    """--realtime on a 25 fps file with a model that takes 3 frame times: frames are dropped and
+    the run ends at the end of the file."""
+
+    class Slow(ColourClassifier):
+        def probs(self, x):
+            time.sleep(0.12)
+            return super().probs(x)
+
+    clip = write_video(tmp_path / "rt.avi", ["green"] * 20, fps=25.0)
+    loop = live(Slow(), str(clip), realtime=True)
+    results = list(loop)
+    assert 0 < len(results) < 20
+    assert loop.dropped > 0 and len(results) + loop.dropped == 20
+    assert all(r.label == "green" for r in results)
+
+
+def test_reconnects_after_source_dies_and_keeps_classifying():
+    messages = []
+    cam = FlakySource(good=12, refuse=2)
+    loop = Live(
+        ColourClassifier(), open_source(cam), max_frames=30, backoff=FAST, on_status=messages.append
+    )
+    results = list(loop)
+    assert len(results) == 30
+    # every classified frame is a real frame of the source (its number is in pixel 0,0)
+    numbers = [int(r.frame[0, 0, 0]) + 256 * int(r.frame[0, 0, 1]) for r in results]
+    assert numbers == sorted(set(numbers)) and all(r.frame[0, 0, 2] == 7 for r in results)
+    # before, between and after the two outages, with the new frame sizes
+    labels = [r.label for r in results]
+    assert labels[0] == "green" and "blue" in labels and labels[-1] == "red"
+    assert {r.frame.shape for r in results} >= {(48, 64, 3), (72, 96, 3), (60, 80, 3)}
+    assert loop.reconnects == 2 and cam.refused == 2
+    text = "\n".join(messages)
+    assert "reconnecting" in text and "reconnected" in text and "camera unplugged" in text
+
+
+def test_backoff_is_exponential_and_capped():
+    b = Backoff(initial=0.5, factor=2.0, cap=4.0)
+    assert [b.delay(i) for i in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_idle_hooks_run_while_source_is_silent():
+    cam = FlakySource(good=3, refuse=1000)  # never comes back
+    loop = Live(ColourClassifier(), open_source(cam), backoff=FAST, on_status=lambda m: None)
+    idles = []
+
+    def idle():
+        idles.append(loop.status)
+        if len(idles) >= 3:
+            loop.stop()
+
+    loop.idle_hooks.append(idle)
+    results = list(loop)
+    assert len(results) == 3
+    assert all(s.startswith("reconnecting") for s in idles)
+
+
+def test_capture_thread_closes_source_when_stopped():
+    cam = SyntheticLive(fps=200)
+    closed = []
+    cam.close = lambda: closed.append(True)
+    cap = Capture(open_source(cam)).start()
+    assert cap.get(1.0) is not None
+    cap.stop()
+    assert closed
+
+
+def test_histogram_percentiles_are_within_one_percent():
+    h = Histogram()
+    values = np.linspace(1.0, 100.0, 1000)
+    for v in values:
+        h.add(float(v))
+    for q in (50, 99):
+        assert h.percentile(q) == pytest.approx(np.percentile(values, q), rel=0.011)
+
+
+def test_labels_reach_overlay_without_touching_the_frame(video):
+    from edgecnn.runtime.live import draw
+
+    r = next(iter(live(ColourClassifier(), str(video))))
+    before = r.frame.copy()
+    annotated = draw(r)
+    assert annotated.shape == r.frame.shape
+    np.testing.assert_array_equal(r.frame, before)
+    assert not np.array_equal(annotated, r.frame)
+    assert LABELS[0] == r.label
+
+
+def test_solid_helper_is_bgr():
+    assert tuple(solid("red")[0, 0]) == (0, 0, 255)
