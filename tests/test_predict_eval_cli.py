@@ -1,0 +1,122 @@
+"""`edgecnn predict` and `edgecnn eval` on every artifact x backend: labels from the file,
+table/JSON output, confusion PNG, run directories as MODEL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import pytest
+from _runtime_fixtures import LABELS, artifacts_once
+
+from edgecnn.cli import main
+
+CASES = [
+    ("tflite", "tflite"),
+    ("tflite_int8", "tflite"),
+    ("onnx", "onnx"),
+    ("onnx", "opencv"),
+    ("onnx_int8", "onnx"),
+    ("onnx_int8", "opencv"),
+    ("keras", "keras"),
+]
+IDS = [f"{a}-{b}" for a, b in CASES]
+
+
+@pytest.fixture(scope="module")
+def arts(tmp_path_factory):
+    return artifacts_once(tmp_path_factory)
+
+
+def _images(arts) -> list[str]:
+    return [str(sorted((arts["data"] / label).iterdir())[0]) for label in LABELS]
+
+
+def _cli(capsys, argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(("artifact", "backend"), CASES, ids=IDS)
+def test_predict_json(arts, capsys, artifact, backend):
+    images = _images(arts)
+    code, out, err = _cli(capsys, ["predict", arts[artifact], *images, "--backend", backend,
+                                   "--threads", "1", "--top-k", "2", "--json"])
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["backend"] == backend and doc["labels"] == list(LABELS)
+    assert [r["image"] for r in doc["results"]] == images
+    assert all(len(r["predictions"]) == 2 for r in doc["results"])
+    top1 = [r["predictions"][0]["label"] for r in doc["results"]]
+    assert top1 == list(LABELS)  # one image of each class, in label order
+
+
+def test_predict_table(arts, capsys):
+    images = _images(arts)
+    code, out, err = _cli(capsys, ["predict", arts["tflite_int8"], *images])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["image", "top-1", "score"]
+    assert len(lines) == 1 + len(images)
+    for line, label in zip(lines[1:], LABELS):
+        assert line.split()[1] == label
+
+
+@pytest.mark.parametrize(("artifact", "backend"), CASES, ids=IDS)
+def test_eval_prints_report_and_writes_json_and_png(arts, tmp_path, capsys, artifact, backend):
+    report_file = tmp_path / "report.json"
+    code, out, err = _cli(capsys, ["eval", arts[artifact], arts["data"], "--backend", backend,
+                                   "--json", report_file])
+    assert code == 0, err
+    report = json.loads(report_file.read_text())
+    assert report["backend"] == backend and report["labels"] == list(LABELS)
+    assert report["accuracy"] >= 0.9 and report["count"] == 18
+    assert sum(map(sum, report["confusion_matrix"])) == 18
+    assert f"accuracy {report['accuracy']:.4f} on 18 images" in out
+    assert "confusion matrix (rows: true, columns: predicted)" in out
+    for label in LABELS:
+        assert any(line.startswith(label) for line in out.splitlines())
+    png = tmp_path / f"{arts[artifact].stem}_{backend}_confusion.png"
+    assert report["confusion_png"] == str(png)
+    assert cv2.imread(str(png)) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([png.name, "report.json"])
+
+
+def test_eval_default_png_beside_the_model_and_json_to_stdout(arts, tmp_path, capsys):
+    model = tmp_path / "m.onnx"
+    shutil.copy(arts["onnx"], model)
+    code, out, err = _cli(capsys, ["eval", model, arts["data"], "--json", "-"])
+    assert code == 0, err
+    report = json.loads(out)
+    assert (tmp_path / "m_onnx_confusion.png").is_file()
+    assert "accuracy" in err  # the human report goes to stderr when JSON takes stdout
+    assert report["accuracy"] >= 0.9
+
+
+def test_eval_and_predict_accept_a_run_directory(arts, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    shutil.copy(arts["keras"], run / "model.keras")
+    shutil.copy(arts["tflite_int8"], run / "export" / "model_int8.tflite")
+    shutil.copy(arts["onnx"], run / "export" / "model.onnx")
+    png = tmp_path / "cm.png"
+    code, out, err = _cli(capsys, ["eval", run, arts["data"], "--confusion", png])
+    assert code == 0, err
+    assert f"model {run / 'export' / 'model_int8.tflite'} (backend tflite" in out
+    assert png.is_file()
+    code, out, err = _cli(capsys, ["predict", run, _images(arts)[0], "--backend", "opencv",
+                                   "--json"])
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["model"] == str(run / "export" / "model.onnx") and doc["backend"] == "opencv"
+
+
+def test_eval_reports_skipped_files(arts, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(arts["data"], data)
+    (data / "red" / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    code, out, err = _cli(capsys, ["eval", arts["onnx"], data, "--confusion", tmp_path / "c.png"])
+    assert code == 0, err
+    assert f"skipped {data / 'red' / 'zz_broken.jpg'}: " in out
