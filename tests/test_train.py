@@ -1,0 +1,228 @@
+"""Training end to end on tiny synthetic data: run directory, reproducibility, resume, strategies."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _train_fixtures import FAST, tiny_split
+
+from edgecnn.runtime.contract import Contract
+from edgecnn.runtime.metadata import read_contract
+
+keras = pytest.importorskip("keras")
+
+from edgecnn import train  # noqa: E402
+from edgecnn.train import HISTORY_FIELDS, TrainingInterrupted, data_name, lr_at  # noqa: E402
+
+RUN_FILES = {
+    "model.keras",
+    "labels.txt",
+    "edgecnn.json",
+    "history.csv",
+    "training.png",
+    "metrics.json",
+    "confusion.png",
+}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_split(tmp_path_factory.mktemp("shapes"))
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    train_dir, val_dir = data
+    out = tmp_path_factory.mktemp("runs") / "r"
+    return train(train_dir, val_dir=val_dir, out=out, **{**FAST, "epochs": 2})
+
+
+def _weights(path):
+    return keras.models.load_model(path, compile=False).get_weights()
+
+
+def test_run_directory_is_complete(run):
+    assert {p.name for p in run.path.iterdir()} == RUN_FILES  # checkpoint/ is gone
+    assert (run.path / "labels.txt").read_text().split() == ["circle", "square", "triangle"]
+    for png in ("training.png", "confusion.png"):
+        assert (run.path / png).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_contract_is_in_the_run_and_inside_model_keras(run):
+    on_disk = Contract.from_json((run.path / "edgecnn.json").read_text())
+    with zipfile.ZipFile(run.model_path) as zf:
+        inside = Contract.from_json(zf.read("edgecnn.json"))
+    assert on_disk == inside == run.contract == read_contract(run.model_path)
+    assert inside.input_shape == (32, 32, 3)
+    info = inside.info
+    assert info["arch"] == "seed" and info["seed"] == 0 and info["epochs"] == 2
+    assert len(info["data_fingerprint"]) == 16
+    assert {"tensorflow", "keras", "edgecnn"} <= set(info["versions"])
+
+
+def test_model_keras_is_an_inference_model_on_raw_pixels(run):
+    model = keras.models.load_model(run.model_path)
+    assert model.input_shape == (None, 32, 32, 3)
+    assert model.output_shape == (None, 3)
+    names = [type(layer).__name__ for layer in model.layers]
+    assert not [n for n in names if n.startswith("Random")], names
+    assert names[0] == "Rescaling"
+    probs = model.predict(np.full((2, 32, 32, 3), 200.0, np.float32), verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_history_csv_and_metrics_json(run):
+    with open(run.path / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == HISTORY_FIELDS
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(float(r["epoch_seconds"]) > 0 and float(r["learning_rate"]) > 0 for r in rows)
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert 0.0 <= metrics["val_accuracy"] <= 1.0
+    assert set(metrics["per_class"]) == {"circle", "square", "triangle"}
+    assert {"precision", "recall"} <= set(metrics["per_class"]["circle"])
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 18
+    assert metrics["class_counts"]["train"] == {"circle": 16, "square": 16, "triangle": 16}
+    assert metrics["skipped"] == [] and metrics["class_weights"] is None
+
+
+def test_same_seed_same_weights_other_seed_differs(data, tmp_path):
+    train_dir, val_dir = data
+    a = train(train_dir, val_dir=val_dir, out=tmp_path / "a", **FAST)
+    b = train(train_dir, val_dir=val_dir, out=tmp_path / "b", **FAST)
+    c = train(train_dir, val_dir=val_dir, out=tmp_path / "c", seed=1, **FAST)
+    assert a.history[0]["loss"] == b.history[0]["loss"]
+    assert all(np.array_equal(x, y) for x, y in zip(_weights(a.model_path), _weights(b.model_path)))
+    assert not np.array_equal(_weights(a.model_path)[0], _weights(c.model_path)[0])
+
+
+class _InterruptAt(keras.callbacks.Callback):
+    """Raise KeyboardInterrupt (what Ctrl-C does) when epoch `at` starts."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_saves_and_resume_continues_exactly(data, run, tmp_path):
+    train_dir, val_dir = data
+    out = tmp_path / "r"
+    opts = {**FAST, "epochs": 2}
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(train_dir, val_dir=val_dir, out=out, callbacks=[_InterruptAt(1)], **opts)
+    assert (out / "checkpoint" / "last.keras").exists()
+    assert len((out / "history.csv").read_text().splitlines()) == 2  # header + epoch 1
+    assert not (out / "model.keras").exists()
+    resumed = train(train_dir, val_dir=val_dir, out=out, resume=True, **opts)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in run.history]
+    assert all(
+        np.array_equal(x, y) for x, y in zip(_weights(run.model_path), _weights(resumed.model_path))
+    )
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+
+
+def test_interrupt_in_first_epoch_leaves_nothing(data, tmp_path):
+    train_dir, val_dir = data
+    out = tmp_path / "r"
+    with pytest.raises(TrainingInterrupted, match="nothing saved"):
+        train(train_dir, val_dir=val_dir, out=out, callbacks=[_InterruptAt(0)], **FAST)
+    assert not out.exists()
+
+
+def test_cli_exits_130_on_ctrl_c(data, tmp_path, monkeypatch, capsys):
+    import edgecnn.cli
+
+    def interrupted(*args, **kwargs):
+        raise TrainingInterrupted("interrupted; epoch 1/2 is saved", tmp_path)
+
+    monkeypatch.setattr(sys.modules["edgecnn.train"], "train", interrupted)
+    assert edgecnn.cli.main(["train", str(data[0]), "--out", str(tmp_path / "x")]) == 130
+    assert capsys.readouterr().err.strip() == "edgecnn train: interrupted; epoch 1/2 is saved"
+
+
+def test_val_split_and_class_weights_for_imbalanced_folders(tmp_path):
+    train_dir, _ = tiny_split(tmp_path / "d", classes=2, train=20, val=1)
+    for p in sorted((train_dir / "square").iterdir())[8:]:
+        p.unlink()  # 20 circles vs 8 squares
+    run = train(train_dir, val_split=0.25, out=tmp_path / "r", **FAST)
+    m = run.metrics
+    assert m["class_counts"] == {
+        "train": {"circle": 15, "square": 6},
+        "val": {"circle": 5, "square": 2},
+    }
+    assert m["class_weights"][1] > 1.0 > m["class_weights"][0]  # the rarer class weighs more
+    assert run.contract.info["val_split"] == 0.25 and run.contract.info["val_dir"] is None
+
+
+def test_edge_and_mobilenet_architectures_build_and_load_local_weights(tmp_path):
+    from edgecnn.models import ARCHITECTURES, build_model
+
+    assert {"seed", "edge", "mobilenetv3small"} <= set(ARCHITECTURES)
+    assert build_model("seed", 2).input_shape == (None, 64, 64, 3)
+    edge = build_model("edge", 4, 48)
+    assert edge.output_shape == (None, 4)
+    kinds = {type(layer).__name__ for layer in edge.layers}
+    assert {"DepthwiseConv2D", "BatchNormalization", "ReLU", "GlobalAveragePooling2D"} <= kinds
+    edge.save_weights(tmp_path / "e.weights.h5")
+    again = build_model("edge", 4, 48, weights=tmp_path / "e.weights.h5")
+    assert all(np.array_equal(a, b) for a, b in zip(edge.get_weights(), again.get_weights()))
+    mnv3 = build_model("mobilenetv3small", 3, 64)
+    assert mnv3.input_shape == (None, 64, 64, 3) and mnv3.output_shape == (None, 3)
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    lrs = [lr_at(e, base=1e-3, epochs=10) for e in range(10)]
+    assert lrs[0] < lrs[1] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] == pytest.approx(1e-5)
+
+
+def test_default_run_name_uses_the_dataset_name(tmp_path):
+    assert data_name(tmp_path / "cats-vs-dogs" / "train") == "cats-vs-dogs"
+    assert data_name(tmp_path / "flowers") == "flowers"
+
+
+_MIRRORED = textwrap.dedent(
+    """
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
+    from edgecnn import train
+    run = train(sys.argv[1], val_dir=sys.argv[2], out=sys.argv[3], strategy="mirrored",
+                arch="seed", img_size=32, epochs=1, batch=16, progress=False)
+    print(len(tf.config.list_logical_devices("CPU")), run.metrics["strategy"])
+    """
+)
+
+
+def test_mirrored_strategy_over_two_logical_cpus(data, tmp_path):
+    out = tmp_path / "m"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _MIRRORED, str(data[0]), str(data[1]), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["2", "mirrored"]
+    assert {p.name for p in Path(out).iterdir()} == RUN_FILES
+    model = keras.models.load_model(out / "model.keras")
+    assert model.output_shape == (None, 3)
