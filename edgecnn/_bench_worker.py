@@ -137,6 +137,46 @@ def predict(spec: dict) -> dict:
     return {"n_images": int(len(pred))}
 
 
+def pipeline(spec: dict) -> dict:
+    """The live loop (`edgecnn run`'s) on a source: frames, FPS and per-stage p50/p99."""
+    from edgecnn.runtime.live import live
+
+    with live(spec["model"], spec["source"], backend=spec["backend"], threads=spec["threads"],
+              max_frames=spec["frames"], on_status=lambda message: None) as loop:
+        for _ in loop:
+            pass
+        summary = loop.summary().to_dict()
+    stages = {k: {"p50_ms": v, "p99_ms": summary["p99_ms"][k]} for k, v in summary["p50_ms"].items()}
+    return {"frames": summary["frames"], "fps": summary["fps"], "dropped": summary["dropped"],
+            "stages": stages, "frame_age_ms": summary["frame_age_ms"]}
+
+
+def decode(spec: dict) -> dict:
+    """Decode-only ceiling: how fast the source alone delivers frames (no model)."""
+    from edgecnn.runtime.live import open_source
+
+    source = open_source(spec["source"])
+    times = []
+    start = time.perf_counter()
+    try:
+        while len(times) < spec["frames"]:
+            t = time.perf_counter()
+            if source.read() is None:
+                break
+            times.append((time.perf_counter() - t) * 1e3)
+    finally:
+        source.close()
+    seconds = time.perf_counter() - start
+    ms = np.asarray(times or [0.0])
+    capture = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+    return {"frames": len(times), "fps": len(times) / seconds if seconds > 0 else None,
+            "stages": {"capture": capture, "total": capture}}
+
+
+MODES = {"bench": lambda spec: measure(spec), "predict": lambda spec: predict(spec),
+         "pipeline": lambda spec: pipeline(spec), "decode": lambda spec: decode(spec)}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
@@ -144,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = json.loads(Path(argv[0]).read_text())
     try:
-        result = predict(spec) if spec.get("mode") == "predict" else measure(spec)
+        result = MODES[spec.get("mode", "bench")](spec)
         code = 0
     except Exception as e:  # any failure becomes this row's error; the parent runs the rest
         result = {"error": f"{type(e).__name__}: {e}".strip().splitlines()[0][:400]}

@@ -67,6 +67,7 @@ class BenchConfig:
     warmup: int = 20
     warmup_seconds: float = 1.0
     max_images: int = 500
+    pipeline_frames: int = 300
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -82,6 +83,8 @@ class BenchConfig:
             raise InputError(f"--runs must be >= 1, got {self.runs}")
         if self.warmup < 0 or self.warmup_seconds < 0:
             raise InputError("--warmup must be >= 0")
+        if self.pipeline_frames < 1:
+            raise InputError(f"pipeline frames must be >= 1, got {self.pipeline_frames}")
         if self.max_images < 1:
             raise InputError(f"max_images must be >= 1, got {self.max_images}")
 
@@ -269,6 +272,10 @@ def bench(
         raise InputError("give at least one run directory or model file")
     artifacts = [a for t in targets for a in list_artifacts(t)]
     jobs = plan_jobs(artifacts, config)
+    if pipeline is not None:
+        from edgecnn.runtime.live import make_source
+
+        make_source(pipeline)  # InputError for a source that names nothing, before measuring
     env = environment()
     reference = keras_reference(artifacts)
     started = time.perf_counter()
@@ -302,9 +309,7 @@ def bench(
                 bar.update()
         pipeline_rows = None
         if pipeline is not None:
-            from edgecnn._bench_pipeline import pipeline_breakdown
-
-            pipeline_rows = pipeline_breakdown(pipeline, jobs, progress=progress)
+            pipeline_rows = _pipeline_rows(pipeline, jobs, config, workdir, progress)
     env["tflite_delegates"] = sorted({r["delegate"] for r in rows if r.get("delegate") and r["backend"] == "tflite"})
     return {
         "schema": SCHEMA,
@@ -315,6 +320,31 @@ def bench(
         "pipeline": pipeline_rows,
         "elapsed_s": time.perf_counter() - started,
     }
+
+
+def _pipeline_rows(source: str, jobs: list[Job], config: BenchConfig, workdir: Path,
+                   progress: bool | None) -> list[dict]:
+    """The live loop per artifact x backend x threads, after the source's decode-only ceiling."""
+    from edgecnn.runtime.progress import Progress
+
+    base = {"source": str(source), "frames": config.pipeline_frames}
+    rows = []
+    with Progress(len(jobs) + 1, "bench: pipeline", enabled=progress) as bar:
+        ceiling = _run_child({**base, "mode": "decode"}, workdir, "decode")
+        rows.append({"artifact": "(decode only)", "backend": "-", "threads": "-", **ceiling,
+                     "note": "ceiling: source decode alone"})
+        bar.update()
+        for i, job in enumerate(jobs):
+            spec = {**base, "mode": "pipeline", "model": str(job.artifact), "backend": job.backend,
+                    "threads": job.threads}
+            row = {"artifact": job.artifact.name, "backend": job.backend, "threads": job.threads,
+                   **_run_child(spec, workdir, f"pipe{i}")}
+            if ceiling.get("fps") and row.get("fps"):
+                row["of_ceiling"] = row["fps"] / ceiling["fps"]
+                row["note"] = f"{100 * row['of_ceiling']:.0f}% of decode-only"
+            rows.append(row)
+            bar.update()
+    return rows
 
 
 def _public_data_info(info: dict | None, reference: Path | None, ref_error: str | None) -> dict | None:

@@ -180,3 +180,30 @@ def test_results_are_written_atomically_without_leftovers(result, tmp_path):
     report.write_plot(result, tmp_path / "o" / "bench.png")
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["bench.json", "bench.png"]
     shutil.rmtree(tmp_path / "o")
+
+
+def test_pipeline_breakdown_next_to_decode_ceiling(run_dir, tmp_path):
+    import cv2
+    import numpy as np
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (96, 64))
+    for i in range(24):
+        writer.write(np.full((64, 96, 3), 10 * i, np.uint8))
+    writer.release()
+    config = BenchConfig(backends=("tflite",), pipeline_frames=20, **FAST)
+    res = bench([run_dir / "export" / "model_int8.tflite"], config=config, pipeline=str(clip), progress=False)
+    ceiling, row = res["pipeline"]
+    assert ceiling["artifact"] == "(decode only)" and ceiling["frames"] == 20 and ceiling["fps"] > 0
+    assert "error" not in row, row
+    assert row["frames"] == 20 and row["fps"] > 0
+    for stage in ("capture", "preprocess", "inference", "postprocess", "total"):
+        assert row["stages"][stage]["p50_ms"] <= row["stages"][stage]["p99_ms"]
+    assert row["of_ceiling"] > 0
+    assert "decode only" in report.render_text(res)
+
+
+def test_missing_pipeline_source_exits_2(run_dir, tmp_path, capsys):
+    model = str(run_dir / "export" / "model_int8.tflite")
+    assert main(["bench", model, "--pipeline", str(tmp_path / "nope.mp4")]) == 2
+    assert "no such file" in capsys.readouterr().err

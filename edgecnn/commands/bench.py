@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="DIR", help="class-folder images: accuracy and agreement with Keras")
     parser.add_argument("--max-images", type=int, default=500, help="images used from --data (default: 500)")
     parser.add_argument("--pipeline", metavar="SOURCE", help="also measure the live loop on this video/folder")
+    parser.add_argument("--pipeline-frames", type=int, default=300,
+                        help="frames per backend for --pipeline (default: 300)")
     parser.add_argument("--json", metavar="FILE", help="write the result as JSON (default: RUN_DIR/bench/bench.json)")
     parser.add_argument("--csv", metavar="FILE", help="write the rows as CSV (default: RUN_DIR/bench/bench.csv)")
     parser.add_argument("--md", metavar="FILE", help="write a Markdown report (default: RUN_DIR/bench/bench.md)")
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         warmup_seconds=args.warmup_seconds,
         max_images=args.max_images,
+        pipeline_frames=args.pipeline_frames,
     )
     old = report.load_result(args.compare) if args.compare else None
     if old is not None:  # a --compare file of another shape fails before anything is measured
