@@ -1,0 +1,150 @@
+"""`edgecnn train` on bad input: exit 2 with one line and nothing written, or skip and report."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from _train_fixtures import tiny_split
+
+from edgecnn.cli import main
+
+pytest.importorskip("keras")
+
+FAST_ARGS = ["--arch", "seed", "--img-size", "32", "--epochs", "1", "--batch", "16", "--quiet"]
+
+
+def _fails(capsys, argv: list[str], *expected: str) -> str:
+    assert main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("edgecnn train: error: ")
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+def _png(path, h: int, w: int) -> None:
+    cv2.imwrite(str(path), np.full((h, w, 3), 127, np.uint8))
+
+
+def test_missing_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    _fails(capsys, [str(tmp_path / "nope"), "--out", str(out)], "nope", "no such folder")
+    assert not out.exists()
+
+
+def test_fewer_than_two_classes(tmp_path, capsys):
+    (tmp_path / "d" / "cats").mkdir(parents=True)
+    _png(tmp_path / "d" / "cats" / "a.png", 16, 16)
+    out = tmp_path / "run"
+    _fails(capsys, [str(tmp_path / "d"), "--out", str(out)], "need at least 2")
+    assert not out.exists()
+
+
+def test_empty_class(tmp_path, capsys):
+    train_dir, _ = tiny_split(tmp_path / "d", classes=2, train=3, val=1)
+    (train_dir / "zzz_empty").mkdir()
+    out = tmp_path / "run"
+    _fails(capsys, [str(train_dir), "--out", str(out)], "zzz_empty", "no image files")
+    assert not out.exists()
+
+
+def test_zero_decodable_images(tmp_path, capsys):
+    for cls in ("a", "b"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "d" / cls / f"{i}.jpg").write_text("not really a JPEG, just text\n")
+    out = tmp_path / "run"
+    _fails(capsys, [str(tmp_path / "d"), "--out", str(out)], "could be decoded")
+    assert not out.exists()
+
+
+def test_val_dir_with_unknown_class(tmp_path, capsys):
+    train_dir, val_dir = tiny_split(tmp_path / "d", classes=2, train=3, val=1)
+    (val_dir / "zebra").mkdir()
+    _png(val_dir / "zebra" / "z.png", 16, 16)
+    out = tmp_path / "run"
+    _fails(capsys, [str(train_dir), "--val-dir", str(val_dir), "--out", str(out)], "zebra")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--epochs", "0"], "must be >= 1"),
+        (["--val-split", "1.5"], "--val-split"),
+        (["--img-size", "8"], "--img-size"),
+        (["--weights", "missing.weights.h5"], "weights file not found"),
+    ],
+)
+def test_bad_options(tmp_path, capsys, argv, expected):
+    train_dir, _ = tiny_split(tmp_path / "d", classes=2, train=3, val=1)
+    out = tmp_path / "run"
+    _fails(capsys, [str(train_dir), "--out", str(out), *argv], expected)
+    assert not out.exists()
+
+
+def test_existing_run_is_refused_unless_resume_or_force(tmp_path, capsys):
+    train_dir, val_dir = tiny_split(tmp_path / "d", classes=2, train=8, val=3)
+    out = tmp_path / "run"
+    argv = [str(train_dir), "--val-dir", str(val_dir), "--out", str(out), *FAST_ARGS]
+    assert main(["train", *argv]) == 0
+    before = (out / "model.keras").stat().st_mtime_ns
+    _fails(capsys, argv, str(out), "--resume", "--force")
+    _fails(capsys, [*argv, "--resume"], "finished run", "nothing to resume")
+    assert (out / "model.keras").stat().st_mtime_ns == before  # untouched by the refusals
+    assert main(["train", *argv, "--force"]) == 0
+    assert (out / "model.keras").stat().st_mtime_ns != before
+
+
+def test_resume_without_a_run(tmp_path, capsys):
+    train_dir, _ = tiny_split(tmp_path / "d", classes=2, train=3, val=1)
+    _fails(
+        capsys, [str(train_dir), "--out", str(tmp_path / "none"), "--resume"], "nothing to resume"
+    )
+
+
+def test_out_is_a_foreign_folder(tmp_path, capsys):
+    train_dir, _ = tiny_split(tmp_path / "d", classes=2, train=3, val=1)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    _fails(
+        capsys, [str(train_dir), "--out", str(tmp_path / "mine"), "--force"], "not an edgecnn run"
+    )
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_bad_files_are_skipped_and_reported(tmp_path, capsys):
+    train_dir, val_dir = tiny_split(tmp_path / "d", classes=2, train=8, val=3)
+    cls = train_dir / "circle"
+    good = (cls / "circle_0000.png").read_bytes()
+    ok, jpg = cv2.imencode(".jpg", cv2.imread(str(cls / "circle_0001.jpg")))
+    (cls / "corrupt.png").write_bytes(good[:16] + bytes(range(256)) * 4)
+    (cls / "truncated.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 3])
+    (cls / "text.jpg").write_text("hello, I am a text file\n")
+    _png(cls / "one_pixel.png", 1, 1)
+    big = np.zeros((4000, 6000, 3), np.uint8)
+    big[:, :3000] = (0, 0, 255)
+    cv2.imwrite(str(cls / "huge.jpg"), big)
+
+    out = tmp_path / "run"
+    argv = [str(train_dir), "--val-dir", str(val_dir), "--out", str(out), *FAST_ARGS]
+    assert main(["train", *argv]) == 0
+    err = capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    skipped = {
+        p.rsplit("/", 1)[-1]: reason
+        for p, reason in ((s["path"], s["reason"]) for s in metrics["skipped"])
+    }
+    assert {"corrupt.png", "text.jpg", "one_pixel.png"} <= set(skipped)
+    assert "1x1" in skipped["one_pixel.png"]
+    assert "huge.jpg" not in skipped  # handled: decoded and downscaled like any photo
+    for name in skipped:
+        assert name in err  # printed too
+    # Everything not skipped was trained on: 8 good + huge (+ truncated, if its part decodes).
+    trained = metrics["class_counts"]["train"]["circle"]
+    assert trained == 8 + 1 + ("truncated.jpg" not in skipped)
