@@ -205,7 +205,7 @@ class Live:
             "total": (t_post - frame.t_capture) * 1000.0,
         }
         age_ms = (t_pick - frame.t_capture) * 1000.0
-        self.stats.add(timings, age_ms, frame.t_capture)
+        self.stats.add(timings, age_ms, t_post)
         return Result(
             frame=frame.image,
             index=index,

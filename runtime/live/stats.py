@@ -110,18 +110,19 @@ class RunStats:
         self.t_first: float | None = None
         self.t_last: float | None = None
 
-    def add(self, timings: dict[str, float], frame_age_ms: float, t_capture: float) -> None:
+    def add(self, timings: dict[str, float], frame_age_ms: float, t_result: float) -> None:
         for name, hist in self.stages.items():
             hist.add(timings[name])
         self.age.add(frame_age_ms)
         self.frames += 1
         if self.t_first is None:
-            self.t_first = t_capture
-        self.t_last = time.monotonic()
+            self.t_first = t_result
+        self.t_last = t_result
 
     def summary(self, *, dropped: int = 0, reconnects: int = 0) -> Summary:
+        """FPS is results per second between the first and the last result."""
         seconds = (self.t_last - self.t_first) if self.t_first is not None else 0.0
-        fps = self.frames / seconds if seconds > 0 else 0.0
+        fps = (self.frames - 1) / seconds if seconds > 0 else 0.0
         pct = {k: (h.percentile(50), h.percentile(99)) for k, h in self.stages.items()}
         age = (self.age.percentile(50), self.age.percentile(99))
         return Summary(self.frames, dropped, reconnects, seconds, fps, pct, age)

@@ -1,0 +1,122 @@
+"""`edgecnn run` end to end on a real int8 .tflite (built here with TensorFlow; the command itself
+runs without it), plus the one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _live_fixtures import build_colour_tflite, count_frames, write_folder, write_video
+
+from edgecnn.runtime.live import live
+from edgecnn.runtime.live.outputs import has_gui_build
+
+COLOURS = ["red"] * 10 + ["green"] * 10 + ["blue"] * 10
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return build_colour_tflite(tmp_path_factory.mktemp("live_model") / "colour_int8.tflite")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_video(tmp_path_factory.mktemp("live_clip") / "clip.avi", COLOURS, size=(96, 64))
+
+
+def edgecnn(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "edgecnn", "run", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV, cwd=cwd)
+
+
+def test_python_api_with_a_real_tflite_model(model, clip):
+    from edgecnn.runtime import load
+
+    clf = load(model, backend="tflite", threads=1)
+    results = list(live(clf, str(clip), top_k=3))
+    assert [r.label for r in results] == COLOURS
+    assert all(r.score > 0.9 for r in results)
+
+
+def test_run_jsonl_stdout_and_record(model, clip, tmp_path):
+    video = tmp_path / "annotated.avi"
+    proc = edgecnn(model, "--source", clip, "--threads", "1", "--jsonl", "-", "--record", video)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["label"] for r in rows] == COLOURS
+    assert [r["index"] for r in rows] == list(range(30))
+    first = rows[0]
+    for key in ("time", "score", "topk", "frame_age_ms", "capture_ms", "preprocess_ms",
+                "inference_ms", "postprocess_ms", "total_ms"):  # fmt: skip
+        assert key in first
+    assert len(first["topk"]) == 3 and first["topk"][0][0] == "red"
+    # the summary goes to stderr
+    assert "frames processed: 30" in proc.stderr and "p99" in proc.stderr
+    assert "inference" in proc.stderr and "dropped: 0" in proc.stderr
+    # the annotated video has every frame, at the file's rate, and no leftover temp file
+    assert count_frames(video) == 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.avi"]
+
+
+def test_run_folder_with_max_frames_smoothing_and_jsonl_file(model, tmp_path):
+    folder = write_folder(tmp_path / "imgs", ["green"] * 6 + ["blue"] * 6)
+    log = tmp_path / "out.jsonl"
+    proc = edgecnn(model, "--source", folder, "--jsonl", log, "--max-frames", "8", "--smooth", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    labels = [json.loads(line)["label"] for line in log.read_text().splitlines()]
+    assert labels[:6] == ["green"] * 6 and len(labels) == 8
+    assert labels[6] == "green"  # EMA: the first blue frame does not flip it yet
+    assert "frames processed: 8" in proc.stderr
+
+
+def test_run_without_outputs_prints_label_lines(model, clip):
+    proc = edgecnn(model, "--source", clip, "--min-score", "0.99999")
+    assert proc.returncode == 0, proc.stderr
+    assert "uncertain" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.tflite", "--source", "CLIP"], "missing.tflite"),
+        (["MODEL", "--source", "nope.mp4"], "nope.mp4"),
+        (["MODEL", "--source", "CLIP", "--serve", "localhost:http"], "--serve"),
+        (["MODEL", "--source", "CLIP", "--smooth", "0"], "--smooth"),
+        (["MODEL", "--source", "CLIP", "--smooth", "1.5"], "--smooth"),
+        (["MODEL", "--source", "CLIP", "--record", "out.gif"], "--record"),
+        (["MODEL", "--source", "CLIP", "--max-frames", "0"], "--max-frames"),
+    ],
+)
+def test_bad_input_is_exit_2_with_one_line(model, clip, tmp_path, args, message):
+    args = [str(model) if a == "MODEL" else str(clip) if a == "CLIP" else a for a in args]
+    proc = edgecnn(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgecnn run: error:") and message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(has_gui_build(), reason="this OpenCV has a GUI; the headless message cannot show")
+def test_show_on_headless_opencv_says_what_to_install(model, clip):
+    proc = edgecnn(model, "--source", clip, "--show")
+    assert proc.returncode == 2
+    assert "pip install opencv-python" in proc.stderr and "--serve" in proc.stderr
+
+
+def test_run_does_not_import_tensorflow(model, clip):
+    code = (
+        "import sys\n"
+        "from edgecnn.cli import main\n"
+        f"rc = main(['run', {str(model)!r}, '--source', {str(clip)!r}, '--jsonl', '-'])\n"
+        "assert rc == 0\n"
+        "bad = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnx') if m in sys.modules]\n"
+        "print('HEAVY', bad, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stderr
