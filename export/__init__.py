@@ -99,22 +99,26 @@ def export(
         raise InputError(f"--int8-io must be one of {', '.join(INT8_IO)}, got {int8_io!r}")
     say = _reporter(progress)
     bars = None if progress else False  # progress bars only on a terminal
+    # Every input is validated before anything is printed or written, so bad input ends in
+    # exactly one line (InputError) and no files.
     source = resolve(run_or_model_path)
     contract = source.contract
+    model = load_keras(source)
     checks = check_set(contract, check=check, run_dir=source.run_dir, progress=bars)
-    say(f"check set: {len(checks)} images from {checks.source['dir']}")
     calibration = None
     if any(f in INT8_FORMATS for f in fmts):
         calibration = calibration_set(
             contract, calib=calib, run_dir=source.run_dir, count=calib_count, seed=seed,
             progress=bars,
         )
+    say(f"model: {source.model_path} ({contract.num_classes} classes, "
+        f"{contract.width}x{contract.height})")
+    say(f"check set: {len(checks)} images from {checks.source['dir']}")
+    if calibration is not None:
         say(
             f"calibration: {len(calibration)} images from {calibration.source['dir']} "
             f"(seed {seed}, fingerprint {calibration.source['pixels_sha256']})"
         )
-    say(f"loading {source.model_path}")
-    model = load_keras(source)
     job = _Job(source, model, checks, calibration, int8_io, say)
     return job.run(fmts)
 

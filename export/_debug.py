@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -37,11 +38,14 @@ def int8_layer_errors(
     converter = make_converter(
         model, contract, "tflite-int8", calib_inputs=calib_inputs, int8_io="float"
     )
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter,
-        debug_dataset=representative_dataset(debug_inputs[:_DEBUG_IMAGES]),
-    )
-    debugger.run()
+    with warnings.catch_warnings():
+        # the debugger runs TF's own (deprecated) interpreter internally; nothing to act on
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter,
+            debug_dataset=representative_dataset(debug_inputs[:_DEBUG_IMAGES]),
+        )
+        debugger.run()
     dump = io.StringIO()
     debugger.layer_statistics_dump(dump)
     rows = []
@@ -76,6 +80,6 @@ def format_layers(layers: list[dict[str, Any]]) -> str:
     lines = ["  largest int8 error (RMSE in quantisation steps):"]
     for r in layers:
         lines.append(
-            f"    {r['rmse_per_scale']:7.2f}  {r['op']:<18} {r['tensor']}"
+            f"    {r['rmse_per_scale']:7.2f}  {r['op']:<18} {r['tensor'].split(';')[0]}"
         )
     return "\n".join(lines)

@@ -1,0 +1,194 @@
+"""edgecnn.export on a tiny trained run: six formats, verified, described in export.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+from _export_fixtures import CLASSES, exported_run, trained_run
+
+from edgecnn.cli import main
+from edgecnn.export import FILENAMES, FORMATS, MANIFEST, export
+from edgecnn.runtime.errors import InputError, VerificationError
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return exported_run(tmp_path_factory)
+
+
+@pytest.fixture
+def run_copy(tmp_path_factory, tmp_path):
+    """A private copy of the trained run (model + contract), without any export folder."""
+    src = trained_run(tmp_path_factory)
+    dst = tmp_path / "run"
+    dst.mkdir()
+    for name in ("model.keras", "edgecnn.json", "labels.txt"):
+        shutil.copy2(src / name, dst / name)
+    return dst
+
+
+def test_every_format_is_written_and_described(exported):
+    run, manifest = exported
+    out = run / "export"
+    assert json.loads((out / MANIFEST).read_text()) == manifest
+    assert list(manifest["artifacts"]) == list(FORMATS)
+    for fmt, entry in manifest["artifacts"].items():
+        data = (out / FILENAMES[fmt]).read_bytes()
+        assert entry["file"] == FILENAMES[fmt]
+        assert entry["bytes"] == len(data)
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entry["passed"] is True
+        assert entry["scheme"]
+    assert not [p.name for p in out.iterdir() if ".partial" in p.name]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_parity_with_keras_meets_its_threshold(exported, fmt):
+    from edgecnn.export._verify import THRESHOLDS
+
+    parity = exported[1]["artifacts"][fmt]["parity"]
+    min_agreement, max_diff = THRESHOLDS[fmt]
+    assert parity["images"] == 60
+    assert parity["agreement"] >= min_agreement
+    if max_diff is not None:
+        assert parity["max_abs_diff"] <= max_diff
+    assert parity["accuracy"] >= 0.9
+    assert parity["backend"] == ("onnx" if fmt.startswith("onnx") else "tflite")
+
+
+def test_int8_tflite_is_full_integer_with_int8_io(exported):
+    entry = exported[1]["artifacts"]["tflite-int8"]
+    assert entry["float_ops"] == []
+    assert entry["int8_io"] == "int8"
+    assert entry["input"]["dtype"] == "int8" and entry["output"]["dtype"] == "int8"
+    # raw 0..255 pixels in int8: one step per pixel value, 0 maps to -128
+    assert entry["input"]["scale"] == pytest.approx(1.0)
+    assert entry["input"]["zero_point"] == -128
+    assert exported[1]["artifacts"]["tflite-drq"]["input"]["dtype"] == "float32"
+
+
+def test_onnx_names_and_opset(exported):
+    for fmt in ("onnx", "onnx-int8"):
+        entry = exported[1]["artifacts"][fmt]
+        assert entry["input"]["name"] == "image" and entry["output"]["name"] == "probs"
+        assert entry["input"]["dtype"] == "float32"
+        assert entry["input"]["shape"][1:] == [32, 32, 3]
+        assert entry["opset"] >= 17
+
+
+def test_exported_files_classify_like_keras(exported):
+    import keras
+
+    from edgecnn.runtime import load
+    from edgecnn.runtime.dataset import list_dataset, load_pixels
+
+    run, manifest = exported
+    clf_keras = keras.models.load_model(run / "model.keras")
+    val = load_pixels(list_dataset(manifest["check"]["dir"], classes=CLASSES),
+                      load(run / "export" / "model.onnx").contract, progress=False)
+    ref = np.asarray(clf_keras(val.pixels.astype(np.float32))).argmax(1)
+    for fmt in FORMATS:
+        clf = load(run / "export" / FILENAMES[fmt])
+        assert clf.labels == CLASSES
+        top = clf.probs_pixels(val.pixels).argmax(1)
+        assert np.mean(top == ref) >= 0.98, fmt
+
+
+def test_calibration_is_a_recorded_seeded_stratified_sample(exported):
+    calib = exported[1]["calibration"]
+    assert calib["requested"] == 60 and calib["count"] == 60
+    assert calib["classes"] == {"red": 20, "green": 20, "blue": 20}
+    assert calib["seed"] == 0 and calib["from"] == "training images"
+    assert len(calib["pixels_sha256"]) == 16 and len(calib["files_fingerprint"]) == 16
+    assert exported[1]["check"]["count"] == 60
+
+
+def test_calibration_sample_depends_on_the_seed_only(exported):
+    from edgecnn.export._data import calibration_set
+    from edgecnn.runtime.metadata import read_contract
+
+    run, _ = exported
+    contract = read_contract(run / "model.keras")
+
+    def sample(seed):
+        return calibration_set(contract, calib=None, run_dir=run, count=30, seed=seed,
+                               progress=False).source["pixels_sha256"]
+
+    assert sample(0) == sample(0)
+    assert sample(0) != sample(1)
+
+
+def test_uint8_io_and_subset_of_formats(run_copy):
+    manifest = export(run_copy, formats="tflite-int8", int8_io="uint8", calib_count=30,
+                      progress=False)
+    entry = manifest["artifacts"]["tflite-int8"]
+    assert list(manifest["artifacts"]) == ["tflite-int8"]
+    assert entry["input"]["dtype"] == "uint8"
+    assert entry["input"]["scale"] == pytest.approx(1.0) and entry["input"]["zero_point"] == 0
+    assert entry["passed"]
+    assert sorted(p.name for p in (run_copy / "export").iterdir()) == [
+        MANIFEST, "model_int8.tflite"
+    ]
+
+
+def test_failed_verification_keeps_nothing_and_exits_1(run_copy, monkeypatch, capsys):
+    from edgecnn.export import _verify
+
+    monkeypatch.setitem(_verify.THRESHOLDS, "tflite-fp32", (1.0, 0.0))  # unattainable
+    stale = run_copy / "export" / "model_fp32.tflite"
+    stale.parent.mkdir()
+    stale.write_bytes(b"an old export that must not survive a failed one")
+    with pytest.raises(VerificationError, match=r"tflite-fp32 \(model_fp32.tflite\).*agreement"):
+        export(run_copy, formats=["tflite-fp32"], progress=False)
+    assert not stale.exists()
+    assert not [p for p in stale.parent.iterdir() if ".partial" in p.name]
+    manifest = json.loads((stale.parent / MANIFEST).read_text())
+    assert manifest["artifacts"]["tflite-fp32"]["passed"] is False
+    assert manifest["artifacts"]["tflite-fp32"]["file"] is None
+
+    capsys.readouterr()
+    assert main(["export", str(run_copy), "--formats", "tflite-fp32"]) == 1
+    err = capsys.readouterr().err
+    assert "verification failed" in err and "model_fp32.tflite" in err
+    assert "Traceback" not in err
+
+
+def test_int8_drop_reports_the_worst_layers(run_copy, monkeypatch):
+    from edgecnn.export import _verify
+
+    monkeypatch.setattr(_verify, "DEBUG_BELOW", 1.01)  # force the report on a good model
+    manifest = export(run_copy, formats="tflite-int8", calib_count=30, progress=False)
+    layers = manifest["artifacts"]["tflite-int8"]["largest_quantization_error"]
+    assert 1 <= len(layers) <= 5
+    errors = [r["rmse_per_scale"] for r in layers]
+    assert errors == sorted(errors, reverse=True)
+    assert all(r["op"] and r["scale"] > 0 for r in layers)
+
+
+def test_augmentation_layers_are_refused(run_copy):
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.RandomFlip("horizontal"),
+            keras.layers.Rescaling(1.0 / 255),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.save(run_copy / "model.keras")
+    with pytest.raises(InputError, match="augmentation layer.*RandomFlip"):
+        export(run_copy, formats="onnx", progress=False)
+    assert not (run_copy / "export").exists()
+
+
+def test_cli_prints_a_table(run_copy, capsys):
+    assert main(["export", str(run_copy / "model.keras"), "--formats", "onnx,tflite-fp32"]) == 0
+    out = capsys.readouterr().out
+    assert "model.onnx" in out and "model_fp32.tflite" in out and "agreement" in out
+    assert "100.00%" in out
