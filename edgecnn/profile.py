@@ -346,19 +346,21 @@ def _quant_error(path: Path, data: str | os.PathLike | None) -> tuple[list[dict]
 
 
 def _quant_error_from_export(path: Path) -> list[dict] | None:
+    """export.json's per-layer int8 error for this file (export records it when int8
+    agreement is low: `largest_quantization_error`, worst first), or None."""
     manifest = path.parent / "export.json"
     try:
         doc = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    arts = doc.get("artifacts", {})
-    entry = arts.get(path.name) if isinstance(arts, dict) else next(
-        (a for a in arts if isinstance(a, dict) and Path(str(a.get("file", a.get("path", "")))).name == path.name), None)
-    if not isinstance(entry, dict):
-        return None
-    for key, value in entry.items():
-        if "layer" in key and isinstance(value, list) and value:
-            return value
+    arts = doc.get("artifacts", {}) if isinstance(doc, dict) else {}
+    entries = list(arts.items()) if isinstance(arts, dict) else [(None, a) for a in arts]
+    for key, entry in entries:
+        if not isinstance(entry, dict) or path.name not in (key, Path(str(entry.get("file") or "")).name):
+            continue
+        for field, value in entry.items():
+            if ("layer" in field or "quantization_error" in field) and isinstance(value, list) and value:
+                return value
     return None
 
 
@@ -479,7 +481,9 @@ def render(report: dict) -> str:
         qe = report.get("quant_error")
         lines.append(f"per-layer quantisation error ({report.get('quant_error_source')}):")
         for e in qe or []:
-            value = e.get("relative_rmse", e.get("error"))
-            shown = f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
-            lines.append(f"  #{e.get('index', '?')} {e.get('op', '')} {str(e.get('name', ''))[:48]}  {shown}")
+            metric = next((k for k in ("relative_rmse", "rmse_per_scale", "error") if k in e), None)
+            value = e.get(metric) if metric else None
+            shown = f"{metric} {value:.4f}" if isinstance(value, (int, float)) else "-"
+            name = str(e.get("name", e.get("tensor", ""))).split(";")[0][:48]
+            lines.append(f"  #{e.get('index', '-')} {e.get('op', '')} {name}  {shown}")
     return "\n".join(lines)

@@ -62,11 +62,14 @@ def test_quant_error_is_read_from_export_json(run_dir, tmp_path):
     export = tmp_path / "export"
     export.mkdir()
     shutil.copy(run_dir / "export/model_int8.tflite", export)
-    layers = [{"name": "conv", "op": "CONV_2D", "error": 0.02}]
-    (export / "export.json").write_text(json.dumps({"artifacts": {"model_int8.tflite": {"layer_errors": layers}}}))
+    # the shape edgecnn.export writes when int8 agreement is low
+    layers = [{"op": "CONV_2D", "tensor": "conv/Relu;conv", "rmse_per_scale": 0.7, "rmse": 0.01}]
+    entry = {"file": "model_int8.tflite", "largest_quantization_error": layers}
+    (export / "export.json").write_text(json.dumps({"artifacts": {"tflite-int8": entry}}))
     rep = profile(export / "model_int8.tflite")
     assert rep["quant_error"] == layers
     assert rep["quant_error_source"].endswith("export.json")
+    assert "rmse_per_scale 0.7000" in render(rep)
 
 
 def test_ops_left_in_float_are_listed(run_dir, tmp_path):
