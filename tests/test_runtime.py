@@ -296,3 +296,23 @@ def test_no_warnings_for_files_with_metadata(arts):
         warnings.simplefilter("error")
         load(arts["tflite_int8"])
         load(arts["onnx"], backend="opencv")
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+def test_tflite_falls_back_to_tensorflow_lite_without_litert(arts, monkeypatch):
+    import importlib.util
+
+    from edgecnn.runtime.backends import tflite as tflite_backend
+
+    real = importlib.util.find_spec
+    hidden = {"ai_edge_litert", "tflite_runtime"}
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in hidden else real(name, *a))
+    interpreter, module = tflite_backend.find_interpreter()
+    assert module.startswith("tensorflow ")
+    clf = load(arts["tflite_int8"], backend="tflite", threads=1)
+    assert clf.describe()["module"].startswith("tensorflow ")
+    ref = open_case(arts, "tflite_int8", "tflite")
+    rgb, _ = synthetic_images(3, seed=5)
+    x = to_input(rgb, clf.contract)
+    np.testing.assert_allclose(clf.probs(x), ref.probs(x), atol=1e-6)
