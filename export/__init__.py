@@ -189,7 +189,7 @@ class _Job:
                 "summary": parity.summary(),
             }
             if fmt in INT8_FORMATS and parity.agreement < DEBUG_BELOW:
-                entry["largest_quantization_error"] = self._explain(fmt)
+                entry["largest_quantization_error"] = self._explain(fmt, data)
             if parity.passed:
                 os.replace(tmp, final)
                 self.say(f"    ok  {final.name} {_size(len(data))}: {parity.summary()}")
@@ -241,17 +241,22 @@ class _Job:
             self._float_onnx = data
         return self._float_onnx
 
-    def _explain(self, fmt: str) -> list[dict[str, Any]] | str:
-        from ._debug import format_layers, int8_layer_errors
+    def _explain(self, fmt: str, data: bytes) -> list[dict[str, Any]]:
+        """Per-layer quantisation error of an int8 artifact whose agreement dropped."""
+        from . import _debug
 
-        if fmt != "tflite-int8":
-            return "per-layer report is produced for tflite-int8 only"
         self.say("    int8 agreement below 99.5%: measuring per-layer quantisation error")
-        layers = int8_layer_errors(
-            self.model, self.contract, calib_inputs=self.calib_inputs,
-            debug_inputs=self.check_inputs,
-        )
-        self.say(format_layers(layers))
+        if fmt == "tflite-int8":
+            layers = _debug.int8_layer_errors(
+                self.model, self.contract, calib_inputs=self.calib_inputs,
+                debug_inputs=self.check_inputs,
+            )
+            self.say(_debug.format_layers(layers))
+        else:
+            layers = _debug.onnx_int8_layer_errors(
+                self._onnx_float(), data, debug_inputs=self.check_inputs
+            )
+            self.say(_debug.format_onnx_layers(layers))
         return layers
 
     # --- manifest ------------------------------------------------------------------------

@@ -83,3 +83,50 @@ def format_layers(layers: list[dict[str, Any]]) -> str:
             f"    {r['rmse_per_scale']:7.2f}  {r['op']:<18} {r['tensor'].split(';')[0]}"
         )
     return "\n".join(lines)
+
+
+def onnx_int8_layer_errors(
+    float_model: bytes,
+    qdq_model: bytes,
+    *,
+    debug_inputs: np.ndarray,
+    top: int = TOP_LAYERS,
+) -> list[dict[str, Any]]:
+    """The `top` activations of the QDQ model furthest from the float model's, worst first.
+
+    ONNX Runtime's `qdq_loss_debug` runs both models with every activation exposed; the error
+    is the signal-to-quantisation-noise ratio (dB, lower is worse) between the float
+    activation and its quantized-then-dequantized counterpart.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from onnxruntime.quantization import qdq_loss_debug as qdq
+
+    from ._onnx_int8 import _reader
+
+    inputs = debug_inputs[:_DEBUG_IMAGES]
+    with tempfile.TemporaryDirectory(prefix="edgecnn-onnx-debug-") as tmp:
+        acts = {}
+        for name, data in (("float", float_model), ("qdq", qdq_model)):
+            src, aug = Path(tmp) / f"{name}.onnx", Path(tmp) / f"{name}_aug.onnx"
+            src.write_bytes(data)
+            qdq.modify_model_output_intermediate_tensors(str(src), str(aug))
+            acts[name] = qdq.collect_activations(
+                str(aug), _reader(inputs), execution_providers=["CPUExecutionProvider"]
+            )
+    matched = qdq.create_activation_matching(acts["qdq"], acts["float"])
+    rows = []
+    for tensor, match in matched.items():
+        if not match.get("float") or not match.get("post_qdq"):
+            continue  # renamed or fused on the way: no float counterpart to compare with
+        sqnr = qdq.compute_signal_to_quantization_noice_ratio(match["float"], match["post_qdq"])
+        rows.append({"tensor": tensor, "sqnr_db": float(sqnr)})
+    rows.sort(key=lambda r: r["sqnr_db"])
+    return rows[:top]
+
+
+def format_onnx_layers(layers: list[dict[str, Any]]) -> str:
+    lines = ["  largest int8 error (signal-to-quantisation-noise, dB, lower is worse):"]
+    lines += [f"    {r['sqnr_db']:7.1f}  {r['tensor']}" for r in layers]
+    return "\n".join(lines)

@@ -157,16 +157,22 @@ def test_failed_verification_keeps_nothing_and_exits_1(run_copy, monkeypatch, ca
     assert "Traceback" not in err
 
 
-def test_int8_drop_reports_the_worst_layers(run_copy, monkeypatch):
+def test_int8_drop_reports_the_worst_layers(run_copy, monkeypatch, capsys):
     from edgecnn.export import _verify
 
     monkeypatch.setattr(_verify, "DEBUG_BELOW", 1.01)  # force the report on a good model
-    manifest = export(run_copy, formats="tflite-int8", calib_count=30, progress=False)
+    manifest = export(run_copy, formats="tflite-int8,onnx-int8", calib_count=30)
     layers = manifest["artifacts"]["tflite-int8"]["largest_quantization_error"]
     assert 1 <= len(layers) <= 5
     errors = [r["rmse_per_scale"] for r in layers]
     assert errors == sorted(errors, reverse=True)
     assert all(r["op"] and r["scale"] > 0 for r in layers)
+    onnx_layers = manifest["artifacts"]["onnx-int8"]["largest_quantization_error"]
+    assert 1 <= len(onnx_layers) <= 5
+    sqnr = [r["sqnr_db"] for r in onnx_layers]
+    assert sqnr == sorted(sqnr) and all(np.isfinite(sqnr))
+    err = capsys.readouterr().err
+    assert "largest int8 error" in err and layers[0]["op"] in err and onnx_layers[0]["tensor"] in err
 
 
 def test_augmentation_layers_are_refused(run_copy):
