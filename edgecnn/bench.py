@@ -138,7 +138,10 @@ def plan_jobs(artifacts: list[Path], config: BenchConfig) -> list[Job]:
 def planned_rows(targets: list[str | os.PathLike], config: BenchConfig) -> list[dict]:
     """The (artifact, backend, threads) keys a bench of `targets` will produce, unmeasured."""
     jobs = plan_jobs([a for t in targets for a in list_artifacts(t)], config)
-    return [{"artifact": j.artifact.name, "backend": j.backend, "threads": j.threads} for j in jobs]
+    rows = [{"artifact": j.artifact.name, "path": str(j.artifact), "backend": j.backend,
+             "threads": j.threads} for j in jobs]
+    _label_rows(rows, None)
+    return rows
 
 
 def keras_reference(artifacts: list[Path]) -> Path | None:
@@ -211,31 +214,85 @@ def _run_child(spec: dict, workdir: Path, name: str) -> dict:
     return {"error": f"worker exited with code {proc.returncode}: {tail[0][:300]}"}
 
 
-def _prepare_data(data: str | os.PathLike, artifacts: list[Path], config: BenchConfig,
-                  workdir: Path, progress: bool | None) -> dict:
-    """Decode the evaluation images once (shared preprocessing) into .npy files for children."""
-    import numpy as np
+def _geometry(contract) -> str:
+    """What decides the decoded pixels and labels: artifacts sharing it share one image set."""
+    d = contract.to_dict()
+    d.pop("info", None)
+    return json.dumps(d, sort_keys=True)
 
-    from edgecnn.runtime.dataset import list_dataset, load_pixels
-    from edgecnn.runtime.metadata import read_contract
 
-    contract = next((c for a in artifacts if (c := read_contract(a)) is not None), None)
-    if contract is None:
-        raise InputError("--data needs a model that carries its labels and input size (edgecnn metadata)")
-    ds = list_dataset(data, classes=contract.labels)
-    if len(ds) > config.max_images:
-        ds = ds.stratified_sample(config.max_images, config.seed)
-    decoded = load_pixels(ds, contract, desc="bench: decoding", progress=progress)
-    np.save(workdir / "pixels.npy", decoded.pixels)
-    np.save(workdir / "targets.npy", decoded.targets)
-    return {
-        "pixels": str(workdir / "pixels.npy"),
-        "targets": str(workdir / "targets.npy"),
-        "n_images": int(len(decoded.targets)),
-        "skipped": len(decoded.skipped),
-        "dir": str(data),
-        "size": [contract.height, contract.width],
-    }
+class _Data:
+    """The --data images decoded once per distinct contract (the shared preprocessing), saved as
+    .npy for the children, and the Keras reference predictions, once per Keras model."""
+
+    def __init__(self, root: str | os.PathLike, config: BenchConfig, workdir: Path,
+                 progress: bool | None) -> None:
+        self.root, self.config, self.workdir, self.progress = root, config, workdir, progress
+        self.sets: dict[str, dict] = {}
+        self.references: dict[Path, dict] = {}
+
+    def for_artifact(self, artifact: Path) -> dict:
+        from edgecnn.runtime.metadata import read_contract
+
+        contract = read_contract(artifact)
+        if contract is None:
+            raise InputError(f"{artifact}: --data needs a model that carries its labels and input "
+                             "size (edgecnn metadata)")
+        key = _geometry(contract)
+        if key not in self.sets:
+            self.sets[key] = self._decode(contract, len(self.sets))
+        return self.sets[key]
+
+    def _decode(self, contract, n: int) -> dict:
+        import numpy as np
+
+        from edgecnn.runtime.dataset import list_dataset, load_pixels
+
+        ds = list_dataset(self.root, classes=contract.labels)
+        if len(ds) > self.config.max_images:
+            ds = ds.stratified_sample(self.config.max_images, self.config.seed)
+        decoded = load_pixels(ds, contract, desc="bench: decoding", progress=self.progress)
+        pixels, targets = self.workdir / f"pixels{n}.npy", self.workdir / f"targets{n}.npy"
+        np.save(pixels, decoded.pixels)
+        np.save(targets, decoded.targets)
+        return {"pixels": str(pixels), "targets": str(targets), "n_images": int(len(decoded.targets)),
+                "skipped": len(decoded.skipped), "size": [contract.height, contract.width]}
+
+    def reference(self, keras_model: Path, images: dict) -> dict:
+        """Top-1 of the Keras model on `images`, computed once in its own process."""
+        if keras_model not in self.references:
+            save = self.workdir / f"reference{len(self.references)}.npy"
+            out = _run_child({"mode": "predict", "model": str(keras_model), "backend": "keras",
+                              "threads": None, "pixels": images["pixels"], "save": str(save)},
+                             self.workdir, f"reference{len(self.references)}")
+            self.references[keras_model] = {"path": str(save), "error": out.get("error"),
+                                            "pixels": images["pixels"]}
+        ref = self.references[keras_model]
+        return ref if ref["pixels"] == images["pixels"] else {"error": "input contract differs"}
+
+    def spec(self, artifact: Path) -> dict:
+        """The data fields of one child's spec: its images and, if available, its reference."""
+        images = self.for_artifact(artifact)
+        spec = {"pixels": images["pixels"], "targets": images["targets"]}
+        keras_model = keras_reference([artifact])
+        if keras_model is not None:
+            ref = self.reference(keras_model, images)
+            if not ref.get("error"):
+                spec["reference"] = ref["path"]
+        return spec
+
+    def summary(self) -> dict:
+        first = next(iter(self.sets.values()))
+        refs = {str(k): v["error"] for k, v in self.references.items()}
+        ok = [k for k, err in refs.items() if not err]
+        return {
+            "dir": str(self.root),
+            "n_images": first["n_images"],
+            "skipped": first["skipped"],
+            "size": first["size"],
+            "reference": ok[0] if len(ok) == 1 else (", ".join(ok) or None),
+            "reference_error": "; ".join(f"{k}: {e}" for k, e in refs.items() if e) or None,
+        }
 
 
 def _row(job: Job, result: dict) -> dict:
@@ -277,49 +334,56 @@ def bench(
 
         make_source(pipeline)  # InputError for a source that names nothing, before measuring
     env = environment()
-    reference = keras_reference(artifacts)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgecnn-bench-") as tmp:
         workdir = Path(tmp)
-        data_info = _prepare_data(data, artifacts, config, workdir, progress) if data else None
-        common = {
-            "runs": config.runs,
-            "warmup": config.warmup,
-            "warmup_seconds": config.warmup_seconds,
-        }
-        if data_info:
-            common.update(pixels=data_info["pixels"], targets=data_info["targets"])
-        ref_error = None
-        total = len(jobs) + (1 if data_info and reference else 0)
-        with Progress(total, "bench", enabled=progress) as bar:
-            if data_info and reference:
-                ref_out = _run_child(
-                    {"mode": "predict", "model": str(reference), "backend": "keras", "threads": None,
-                     "pixels": data_info["pixels"], "save": str(workdir / "reference.npy")},
-                    workdir, "reference",
-                )
-                bar.update()
-                ref_error = ref_out.get("error")
-                if not ref_error:
-                    common["reference"] = str(workdir / "reference.npy")
-            rows = []
+        images = _Data(data, config, workdir, progress) if data else None
+        if images is not None:
+            for artifact in dict.fromkeys(j.artifact for j in jobs):
+                images.for_artifact(artifact)  # decode up front: bad --data fails before measuring
+        common = {"runs": config.runs, "warmup": config.warmup, "warmup_seconds": config.warmup_seconds}
+        rows = []
+        with Progress(len(jobs), "bench", enabled=progress) as bar:
             for i, job in enumerate(jobs):
+                bar.desc = f"bench {job.artifact.name} {job.backend} x{job.threads}"
+                bar.update(0)
                 spec = {**common, "model": str(job.artifact), "backend": job.backend, "threads": job.threads}
+                if images is not None:
+                    spec.update(images.spec(job.artifact))
                 rows.append(_row(job, _run_child(spec, workdir, f"job{i}")))
                 bar.update()
         pipeline_rows = None
         if pipeline is not None:
             pipeline_rows = _pipeline_rows(pipeline, jobs, config, workdir, progress)
+    _label_rows(rows, pipeline_rows)
     env["tflite_delegates"] = sorted({r["delegate"] for r in rows if r.get("delegate") and r["backend"] == "tflite"})
     return {
         "schema": SCHEMA,
         "env": env,
         "config": {**asdict(config), "targets": [str(t) for t in targets]},
-        "data": _public_data_info(data_info, reference, ref_error),
+        "data": images.summary() if images is not None else None,
         "rows": rows,
         "pipeline": pipeline_rows,
         "elapsed_s": time.perf_counter() - started,
     }
+
+
+def _label_rows(rows: list[dict], pipeline_rows: list[dict] | None) -> None:
+    """Artifact names stay bare unless two runs have files of the same name: then RUN/name."""
+    paths = {r["path"] for r in rows}
+    names = [Path(p).name for p in paths]
+    if len(set(names)) == len(names):
+        return
+    labels = {}
+    for p in paths:
+        path = Path(p)
+        run = path.parent.parent if path.parent.name == "export" else path.parent
+        labels[path.name, p] = f"{run.name}/{path.name}"
+    for r in rows:
+        r["artifact"] = labels[r["artifact"], r["path"]]
+    for r in pipeline_rows or []:
+        if "path" in r:
+            r["artifact"] = labels.get((r["artifact"], r["path"]), r["artifact"])
 
 
 def _pipeline_rows(source: str, jobs: list[Job], config: BenchConfig, workdir: Path,
@@ -337,27 +401,14 @@ def _pipeline_rows(source: str, jobs: list[Job], config: BenchConfig, workdir: P
         for i, job in enumerate(jobs):
             spec = {**base, "mode": "pipeline", "model": str(job.artifact), "backend": job.backend,
                     "threads": job.threads}
-            row = {"artifact": job.artifact.name, "backend": job.backend, "threads": job.threads,
-                   **_run_child(spec, workdir, f"pipe{i}")}
+            row = {"artifact": job.artifact.name, "path": str(job.artifact), "backend": job.backend,
+                   "threads": job.threads, **_run_child(spec, workdir, f"pipe{i}")}
             if ceiling.get("fps") and row.get("fps"):
                 row["of_ceiling"] = row["fps"] / ceiling["fps"]
                 row["note"] = f"{100 * row['of_ceiling']:.0f}% of decode-only"
             rows.append(row)
             bar.update()
     return rows
-
-
-def _public_data_info(info: dict | None, reference: Path | None, ref_error: str | None) -> dict | None:
-    if info is None:
-        return None
-    return {
-        "dir": info["dir"],
-        "n_images": info["n_images"],
-        "skipped": info["skipped"],
-        "size": info["size"],
-        "reference": str(reference) if reference and not ref_error else None,
-        "reference_error": ref_error,
-    }
 
 
 def default_output_dir(targets: list[str | os.PathLike]) -> Path:

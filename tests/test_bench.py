@@ -11,7 +11,7 @@ import pytest
 from _bench_fixtures import cached_run
 
 from edgecnn import bench_report as report
-from edgecnn.bench import BenchConfig, bench, list_artifacts
+from edgecnn.bench import BenchConfig, bench, keras_reference, list_artifacts
 from edgecnn.cli import main
 from edgecnn.runtime.errors import InputError
 
@@ -207,3 +207,14 @@ def test_missing_pipeline_source_exits_2(run_dir, tmp_path, capsys):
     model = str(run_dir / "export" / "model_int8.tflite")
     assert main(["bench", model, "--pipeline", str(tmp_path / "nope.mp4")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_two_runs_get_their_own_labels_and_reference(run_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other, ignore=shutil.ignore_patterns("bench"))
+    config = BenchConfig(backends=("tflite",), **FAST)
+    targets = [run_dir / "export" / "model_int8.tflite", other / "export" / "model_int8.tflite"]
+    res = bench(targets, config=config, progress=False)
+    assert [r["artifact"] for r in res["rows"]] == ["run/model_int8.tflite", "other/model_int8.tflite"]
+    # agreement of each file is measured against its own run's Keras model
+    assert [keras_reference([t]) for t in targets] == [run_dir / "model.keras", other / "model.keras"]
