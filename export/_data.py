@@ -32,9 +32,9 @@ class ImageSet:
     targets: np.ndarray | None  # class indices in the model's label order, None if unknown
     source: dict[str, Any] = field(default_factory=dict)
 
-    def inputs(self, contract: Contract) -> np.ndarray:
-        """float32 model input, exactly what the Keras model takes."""
-        return to_input(self.pixels, contract)
+    def inputs(self, contract: Contract, *, limit: int | None = None) -> np.ndarray:
+        """float32 model input (the first `limit` images), exactly what the model takes."""
+        return to_input(self.pixels[:limit], contract)
 
     def __len__(self) -> int:
         return len(self.pixels)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.runtime.contract import Contract
+from edgecnn.runtime.errors import InputError
 
 from ._graph import inference_function, variables_holder
 
@@ -82,8 +83,15 @@ def convert(
     int8_io: str = "int8",
 ) -> bytes:
     """The converted flatbuffer (no metadata yet); a full-integer model is checked to be one."""
+    from tensorflow.lite.python.convert_phase import ConverterError
+
     converter = make_converter(model, contract, fmt, calib_inputs=calib_inputs, int8_io=int8_io)
-    flatbuffer = bytes(converter.convert())
+    try:
+        flatbuffer = bytes(converter.convert())
+    except ConverterError as e:  # an op the format cannot hold (e.g. no int8 kernel)
+        lines = [ln.strip() for ln in str(e).splitlines() if "error" in ln.lower()]
+        reason = (lines or [str(e).strip() or type(e).__name__])[0]
+        raise InputError(f"{fmt}: the TFLite converter cannot convert this model: {reason}") from None
     if fmt == "tflite-int8":
         float_ops = describe(flatbuffer)["float_ops"]
         if float_ops:

@@ -58,25 +58,25 @@ class Parity:
         )
 
 
-def keras_probs(model, inputs: np.ndarray) -> np.ndarray:
-    """Reference probabilities from the Keras model in inference mode."""
+def keras_probs(model, pixels: np.ndarray, contract) -> np.ndarray:
+    """Reference probabilities from the Keras model in inference mode, batch by batch."""
+    from edgecnn.runtime.preprocess import to_input
+
     out = [
-        np.asarray(model(inputs[i : i + _BATCH], training=False), dtype=np.float32)
-        for i in range(0, len(inputs), _BATCH)
+        np.asarray(model(to_input(pixels[i : i + _BATCH], contract), training=False),
+                   dtype=np.float32)
+        for i in range(0, len(pixels), _BATCH)
     ]
     return np.concatenate(out)
 
 
 def artifact_probs(
-    path: Path, inputs: np.ndarray, *, threads: int | None = None
+    path: Path, pixels: np.ndarray, *, threads: int | None = None
 ) -> tuple[np.ndarray, str]:
-    """Probabilities of an exported file through `edgecnn.runtime.load(...).probs`."""
+    """Probabilities of an exported file through `edgecnn.runtime.load(...)`: `probs_pixels`
+    applies the shared `to_input` and calls `probs` batch by batch."""
     clf = _load(path, threads)
-    out = [
-        np.asarray(clf.probs(inputs[i : i + _BATCH]), dtype=np.float32)
-        for i in range(0, len(inputs), _BATCH)
-    ]
-    return np.concatenate(out), str(clf.backend)
+    return np.asarray(clf.probs_pixels(pixels, batch=_BATCH), dtype=np.float32), str(clf.backend)
 
 
 def compare(
