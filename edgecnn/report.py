@@ -1,0 +1,556 @@
+"""The demo's `report.html`: one self-contained page a person would rather look at.
+
+    from edgecnn.report import write_report
+    write_report("runs/demo")            # reads demo.json and the run's files, writes report.html
+
+Everything the page shows is read back from the files the pipeline wrote (`demo.json`, the run's
+`metrics.json`, `training.png`, `confusion.png`, `export/export.json`, `bench/bench.json`,
+`bench.png`, the live run's annotated video and JSON lines), so the report tells exactly what
+is on disk.  Images are embedded as base64 data URIs and the CSS is inline: the file opens
+offline, can be mailed, and makes no network request.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SAMPLES_PER_CLASS = 8
+STRIP_FRAMES = 6
+
+
+def write_report(demo_dir: str | os.PathLike) -> Path:
+    """Write `demo_dir/report.html` from a finished demo folder; returns its path."""
+    root = Path(demo_dir)
+    summary = json.loads((root / "demo.json").read_text(encoding="utf-8"))
+    page = _Page(root, summary)
+    path = root / "report.html"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page.render(), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _png_file(path: Path) -> str | None:
+    return _data_uri(path.read_bytes(), "image/png") if path.is_file() else None
+
+
+def _encode(image: np.ndarray, ext: str = ".png", quality: int = 88) -> str:
+    import cv2
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else []
+    ok, buf = cv2.imencode(ext, image, params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {ext} image")
+    return _data_uri(buf.tobytes(), "image/jpeg" if ext == ".jpg" else "image/png")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "–"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / 1024 / 1024:.2f} MB"
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]], *, cls: str = "") -> str:
+    """An HTML table; cells are already-escaped HTML.  Columns after the first two align right."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _figure(uri: str | None, alt: str, caption: str = "", *, cls: str = "") -> str:
+    if uri is None:
+        return f'<p class="missing">{_e(alt)}: not produced</p>'
+    cap = f"<figcaption>{caption}</figcaption>" if caption else ""
+    return f'<figure class="{cls}"><img src="{uri}" alt="{_e(alt)}">{cap}</figure>'
+
+
+def _code(lines: list[str]) -> str:
+    """A command block; lines starting with '#' are shown as comments."""
+    out = []
+    for line in lines:
+        if line.startswith("#"):
+            out.append(f'<span class="c">{_e(line)}</span>')
+        else:
+            out.append(f'<span class="p">$ </span>{_e(line)}' if line else "")
+    return "<pre><code>" + "\n".join(out) + "</code></pre>"
+
+
+# --- the page --------------------------------------------------------------------------------
+
+
+class _Page:
+    """Collects the demo's files and renders the sections in reading order."""
+
+    def __init__(self, root: Path, summary: dict[str, Any]) -> None:
+        self.root = root
+        self.s = summary
+        self.run = Path(summary["train"]["run"])
+        self.contract = _read_json(self.run / "edgecnn.json") or {}
+        self.metrics = _read_json(self.run / "metrics.json") or {}
+        self.manifest = _read_json(self.run / "export" / "export.json") or {}
+        self.bench = _read_json(self.run / "bench" / "bench.json") or {}
+
+    def render(self) -> str:
+        sections = [
+            self._overview(),
+            self._data(),
+            self._training(),
+            self._export(),
+            self._bench(),
+            self._live(),
+            self._your_photos(),
+            self._pi(),
+        ]
+        return _TEMPLATE.format(
+            css=_CSS,
+            title="edgecnn demo report",
+            subtitle=self._subtitle(),
+            nav=self._nav(),
+            body="\n".join(sections),
+            footer=self._footer(),
+        )
+
+    # -- header, nav, footer --
+
+    def _subtitle(self) -> str:
+        b = self.s["budget"]
+        env = self.bench.get("env", {})
+        cpu = env.get("cpu") or platform.processor() or platform.machine()
+        return (
+            f"{_e(b['name'])} budget · {_e(cpu)} · {_e(env.get('cores', os.cpu_count()))} cores · "
+            f"finished in {self.s.get('total_seconds', 0):.0f} s · "
+            f"generated {_e((self.bench.get('env') or {}).get('created', ''))[:16].replace('T', ' ')}"
+        )
+
+    def _nav(self) -> str:
+        items = [("data", "Data"), ("training", "Training"), ("export", "Export"),
+                 ("bench", "Benchmark"), ("live", "Live"), ("own", "Your photos"),
+                 ("pi", "Raspberry Pi")]  # fmt: skip
+        return "".join(f'<a href="#{a}">{t}</a>' for a, t in items)
+
+    def _footer(self) -> str:
+        steps = self.s.get("steps", {})
+        parts = " · ".join(f"{_e(k)} {v:.1f} s" for k, v in steps.items())
+        versions = self.manifest.get("versions", {})
+        vtext = " · ".join(f"{_e(k)} {_e(v)}" for k, v in versions.items())
+        return f"<p>Step times: {parts}</p><p>{vtext}</p>"
+
+    # -- overview cards --
+
+    def _overview(self) -> str:
+        t = self.s["train"]
+        arts = self.manifest.get("artifacts", {})
+        int8, fp32 = arts.get("tflite-int8") or {}, arts.get("tflite-fp32") or {}
+        ratio = (int8.get("bytes") or 0) / fp32["bytes"] if fp32.get("bytes") else None
+        p50 = self._p50("model_int8.tflite", "tflite")
+        live = self.s["live"]["summary"]
+        cards = [
+            ("validation accuracy", _pct(t.get("val_accuracy")),
+             f"edge model, {t.get('epochs_run')} epochs"),
+            ("int8 model", _size(int8.get("bytes")),
+             f"{ratio:.0%} of fp32" if ratio else "full-integer TFLite"),
+            ("int8 agreement", _pct((int8.get("parity") or {}).get("agreement")),
+             "top-1 vs the Keras model"),
+            ("int8 latency", f"{_ms(p50)} ms" if p50 else "–", "p50, 1 thread, batch 1"),
+            ("live", f"{live.get('fps', 0):.0f} FPS",
+             f"{_pct(self.s['live'].get('accuracy'), 0)} right on the clip"),
+        ]  # fmt: skip
+        html_cards = "".join(
+            f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{_e(v)}</div>'
+            f'<div class="n">{_e(n)}</div></div>'
+            for k, v, n in cards
+        )
+        return (
+            '<section id="overview"><p class="lead">One offline command took generated images to a '
+            "trained CNN, exported it to six verified files, measured every backend and ran the "
+            "int8 model live on a video clip. Everything below was produced by that run and "
+            f'is in <code>{_e(self.root)}</code>.</p><div class="cards">{html_cards}</div></section>'
+        )
+
+    def _p50(self, artifact: str, backend: str) -> float | None:
+        for r in self.bench.get("rows", []):
+            if r.get("artifact") == artifact and r.get("backend") == backend and not r.get("error"):
+                return r.get("p50_ms")
+        return None
+
+    # -- 1. data --
+
+    def _data(self) -> str:
+        d = self.s["data"]
+        grid = self._sample_grid(Path(d["train"]), d["classes"])
+        c = d["counts"]
+        return (
+            '<section id="data"><h2><span class="num">1</span>The data</h2>'
+            f"<p>{len(d['classes'])} classes of generated shapes, drawn by "
+            "<code>edgecnn.synthetic</code> with random colours, gradients, noise, position, size "
+            "and rotation, so only the shape tells the classes apart. "
+            f"{c['train']} training and {c['val']} validation images at "
+            f"{d['image_size']}×{d['image_size']}, plus {c['heldback']} held-back images at "
+            f"{d['heldback_size']}×{d['heldback_size']} that the model never sees: they are the "
+            "benchmark's accuracy set and the frames of the live clip.</p>"
+            f"{grid}</section>"
+        )
+
+    def _sample_grid(self, train_dir: Path, classes: list[str]) -> str:
+        from edgecnn.runtime.preprocess import read_image
+
+        rows = []
+        for name in classes:
+            files = sorted(p for p in (train_dir / name).iterdir() if p.is_file())
+            cells = "".join(
+                f'<img src="{_encode(read_image(p))}" alt="{_e(name)} sample">'
+                for p in files[:SAMPLES_PER_CLASS]
+            )
+            rows.append(f'<div class="grid-row"><div class="cls">{_e(name)}</div>'
+                        f'<div class="thumbs">{cells}</div></div>')  # fmt: skip
+        return f'<div class="samples">{"".join(rows)}</div>'
+
+    # -- 2. training --
+
+    def _training(self) -> str:
+        m = self.metrics
+        t = self.s["train"]
+        per_class = m.get("per_class") or {}
+        rows = []
+        for name, v in per_class.items():
+            if isinstance(v, dict):
+                rows.append([_e(name), _pct(v.get("precision")), _pct(v.get("recall")),
+                             _e(v.get("support", "–"))])  # fmt: skip
+        table = _table(["class", "precision", "recall", "images"], rows, cls="narrow") if rows else ""
+        return (
+            '<section id="training"><h2><span class="num">2</span>Training</h2>'
+            f"<p>The default <code>edge</code> architecture (depthwise-separable blocks, "
+            f"BatchNorm, ReLU6, global pooling) trained for {_e(t.get('epochs_run'))} epochs in "
+            f"{t.get('train_seconds') or 0:.0f} s; the best epoch ({_e(t.get('best_epoch'))}) "
+            f"reached <b>{_pct(t.get('val_accuracy'))}</b> validation accuracy.</p>"
+            + _figure(_png_file(self.run / "training.png"), "training curves",
+                      "Loss and accuracy per epoch (<code>training.png</code>)", cls="wide")
+            + '<div class="two">'
+            + _figure(_png_file(self.run / "confusion.png"), "confusion matrix",
+                      "Confusion matrix on the validation set (<code>confusion.png</code>)")
+            + f'<div>{table}</div></div></section>'
+        )  # fmt: skip
+
+    # -- 3. export --
+
+    def _export(self) -> str:
+        arts = self.manifest.get("artifacts", {})
+        fp32 = (arts.get("tflite-fp32") or {}).get("bytes")
+        rows = []
+        for fmt, a in arts.items():
+            p = a.get("parity") or {}
+            ok = a.get("passed")
+            verdict = '<span class="ok">verified</span>' if ok else '<span class="bad">failed</span>'
+            rel = f"{a['bytes'] / fp32:.0%}" if fp32 and a.get("bytes") else "–"
+            rows.append([
+                f"<code>{_e(a.get('file') or '(not kept)')}</code>",
+                _e(a.get("scheme", fmt)),
+                _size(a.get("bytes")),
+                rel,
+                _pct(p.get("agreement"), 2),
+                f"{p['max_abs_diff']:.2g}" if p.get("max_abs_diff") is not None else "–",
+                _pct(p.get("accuracy")),
+                verdict,
+            ])  # fmt: skip
+        check = self.manifest.get("check") or {}
+        n = next((a.get("parity", {}).get("images") for a in arts.values() if a.get("parity")), "?")
+        ref = next((a.get("parity", {}).get("reference_accuracy") for a in arts.values()
+                    if a.get("parity")), None)  # fmt: skip
+        table = _table(["file", "scheme", "size", "vs fp32", "agreement", "max |Δp|",
+                        "accuracy", ""], rows)  # fmt: skip
+        check_dir = check.get("dir", "the run's validation images")
+        err = self.s["export"].get("error")
+        warn = f'<p class="warn">{_e(err)}</p>' if err else ""
+        return (
+            '<section id="export"><h2><span class="num">3</span>Export</h2>'
+            f"<p>Every file carries its own labels and preprocessing contract and was checked "
+            f"against the Keras model on {_e(n)} validation images through "
+            f"<code>edgecnn.runtime</code> (Keras accuracy {_pct(ref)}). <i>Agreement</i> is the "
+            f"share of images with the same top-1 class, <i>max |Δp|</i> the largest difference "
+            f"in any class probability. From <code>export/export.json</code>.</p>"
+            f"{warn}{table}"
+            f'<p class="small">Check set: {_e(check_dir)}</p>'
+            "</section>"
+        )
+
+    # -- 4. bench --
+
+    def _bench(self) -> str:
+        rows = []
+        for r in self.bench.get("rows", []):
+            if r.get("error"):
+                rows.append([f"<code>{_e(r['artifact'])}</code>", _e(r["backend"]),
+                             f'<span class="bad" title="{_e(r["error"])}">error</span>',
+                             *(["–"] * 6)])  # fmt: skip
+                continue
+            rows.append([
+                f"<code>{_e(r['artifact'])}</code>",
+                _e(r["backend"]),
+                _e(r.get("threads")),
+                _ms(r.get("load_s") and r["load_s"] * 1e3),
+                _ms(r.get("p50_ms")),
+                _ms(r.get("p99_ms")),
+                f"{r['fps']:.0f}" if r.get("fps") else "–",
+                _size(r.get("peak_rss_bytes")),
+                f"{_pct(r.get('accuracy'))} / {_pct(r.get('agreement'))}",
+            ])  # fmt: skip
+        cfg = self.bench.get("config", {})
+        data = self.bench.get("data") or {}
+        table = _table(["artifact", "backend", "threads", "load ms", "p50 ms", "p99 ms", "FPS",
+                        "peak RSS", "accuracy / agreement"], rows)  # fmt: skip
+        return (
+            '<section id="bench"><h2><span class="num">4</span>Benchmark</h2>'
+            "<p>Each artifact × backend ran in its own process (imports, thread pools and memory "
+            f"never mix): batch 1, {_e(cfg.get('runs'))} timed runs after warm-up. Accuracy and "
+            f"top-1 agreement with Keras are on the {_e(data.get('n_images', '?'))} held-back "
+            "images. From <code>bench/bench.json</code>.</p>"
+            + table
+            + _figure(_png_file(self.run / "bench" / "bench.png"), "benchmark plot",
+                      "p50 latency with p99 marks, and accuracy (<code>bench/bench.png</code>)",
+                      cls="wide")
+            + "</section>"
+        )  # fmt: skip
+
+    # -- 5. live --
+
+    def _live(self) -> str:
+        lv = self.s["live"]
+        s = lv["summary"]
+        strip = self._strip(lv)
+        stages = [[_e(k), _ms(v), _ms(s["p99_ms"].get(k))] for k, v in s["p50_ms"].items()]
+        stages.append(["frame age", _ms(s["frame_age_ms"]["p50"]), _ms(s["frame_age_ms"]["p99"])])
+        window = ("and shown in a window" if lv.get("window") else
+                  "headless (no window: this OpenCV build or machine has no display)")
+        return (
+            '<section id="live"><h2><span class="num">5</span>Live</h2>'
+            f"<p>A {s['frames']}-frame clip made of held-back images "
+            f"(<code>live/clip.mp4</code>) went through the same loop as "
+            f"<code>edgecnn run</code> on <code>{_e(Path(lv['model']).name)}</code>, {window}. "
+            f"It ran at <b>{s['fps']:.0f} FPS</b> and named the right shape on "
+            f"<b>{_pct(lv.get('accuracy'), 0)}</b> of the frames. Annotated frames from "
+            "<code>live/annotated.mp4</code>:</p>"
+            f"{strip}"
+            + _table(["stage", "p50 ms", "p99 ms"], stages, cls="narrow")
+            + "</section>"
+        )
+
+    def _strip(self, lv: dict) -> str:
+        """The last (most zoomed) frame of each clip image, read back from the annotated video."""
+        import cv2
+
+        truth = (_read_json(self.root / "live" / "truth.json") or {}).get("frames", [])
+        per = int(lv.get("frames_per_image") or 1)
+        predicted = {}
+        jsonl = Path(lv["jsonl"])
+        if jsonl.is_file():
+            for line in jsonl.read_text(encoding="utf-8").splitlines():
+                r = json.loads(line)
+                predicted[r["seq"]] = (r["label"], r["score"])
+        wanted = [i * per + per - 1 for i in range(len(truth) // per)][:STRIP_FRAMES]
+        cap = cv2.VideoCapture(str(lv["annotated"]))
+        frames, index = {}, 0
+        try:
+            while wanted and index <= wanted[-1]:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if index in wanted:
+                    frames[index] = frame
+                index += 1
+        finally:
+            cap.release()
+        cells = []
+        for i in wanted:
+            if i not in frames:
+                continue
+            label, score = predicted.get(i, ("?", 0.0))
+            right = label == truth[i]
+            mark = '<span class="ok">✓</span>' if right else '<span class="bad">✗</span>'
+            cells.append(
+                f'<figure><img src="{_encode(frames[i], ".jpg")}" alt="annotated frame {i}">'
+                f"<figcaption>{mark} frame {i}: true <b>{_e(truth[i])}</b></figcaption></figure>"
+            )
+        if not cells:
+            return '<p class="missing">no annotated frames could be read back</p>'
+        return f'<div class="strip">{"".join(cells)}</div>'
+
+    # -- 6. your photos, 7. the Pi --
+
+    def _your_photos(self) -> str:
+        return (
+            '<section id="own"><h2><span class="num">6</span>Now with your own photos</h2>'
+            "<p>Put them in one sub-folder per class (any number of classes ≥ 2; JPEG, PNG, BMP, "
+            "WebP, TIFF, GIF). Keep a few per class aside in the same layout for testing.</p>"
+            '<pre class="tree">photos/\n  cats/  0001.jpg  0002.jpg …\n  dogs/  0001.jpg …\n'
+            "photos-test/\n  cats/ …\n  dogs/ …</pre>"
+            + _code([
+                "# 1. train the edge model (a progress bar per epoch; Ctrl-C saves, --resume continues)",
+                "edgecnn train photos/ --val-split 0.2 --out runs/mine",
+                "# 2. export every format, each verified against the Keras model",
+                "edgecnn export runs/mine",
+                "# 3. check it on photos it has never seen, and try single images",
+                "edgecnn eval runs/mine/export/model_int8.tflite photos-test/",
+                "edgecnn predict runs/mine/export/model_int8.tflite my_cat.jpg",
+                "# 4. how fast is each backend on this machine?",
+                "edgecnn bench runs/mine --data photos-test/",
+                "# 5. live on the webcam (a desktop OpenCV build) or a video file",
+                "edgecnn run runs/mine/export/model_int8.tflite --source 0 --show",
+                "edgecnn run runs/mine/export/model_int8.tflite --source clip.mp4 --record out.mp4",
+            ])  # fmt: skip
+            + "<p>Or replay this demo's own clip: "
+            f"<code>edgecnn run {_e(Path(self.s['live']['model']))} --source "
+            f"{_e(self.s['live']['clip'])} --jsonl -</code></p></section>"
+        )
+
+    def _pi(self) -> str:
+        return (
+            '<section id="pi"><h2><span class="num">7</span>On a Raspberry Pi</h2>'
+            "<p>The int8 file is all the Pi needs: it carries its labels and preprocessing, and "
+            "the runtime has no TensorFlow in it (numpy, OpenCV and LiteRT).</p>"
+            + _code([
+                "# on your computer: copy the model",
+                "scp runs/mine/export/model_int8.tflite pi@raspberrypi.local:~/",
+                "# on the Pi",
+                "python3 -m venv ~/edgecnn && . ~/edgecnn/bin/activate",
+                'pip install "edgecnn[tflite]"',
+                "edgecnn run model_int8.tflite --source 0 --serve 0.0.0.0:8080",
+            ])  # fmt: skip
+            + "<p>Then open the address it prints (with its access token) on a phone or laptop "
+            "on the same network to watch the annotated video and the live label. To try this "
+            f"demo's model instead, copy <code>{_e(Path(self.s['live']['model']))}</code>.</p>"
+            "</section>"
+        )
+
+
+_TEMPLATE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{css}</style>
+</head>
+<body>
+<header><div class="wrap"><h1>edgecnn <span>demo report</span></h1><p>{subtitle}</p>
+<nav>{nav}</nav></div></header>
+<main class="wrap">
+{body}
+</main>
+<footer><div class="wrap">{footer}</div></footer>
+</body>
+</html>
+"""
+
+_CSS = """
+:root { --ink:#1d2433; --muted:#5d6b82; --line:#e3e8f0; --bg:#f6f8fb; --card:#fff;
+  --accent:#2f6fed; --ok:#1b8a4b; --bad:#c0392b; }
+* { box-sizing: border-box; }
+body { margin:0; background:var(--bg); color:var(--ink);
+  font: 16px/1.55 -apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue",
+  Arial, "Noto Sans", "DejaVu Sans", sans-serif; }
+.wrap { max-width: 1080px; margin: 0 auto; padding: 0 28px; }
+header { background: linear-gradient(135deg, #14213d 0%, #1f3b73 60%, #2f6fed 100%);
+  color:#fff; padding: 34px 0 0; }
+header h1 { margin:0; font-size: 34px; letter-spacing:-0.5px; font-weight:700; }
+header h1 span { font-weight:300; opacity:.85; }
+header p { margin: 6px 0 22px; color:#c9d6f2; font-size:14px; }
+nav { display:flex; gap:4px; flex-wrap:wrap; }
+nav a { color:#dfe8fb; text-decoration:none; font-size:14px; padding:9px 14px 11px;
+  border-radius: 8px 8px 0 0; }
+nav a:hover { background: rgba(255,255,255,.12); color:#fff; }
+main { padding-top: 8px; }
+section { background:var(--card); border:1px solid var(--line); border-radius:14px;
+  padding: 26px 30px; margin: 22px 0; box-shadow: 0 1px 2px rgba(20,33,61,.04); }
+section#overview { background:transparent; border:none; box-shadow:none; padding: 14px 0 0; }
+h2 { margin: 0 0 12px; font-size: 22px; letter-spacing:-0.2px; display:flex; align-items:center;
+  gap:12px; }
+.num { display:inline-flex; width:30px; height:30px; border-radius:50%; background:var(--accent);
+  color:#fff; font-size:15px; align-items:center; justify-content:center; font-weight:600; }
+p { margin: 0 0 14px; }
+.lead { font-size: 17px; color:#35405a; max-width: 860px; }
+.small, .missing { color: var(--muted); font-size: 13px; }
+.warn { background:#fff4e5; border-left:4px solid #f0a020; padding:10px 14px; border-radius:6px; }
+code { font-family: "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono", monospace;
+  font-size: .88em; background:#eef2f8; padding: 1px 5px; border-radius:4px; }
+.cards { display:grid; grid-template-columns: repeat(5, 1fr); gap: 14px; margin-top: 6px; }
+.card { background:var(--card); border:1px solid var(--line); border-radius:12px; padding:16px 18px; }
+.card .k { font-size:12px; text-transform:uppercase; letter-spacing:.6px; color:var(--muted); }
+.card .v { font-size:28px; font-weight:700; margin: 4px 0 2px; letter-spacing:-0.5px; }
+.card .n { font-size:13px; color:var(--muted); }
+table { border-collapse: collapse; width:100%; font-size:14px; margin: 6px 0 16px;
+  font-variant-numeric: tabular-nums; }
+table.narrow { width:auto; min-width: 320px; }
+th { text-align:left; font-weight:600; color:var(--muted); font-size:12px; text-transform:uppercase;
+  letter-spacing:.5px; border-bottom: 2px solid var(--line); padding: 8px 10px; }
+td { padding: 8px 10px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+tbody tr:nth-child(even) td { background:#fafbfd; }
+th:nth-child(n+3), td:nth-child(n+3) { text-align:right; }
+table.narrow th:nth-child(n+2), table.narrow td:nth-child(n+2) { text-align:right; }
+td code { background:transparent; padding:0; }
+.ok { color:var(--ok); font-weight:600; }
+.bad { color:var(--bad); font-weight:600; }
+figure { margin: 8px 0 10px; }
+figure img { max-width:100%; border-radius:8px; border:1px solid var(--line); display:block; }
+figcaption { font-size:13px; color:var(--muted); margin-top:6px; }
+figure.wide img { width:100%; }
+.two { display:grid; grid-template-columns: minmax(0, 1.1fr) minmax(0, 1fr); gap: 28px;
+  align-items:start; }
+.samples { display:flex; flex-direction:column; gap:10px; margin-top: 8px; }
+.grid-row { display:flex; align-items:center; gap:16px; }
+.cls { width:90px; font-weight:600; text-align:right; color:#35405a; }
+.thumbs { display:flex; gap:8px; flex-wrap:wrap; }
+.thumbs img { width:76px; height:76px; border-radius:8px; image-rendering: pixelated;
+  box-shadow: 0 1px 3px rgba(20,33,61,.18); }
+.strip { display:grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap:14px;
+  margin: 8px 0 18px; }
+.strip figure { margin:0; }
+.strip img { width:100%; }
+pre { background:#101828; color:#e4e9f2; border-radius:10px; padding: 16px 18px; overflow-x:auto;
+  font: 13.5px/1.65 "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono", monospace; }
+pre code { background:transparent; padding:0; color:inherit; font-size:inherit; }
+pre .c { color:#8a97b0; }
+pre .p { color:#5fd38d; user-select:none; }
+pre.tree { background:#eef2f8; color:#35405a; }
+footer { color:var(--muted); font-size:13px; padding: 8px 0 40px; }
+footer p { margin: 4px 0; }
+@media (max-width: 820px) { .cards { grid-template-columns: repeat(2, 1fr); }
+  .two { grid-template-columns: 1fr; } }
+"""
