@@ -106,9 +106,11 @@ def test_video_every_frame_classified_with_timings(video):
     assert len(r.topk) == 2 and r.topk[0] == (r.label, r.score)
     assert set(r.timings) == {"capture", "preprocess", "inference", "postprocess", "total"}
     assert all(v >= 0 for v in r.timings.values())
-    # total is capture-to-result: the frame's wait plus the three loop stages
-    parts = r.frame_age_ms + r.timings["preprocess"] + r.timings["inference"] + r.timings["postprocess"]
-    assert r.timings["total"] == pytest.approx(parts, abs=0.5)
+    # total is capture-to-result: the frame's wait plus the loop's stages (a resize done by the
+    # capture thread while the frame waited counts in both preprocess and frame age)
+    t = r.timings
+    assert t["total"] >= r.frame_age_ms + t["inference"] + t["postprocess"] - 1e-6
+    assert t["total"] <= r.frame_age_ms + t["preprocess"] + t["inference"] + t["postprocess"] + 0.5
     assert r.frame.shape == (48, 64, 3) and r.probs.shape == (3,)
     d = r.to_dict()
     assert {"time", "index", "label", "score", "topk", "frame_age_ms", "inference_ms"} <= set(d)

@@ -7,11 +7,14 @@ Two hand-offs between the capture thread and the loop:
   source that stops delivering is closed and reopened with capped exponential backoff while the
   loop keeps waiting; nothing is handed over in between, so no placeholder is ever classified.
 - **queue** (files, default): a short bounded queue.  Every frame is processed, in order, as fast
-  as the slower of decoding and inference allows; the end of the file ends the run.
+  as the slower of decoding and inference allows; the end of the file ends the run.  When frames
+  are already waiting in the queue (the model is the bottleneck), the capture thread also
+  resizes the next frame to the model's input (`prepare`), so that work moves to the idle core.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -51,6 +54,8 @@ class Frame:
     t_capture: float  # time.monotonic() when the frame was available
     t_wall: float  # time.time() at the same moment, for logs
     capture_ms: float  # time spent reading/decoding it
+    pixels: np.ndarray | None = None  # model-resolution pixels, when the capture thread made them
+    prepare_ms: float = 0.0  # time the capture thread spent making `pixels`
 
 
 class _End:
@@ -71,8 +76,10 @@ class Capture:
         realtime: bool = False,
         backoff: Backoff | None = None,
         on_status: Callable[[str], None] | None = None,
+        prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.source = source
+        self.prepare = prepare
         self.latest_mode = source.is_live or realtime
         self.paced = realtime and not source.is_live
         self.backoff = backoff or Backoff()
@@ -161,7 +168,15 @@ class Capture:
             if frame is None:
                 return
             seq += 1
+            if self.prepare is not None and not self.latest_mode and self._queue.qsize() > 0:
+                frame = self._prepared(frame)
             self._hand_over(frame)
+
+    def _prepared(self, frame: Frame) -> Frame:
+        t0 = time.monotonic()
+        pixels = self.prepare(frame.image)
+        ms = (time.monotonic() - t0) * 1000.0
+        return dataclasses.replace(frame, pixels=pixels, prepare_ms=ms)
 
     def _run_live(self) -> None:
         self.status = "live"

@@ -121,7 +121,10 @@ class Live:
         self.stats = RunStats()
         self._rate = RateMeter()
         self._on_status = on_status or log.warning
-        self._capture = Capture(source, realtime=realtime, backoff=backoff, on_status=self._status)
+        self._capture = Capture(
+            source, realtime=realtime, backoff=backoff, on_status=self._status,
+            prepare=self._prepare,
+        )  # fmt: skip
         self._ema: np.ndarray | None = None
         self._stopped = False
         self._started = False
@@ -184,9 +187,15 @@ class Live:
 
     # --- one frame ---------------------------------------------------------------------------
 
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        """Resize in the capture thread (a fresh array: it crosses threads)."""
+        return to_pixels(image, self.contract)
+
     def _process(self, frame: Frame, index: int) -> Result:
         t_pick = time.monotonic()
-        pixels = to_pixels(frame.image, self.contract, out=self._pixels)
+        pixels = frame.pixels
+        if pixels is None:
+            pixels = to_pixels(frame.image, self.contract, out=self._pixels)
         to_input(pixels, self.contract, out=self._x[0])
         t_pre = time.monotonic()
         probs = np.array(self.classifier.probs(self._x)[0], dtype=np.float32)
@@ -199,7 +208,7 @@ class Live:
         t_post = time.monotonic()
         timings = {
             "capture": frame.capture_ms,
-            "preprocess": (t_pre - t_pick) * 1000.0,
+            "preprocess": frame.prepare_ms + (t_pre - t_pick) * 1000.0,
             "inference": (t_inf - t_pre) * 1000.0,
             "postprocess": (t_post - t_inf) * 1000.0,
             "total": (t_post - frame.t_capture) * 1000.0,
