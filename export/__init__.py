@@ -113,11 +113,12 @@ def export(
         )
     say(f"model: {source.model_path} ({contract.num_classes} classes, "
         f"{contract.width}x{contract.height})")
-    say(f"check set: {len(checks)} images from {checks.source['dir']}")
+    say(f"check set: {len(checks)} images from {checks.source['dir']}{_skipped(checks)}")
     if calibration is not None:
         say(
             f"calibration: {len(calibration)} images from {calibration.source['dir']} "
             f"(seed {seed}, fingerprint {calibration.source['pixels_sha256']})"
+            f"{_skipped(calibration)}"
         )
     job = _Job(source, model, checks, calibration, int8_io, say)
     return job.run(fmts)
@@ -357,6 +358,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _skipped(images) -> str:
+    n = len(images.source["skipped"])
+    return f"; {n} undecodable file(s) skipped, listed in {MANIFEST}" if n else ""
 
 
 def _size(n: int) -> str:
