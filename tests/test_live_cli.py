@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +122,28 @@ def test_run_does_not_import_tensorflow(model, clip):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stderr
+
+
+def test_stream_that_refuses_is_one_line_with_the_reason(model):
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = edgecnn(model, "--source", f"rtsp://user:secret@127.0.0.1:{port}/cam")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot open stream" in lines[0] and "secret" not in lines[0]
+
+
+def test_ctrl_c_ends_the_run_with_the_summary(model, tmp_path):
+    long_clip = write_video(tmp_path / "long.avi", ["green"] * 250, size=(96, 64), fps=25.0)
+    cmd = [sys.executable, "-m", "edgecnn", "run", str(model), "--source", str(long_clip),
+           "--realtime", "--jsonl", "-"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    first = proc.stdout.readline()  # the loop is running
+    assert json.loads(first)["label"] == "green"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "interrupted" in err and "frames processed:" in err
+    processed = int(err.split("frames processed:")[1].split()[0])
+    assert 1 <= processed < 250 and processed == 1 + len(out.splitlines())

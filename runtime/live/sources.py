@@ -12,12 +12,15 @@ frame dropping and reconnecting live in `capture.py`, so a new kind of camera is
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
 import stat
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -280,10 +283,51 @@ def open_source(spec: int | str | os.PathLike | Source, *, slideshow_fps: float 
     Raises InputError with one line when nothing matches or the source cannot be opened.
     """
     source = spec if isinstance(spec, Source) else make_source(spec, slideshow_fps=slideshow_fps)
-    source.open()
-    if not source.is_live:
-        _check_first_frame(source)
+    with _native_stderr_captured() as noise:
+        try:
+            source.open()
+            if not source.is_live:
+                _check_first_frame(source)
+        except InputError as e:
+            reason = _last_reason(noise())
+            raise InputError(f"{e} [{reason}]" if reason else str(e)) from None
     return source
+
+
+@contextlib.contextmanager
+def _native_stderr_captured() -> Iterator[Callable[[], str]]:
+    """Keep OpenCV's and FFmpeg's own stderr lines ("[ WARN:0@0.7] global cap_v4l.cpp ...",
+    "[tcp @ 0x...] Connection refused") out of the terminal while a source is opened, so a
+    failure is one line; the yielded function returns what they wrote."""
+    captured = ""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2
+        yield lambda: captured
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lambda: _read_back(tmp)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _read_back(tmp) -> str:
+    tmp.flush()
+    tmp.seek(0)
+    return tmp.read().decode("utf-8", "replace")
+
+
+def _last_reason(text: str) -> str:
+    """The last FFmpeg error line, without its '[tcp @ 0x...]' prefix (e.g. 'Connection to
+    tcp://cam:554 failed: Connection refused'); OpenCV's own WARN lines say nothing useful."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "WARN" not in ln]
+    if not lines:
+        return ""
+    return re.sub(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", lines[-1])[:160]
 
 
 def make_source(spec: int | str | os.PathLike, *, slideshow_fps: float = 1.0) -> Source:
