@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.runtime import load
+from edgecnn.runtime import InputError, load
 from edgecnn.runtime.dataset import list_dataset, load_pixels
 
 ARTIFACTS = [
@@ -56,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             continue
         for backend in backends:
-            clf = load(path, backend=backend, threads=args.threads)
+            try:
+                clf = load(path, backend=backend, threads=args.threads)
+            except InputError as e:
+                print(f"{name:<18} {backend:<7} cannot run: {e}")
+                rows.append({"artifact": name, "backend": backend, "error": str(e)})
+                failed |= name in FP32
+                continue
             probs = clf.probs_pixels(decoded.pixels)
             top = probs.argmax(1)
             differ = np.flatnonzero(top != ref_top)

@@ -160,13 +160,18 @@ def write_onnx(proto, path: Path, *, with_contract: bool = True) -> Path:
 
 
 def write_onnx_int8(fp32_path: Path, path: Path) -> Path:
-    """A QDQ int8 ONNX via onnxruntime's static quantiser (what export writes as model_int8.onnx)."""
+    """A QDQ int8 ONNX made the way `edgecnn.export` makes model_int8.onnx: ONNX Runtime's
+    pre-processing, then static quantisation with uint8 activations and per-channel int8
+    weights (the combination OpenCV 5's new engine refuses and its classic engine runs)."""
+    import tempfile
+
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
         QuantType,
         quantize_static,
     )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     calib, _ = synthetic_images(10, seed=98)
 
@@ -177,10 +182,13 @@ def write_onnx_int8(fp32_path: Path, path: Path) -> Path:
         def get_next(self):
             return next(self._it, None)
 
-    quantize_static(
-        str(fp32_path), str(path), Reader(), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prep.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared), str(path), Reader(), quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+        )
     return path
 
 

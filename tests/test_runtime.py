@@ -121,6 +121,15 @@ def test_int8_models_agree_with_keras_on_most_images(arts, keras_clf, artifact):
     assert agree >= 0.9
 
 
+def test_opencv_runs_per_channel_qdq_int8_onnx(arts, keras_clf):
+    """OpenCV 5's new engine refuses export-style QDQ files; the backend falls back to classic."""
+    clf = open_case(arts, "onnx_int8", "opencv")
+    assert clf.describe()["engine"] in ("default", "classic")
+    rgb, _ = synthetic_images(10, seed=8)
+    x = to_input(rgb, clf.contract)
+    assert (clf.probs(x).argmax(1) == keras_clf.probs(x).argmax(1)).mean() >= 0.9
+
+
 def test_int8_tflite_quantisation_comes_from_the_file(arts):
     info = open_case(arts, "tflite_int8", "tflite").describe()
     assert info["input"]["dtype"] == "int8" and info["input"]["scale"] > 0

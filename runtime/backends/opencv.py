@@ -4,6 +4,10 @@ Useful where neither LiteRT nor ONNX Runtime has a wheel.  `cv2.setNumThreads` i
 so the last OpenCV classifier opened sets the thread count for all of them.  OpenCV does not
 report the network's input shape, so it is read from the ONNX protobuf; and since OpenCV may
 only discover an unsupported layer when it first runs, `open` does one forward pass on zeros.
+
+OpenCV 5's new graph engine cannot run per-channel QDQ int8 files (what `edgecnn export` writes
+as model_int8.onnx: "bufidx >= 0 in function 'argTensor'"), while the classic engine can, so a
+file the default engine refuses is retried with `ENGINE_CLASSIC`; `describe()` says which ran.
 """
 
 from __future__ import annotations
@@ -25,14 +29,14 @@ class OpenCVBackend(Backend):
     packages = ("cv2",)
     extra = "all"  # OpenCV is a core dependency: never missing where edgecnn imports
 
-    def __init__(self, path: Path, threads: int, net: Any, input_name: str,
+    def __init__(self, path: Path, threads: int, net: Any, engine: str,
                  input_shape: tuple[int | None, int | None, int | None],
                  num_classes: int | None) -> None:
         self.path = path
         self.threads = threads
         self.version = f"opencv {cv2.__version__}"
+        self.engine = engine
         self._net = net
-        self._input_name = input_name
         self.input_shape = input_shape
         self.num_classes = num_classes
 
@@ -49,16 +53,27 @@ class OpenCVBackend(Backend):
         last = outputs[0].shape[-1] if outputs and outputs[0].shape else None
         num_classes = last if isinstance(last, int) and last > 0 else None
         cv2.setNumThreads(threads)
-        try:
-            net = cv2.dnn.readNetFromONNX(str(path))  # default: OpenCV's own CPU kernels
-        except cv2.error as e:
-            raise InputError(f"{path}: OpenCV DNN cannot load this ONNX file ({_reason(e)})") from None
-        backend = cls(path, threads, net, inputs[0].name, shape, num_classes)
-        if shape[0] and shape[1]:
+        failures = []
+        for engine in _engines():
             try:
-                backend.run(np.zeros((1, shape[0], shape[1], 3), dtype=np.float32))
+                backend = cls._try_engine(path, threads, engine, shape, num_classes)
             except cv2.error as e:
-                raise InputError(f"{path}: OpenCV DNN cannot run this ONNX file ({_reason(e)})") from None
+                failures.append(f"{engine}: {_reason(e)}")
+                continue
+            return backend
+        raise InputError(f"{path}: OpenCV DNN cannot run this ONNX file ({'; '.join(failures)})")
+
+    @classmethod
+    def _try_engine(cls, path: Path, threads: int, engine: str,
+                    shape: tuple[int | None, int | None, int | None],
+                    num_classes: int | None) -> OpenCVBackend:
+        if engine == "default":
+            net = cv2.dnn.readNetFromONNX(str(path))
+        else:
+            net = cv2.dnn.readNetFromONNX(str(path), getattr(cv2.dnn, f"ENGINE_{engine.upper()}"))
+        backend = cls(path, threads, net, engine, shape, num_classes)
+        if shape[0] and shape[1]:  # unsupported layers may only show up when run
+            backend.run(np.zeros((1, shape[0], shape[1], 3), dtype=np.float32))
         return backend
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -67,7 +82,13 @@ class OpenCVBackend(Backend):
         return probs_2d(out, x.shape[0], source=str(self.path))
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "module": self.version, "target": "CPU (OpenCV kernels)"}
+        return {**super().describe(), "module": self.version, "engine": self.engine,
+                "target": "CPU (OpenCV kernels)"}
+
+
+def _engines() -> tuple[str, ...]:
+    """OpenCV's default engine, then (OpenCV >= 5) the classic one as a fallback."""
+    return ("default", "classic") if hasattr(cv2.dnn, "ENGINE_CLASSIC") else ("default",)
 
 
 def _reason(e: cv2.error) -> str:
