@@ -29,6 +29,16 @@ BATCH = 32  # images per call when scoring accuracy; latency is always measured 
 
 
 def _peak_rss_bytes() -> int:
+    # Linux: VmHWM is this process's own peak; ru_maxrss survives fork+exec, so a worker started
+    # by a process holding TensorFlow would report its parent's peak instead.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            lines = status.read().splitlines()
+        for line in lines:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     # ru_maxrss is KiB on Linux and bytes on macOS.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
