@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     if not todo:
         raise SystemExit(f"{args.run}: no model.keras or export/*.tflite|onnx found")
     rows = []
+    load_before = os.getloadavg()
+    print(f"load average before: {load_before[0]:.2f} on {os.cpu_count()} CPUs "
+          "(cold starts are mostly imports and file reads: a busy machine inflates them)")
     for case in todo:
         if case["kind"] == "api":
             time_api(case["model"], case["backend"], args.threads)  # warm the OS file cache
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         r = rows[-1]
         print(f"{r['case']:<36} median {r['median_s']:.3f} s  (min {r['min_s']:.3f}, "
               f"max {r['max_s']:.3f}, n={r['runs']}, TF/Keras imported: {heavy})", flush=True)
-    print()
+    load_after = os.getloadavg()
+    print(f"load average after: {load_after[0]:.2f}\n")
     for r in rows:
         print(f"$ {r['command']}")
     runtime = [r["median_s"] for r in rows if r["runtime_path"]]
@@ -129,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nruntime path (LiteRT / ONNX Runtime) worst median {max(runtime):.3f} s: "
               f"{verdict} the 0.5 s target")
     if args.json:
-        args.json.write_text(json.dumps({"python": sys.version.split()[0], "rows": rows},
-                                        indent=2) + "\n")
+        doc = {"python": sys.version.split()[0], "cpus": os.cpu_count(),
+               "load_average": [load_before[0], load_after[0]], "rows": rows}
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 
