@@ -120,3 +120,14 @@ def test_eval_reports_skipped_files(arts, tmp_path, capsys):
     code, out, err = _cli(capsys, ["eval", arts["onnx"], data, "--confusion", tmp_path / "c.png"])
     assert code == 0, err
     assert f"skipped {data / 'red' / 'zz_broken.jpg'}: " in out
+
+
+def test_predict_a_folder_means_its_images(arts, capsys, tmp_path):
+    code, out, err = _cli(capsys, ["predict", arts["onnx"], arts["data"] / "green", "--json"])
+    assert code == 0, err
+    results = json.loads(out)["results"]
+    assert len(results) == 6
+    assert all(r["predictions"][0]["label"] == "green" for r in results)
+    (tmp_path / "empty").mkdir()
+    code, out, err = _cli(capsys, ["predict", arts["onnx"], tmp_path / "empty"])
+    assert code == 2 and "folder has no image files" in err

@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("model", metavar="MODEL",
                         help=".tflite, .onnx or .keras file, or a run directory")
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify")
+    parser.add_argument("images", metavar="IMAGE", nargs="+",
+                        help="image files to classify (a folder: every image file in it)")
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                         help="inference backend (default: auto, by file type)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
@@ -31,14 +32,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--top-k must be at least 1, got {args.top_k}")
     clf = load_reporting_warnings(args.model, backend=args.backend, threads=args.threads,
                                   command="predict")
+    images = _expand(args.images)
     c = clf.contract
-    pixels = np.empty((len(args.images), c.height, c.width, 3), dtype=np.uint8)
-    for i, image in enumerate(args.images):  # any undecodable image stops here, nothing printed
+    pixels = np.empty((len(images), c.height, c.width, 3), dtype=np.uint8)
+    for i, image in enumerate(images):  # any undecodable image stops here, nothing printed
         to_pixels(image, c, out=pixels[i])
     probs = clf.probs_pixels(pixels)
     k = min(args.top_k, clf.num_classes)
     results = []
-    for image, row in zip(args.images, probs):
+    for image, row in zip(images, probs):
         order = np.argsort(-row, kind="stable")[:k]
         results.append({
             "image": image,
@@ -52,6 +54,25 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_table(results, k))
     return 0
+
+
+def _expand(paths: list[str]) -> list[str]:
+    """Folders stand for the image files under them (sorted); files are kept as given."""
+    from pathlib import Path
+
+    from edgecnn.runtime import InputError
+    from edgecnn.runtime.preprocess import is_image_file
+
+    out: list[str] = []
+    for p in paths:
+        if Path(p).is_dir():
+            found = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and is_image_file(f))
+            if not found:
+                raise InputError(f"{p}: folder has no image files")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
 
 
 def _table(results: list[dict], k: int) -> str:
