@@ -139,6 +139,7 @@ class Live:
             raise RuntimeError("a Live loop can be iterated only once")
         self._started = True
         self._capture.start()
+        self._warm_up()
         try:
             index = 0
             while not self._stopped and (self.max_frames is None or index < self.max_frames):
@@ -153,6 +154,12 @@ class Live:
                 index += 1
         finally:
             self.close()
+
+    def _warm_up(self) -> None:
+        """One inference on a blank input while the first frame is decoded: backends allocate
+        and pick kernels on their first call, which would otherwise be frame 0's latency."""
+        self._x.fill(0.0)
+        self.classifier.probs(self._x)
 
     def stop(self) -> None:
         """End the loop after the current frame (thread-safe)."""

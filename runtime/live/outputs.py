@@ -191,7 +191,8 @@ class Recorder(Output):
 
     def _open(self, width: int, height: int) -> None:
         fourcc = cv2.VideoWriter_fourcc(*RECORD_CODECS[self.path.suffix.lower()])
-        writer = cv2.VideoWriter(str(self._tmp), fourcc, float(self.fps or 25.0), (width, height))
+        fps = round(float(self.fps or 25.0), 2)
+        writer = cv2.VideoWriter(str(self._tmp), fourcc, fps, (width, height))
         if not writer.isOpened():
             raise InputError(f"--record {self.path}: OpenCV cannot write this video format here")
         self._writer, self._size = writer, (width, height)
@@ -210,9 +211,11 @@ class Recorder(Output):
 
 
 def _measured_rate(times: list[float]) -> float:
+    """Frames per second over `times`, rounded to 0.01: the MPEG-4 writer refuses a time base
+    whose denominator exceeds 65535, which an unrounded rate like 153.2338 produces."""
     if len(times) < 2 or times[-1] <= times[0]:
         return 25.0
-    return max(1.0, min(240.0, (len(times) - 1) / (times[-1] - times[0])))
+    return round(max(1.0, min(240.0, (len(times) - 1) / (times[-1] - times[0]))), 2)
 
 
 # --- --jsonl ---------------------------------------------------------------------------------
