@@ -139,7 +139,8 @@ class TFLiteBackend(Backend):
 
     @classmethod
     def open(cls, path: Path, *, threads: int) -> TFLiteBackend:
-        head = path.read_bytes()[:8] if path.stat().st_size >= 8 else b""
+        with path.open("rb") as f:
+            head = f.read(8)
         if head[4:8] != _TFLITE_IDENTIFIER:
             raise InputError(f"{path}: not a TFLite flatbuffer (corrupt, truncated or another format)")
         interpreter_cls, module = find_interpreter()
