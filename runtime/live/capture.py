@@ -127,11 +127,14 @@ class Capture:
             return item
 
     def stop(self) -> None:
-        """Ask the thread to finish and wait briefly; the source is closed by the thread."""
+        """Ask the thread to finish and wait briefly; the source is closed by the thread (or
+        here, if the thread never started)."""
         self._stop.set()
         with self._slot_cond:
             self._slot_cond.notify_all()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
+        if self._thread.ident is None:
+            self.source.close()
+        elif self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
 
     # --- producer side -----------------------------------------------------------------------

@@ -166,9 +166,10 @@ class Live:
         self._stopped = True
 
     def close(self) -> None:
+        """Stop the capture thread; it closes the source itself (closing it here while the
+        thread may still be inside a blocking read could crash the driver)."""
         self._stopped = True
         self._capture.stop()
-        self.source.close()
 
     @property
     def status(self) -> str:
