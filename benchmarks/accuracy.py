@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         print(f"{args.data}: no such folder (give a class-folder test set)", file=sys.stderr)
         return 2
-    config = BenchConfig(runs=10, warmup=2, warmup_seconds=0.0, max_images=args.max_images)
+    config = BenchConfig(runs=10, warmup=2, warmup_seconds=0.0, min_seconds=0.0, max_images=args.max_images)
     result = bench([args.run], config=config, data=args.data)
     print("command:", shlex.join([sys.executable, *sys.argv]))
     d = result["data"]

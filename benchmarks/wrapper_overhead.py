@@ -90,7 +90,8 @@ def onnx_overhead(path: Path, *, threads: int, runs: int) -> dict[str, float]:
 def _bench(targets: list[Path], *, threads: int, runs: int) -> dict:
     from edgecnn.bench import BenchConfig, bench
 
-    config = BenchConfig(backends=("tflite", "onnx"), threads=(threads,), runs=runs, warmup=50, warmup_seconds=1.0)
+    config = BenchConfig(backends=("tflite", "onnx"), threads=(threads,), runs=runs, warmup=50,
+                         warmup_seconds=1.0, min_seconds=2.0)
     return bench(targets, config=config, progress=False)
 
 

@@ -59,13 +59,16 @@ CHILD_TIMEOUT_S = 900
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What to measure.  Warm-up runs until both `warmup` calls and `warmup_seconds` are done."""
+    """What to measure.  Warm-up runs until both `warmup` calls and `warmup_seconds` are done;
+    the timed phase until both `runs` calls and `min_seconds` are done (a longer window keeps
+    the median steady on a machine that is doing other work)."""
 
     backends: tuple[str, ...] | None = None
     threads: tuple[int, ...] = (1,)
     runs: int = 200
     warmup: int = 20
     warmup_seconds: float = 1.0
+    min_seconds: float = 1.0
     max_images: int = 500
     pipeline_frames: int = 300
     seed: int = 0
@@ -81,8 +84,8 @@ class BenchConfig:
             raise InputError(f"thread counts must be >= 1, got {list(self.threads)}")
         if self.runs < 1:
             raise InputError(f"--runs must be >= 1, got {self.runs}")
-        if self.warmup < 0 or self.warmup_seconds < 0:
-            raise InputError("--warmup must be >= 0")
+        if self.warmup < 0 or self.warmup_seconds < 0 or self.min_seconds < 0:
+            raise InputError("--warmup, --warmup-seconds and --min-seconds must be >= 0")
         if self.pipeline_frames < 1:
             raise InputError(f"pipeline frames must be >= 1, got {self.pipeline_frames}")
         if self.max_images < 1:
@@ -341,7 +344,8 @@ def bench(
         if images is not None:
             for artifact in dict.fromkeys(j.artifact for j in jobs):
                 images.for_artifact(artifact)  # decode up front: bad --data fails before measuring
-        common = {"runs": config.runs, "warmup": config.warmup, "warmup_seconds": config.warmup_seconds}
+        common = {"runs": config.runs, "warmup": config.warmup, "warmup_seconds": config.warmup_seconds,
+                  "min_seconds": config.min_seconds}
         rows = []
         with Progress(len(jobs), "bench", enabled=progress) as bar:
             for i, job in enumerate(jobs):

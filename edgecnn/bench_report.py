@@ -104,8 +104,9 @@ def format_env(result: dict) -> str:
         f"OS: {env.get('os')}  Python {env.get('python')}",
         f"Versions: {versions}",
         f"TFLite delegate: {delegates}",
-        f"Latency: batch 1, {cfg.get('runs')} runs after >= {cfg.get('warmup')} warm-up runs "
-        f"and >= {cfg.get('warmup_seconds')} s; each backend in its own process",
+        f"Latency: batch 1, >= {cfg.get('runs')} runs and >= {cfg.get('min_seconds', 0)} s after "
+        f">= {cfg.get('warmup')} warm-up runs and >= {cfg.get('warmup_seconds')} s; "
+        "each backend in its own process",
     ]
     data = result.get("data")
     if data:
@@ -216,7 +217,7 @@ def write_plot(result: dict, path: str | os.PathLike) -> Path:
     ax.set_yticks(ys, names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("latency per image, ms (batch 1)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     if has_acc:
         acc_ax = axes[0][1]

@@ -15,7 +15,7 @@ from edgecnn.bench import BenchConfig, bench, keras_reference, list_artifacts
 from edgecnn.cli import main
 from edgecnn.runtime.errors import InputError
 
-FAST = {"runs": 8, "warmup": 2, "warmup_seconds": 0.0}
+FAST = {"runs": 8, "warmup": 2, "warmup_seconds": 0.0, "min_seconds": 0.0}
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +91,7 @@ def test_failing_backend_gets_an_error_row_and_the_rest_still_run(run_dir, tmp_p
 
 def test_cli_writes_all_outputs_and_compares(run_dir, tmp_path, capsys):
     model = run_dir / "export" / "model_int8.tflite"
-    args = [str(model), "--runs", "8", "--warmup", "2", "--warmup-seconds", "0"]
+    args = [str(model), "--runs", "8", "--warmup", "2", "--warmup-seconds", "0", "--min-seconds", "0"]
     outs = {k: tmp_path / f"b.{k}" for k in ("json", "csv", "md", "png")}
     assert main(["bench", *args, "--json", str(outs["json"]), "--csv", str(outs["csv"]),
                  "--md", str(outs["md"]), "--plot", str(outs["png"])]) == 0

@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=20, help="warm-up runs before timing (default: 20)")
     parser.add_argument("--warmup-seconds", type=float, default=1.0,
                         help="also warm up for at least this long (default: 1.0)")
+    parser.add_argument("--min-seconds", type=float, default=1.0,
+                        help="time each row for at least this long (default: 1.0)")
     parser.add_argument("--data", metavar="DIR", help="class-folder images: accuracy and agreement with Keras")
     parser.add_argument("--max-images", type=int, default=500, help="images used from --data (default: 500)")
     parser.add_argument("--pipeline", metavar="SOURCE", help="also measure the live loop on this video/folder")
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         runs=args.runs,
         warmup=args.warmup,
         warmup_seconds=args.warmup_seconds,
+        min_seconds=args.min_seconds,
         max_images=args.max_images,
         pipeline_frames=args.pipeline_frames,
     )
