@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,11 @@ FILENAMES = {
 }
 INT8_FORMATS = ("tflite-int8", "onnx-int8")
 INT8_IO = ("int8", "uint8", "float")
+INT8_WEIGHTS = ("per-channel", "per-tensor")
 MANIFEST = "export.json"
 MANIFEST_SCHEMA = "edgecnn-export/1"
 
-__all__ = ["FILENAMES", "FORMATS", "INT8_IO", "MANIFEST", "export", "parse_formats"]
+__all__ = ["FILENAMES", "FORMATS", "INT8_IO", "INT8_WEIGHTS", "MANIFEST", "export", "parse_formats"]
 
 
 def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -61,6 +63,7 @@ def export(
     calib: str | os.PathLike | None = None,
     check: str | os.PathLike | None = None,
     int8_io: str = "int8",
+    int8_weights: str = "per-channel",
     calib_count: int = 300,
     seed: int = 0,
     progress: bool = True,
@@ -74,6 +77,9 @@ def export(
             run's training images.
         check: labelled folder every artifact is verified on; default the run's validation set.
         int8_io: dtype of the full-integer TFLite model's input/output tensors.
+        int8_weights: weight scales of tflite-int8 and onnx-int8: one per output channel
+            (robust, the default) or one per tensor (smaller: saves a 4-byte scale and an
+            8-byte zero point per channel, which matters for small models).
         calib_count: size of the seeded, class-stratified calibration sample.
         seed: seed of that sample.
         progress: report each step on stderr.
@@ -97,6 +103,10 @@ def export(
     fmts = parse_formats(formats)
     if int8_io not in INT8_IO:
         raise InputError(f"--int8-io must be one of {', '.join(INT8_IO)}, got {int8_io!r}")
+    if int8_weights not in INT8_WEIGHTS:
+        raise InputError(
+            f"--int8-weights must be one of {', '.join(INT8_WEIGHTS)}, got {int8_weights!r}"
+        )
     say = _reporter(progress)
     bars = None if progress else False  # progress bars only on a terminal
     # Every input is validated before anything is printed or written, so bad input ends in
@@ -120,14 +130,26 @@ def export(
             f"(seed {seed}, fingerprint {calibration.source['pixels_sha256']})"
             f"{_skipped(calibration)}"
         )
-    job = _Job(source, model, checks, calibration, int8_io, say)
+    job = _Job(source, model, checks, calibration, _Int8(int8_io, int8_weights), say)
     return job.run(fmts)
+
+
+@dataclass(frozen=True)
+class _Int8:
+    """How the full-integer formats are built."""
+
+    io: str = "int8"
+    weights: str = "per-channel"
+
+    @property
+    def per_channel(self) -> bool:
+        return self.weights == "per-channel"
 
 
 class _Job:
     """One export: converts, stamps, verifies and places each format, then the manifest."""
 
-    def __init__(self, source, model, checks, calibration, int8_io: str, say) -> None:
+    def __init__(self, source, model, checks, calibration, int8: _Int8, say) -> None:
         from ._verify import keras_probs
 
         self.source = source
@@ -139,7 +161,7 @@ class _Job:
         self.check_inputs = checks.inputs(self.contract, limit=64)
         self.calibration = calibration
         self.calib_inputs = calibration.inputs(self.contract) if calibration else None
-        self.int8_io = int8_io
+        self.int8 = int8
         self.say = say
         self.reference = keras_probs(model, checks.pixels, self.contract)
         self._float_onnx: bytes | None = None
@@ -211,7 +233,7 @@ class _Job:
         if fmt.startswith("tflite-"):
             flatbuffer = _tflite.convert(
                 self.model, self.contract, fmt, calib_inputs=self.calib_inputs,
-                int8_io=self.int8_io,
+                int8_io=self.int8.io, per_channel=self.int8.per_channel,
             )
             described = _tflite.describe(flatbuffer)
             data = _metadata.add_tflite_metadata(
@@ -219,16 +241,20 @@ class _Job:
             )
             info = {"scheme": _tflite.SCHEMES[fmt], **described}
             if fmt == "tflite-int8":
-                info["int8_io"] = self.int8_io
+                info["int8_io"] = self.int8.io
+                info["weights"] = self.int8.weights
                 info["calibration_images"] = len(self.calib_inputs)
             return data, info
         if fmt == "onnx":
             data = self._onnx_float()
             return data, {"scheme": _onnx.SCHEME, **_onnx_io(data)}
-        proto = _onnx_int8.convert(self._onnx_float(), self.calib_inputs)
+        proto = _onnx_int8.convert(
+            self._onnx_float(), self.calib_inputs, per_channel=self.int8.per_channel
+        )
         data = _metadata.add_onnx_metadata(proto, self.contract).SerializeToString()
         _onnx.check_loads(data, self.check_inputs[:2])
         info = {"scheme": _onnx_int8.SCHEME, **_onnx_io(data)}
+        info["weights"] = self.int8.weights
         info["calibration_images"] = len(self.calib_inputs)
         return data, info
 
@@ -252,7 +278,7 @@ class _Job:
         if fmt == "tflite-int8":
             layers = _debug.int8_layer_errors(
                 self.model, self.contract, calib_inputs=self.calib_inputs,
-                debug_inputs=self.check_inputs,
+                debug_inputs=self.check_inputs, per_channel=self.int8.per_channel,
             )
             self.say(_debug.format_layers(layers))
         else:
@@ -281,7 +307,8 @@ class _Job:
                 "mean": list(self.contract.mean),
                 "std": list(self.contract.std),
             },
-            "int8_io": self.int8_io,
+            "int8_io": self.int8.io,
+            "int8_weights": self.int8.weights,
             "calibration": self.calibration.source if self.calibration else None,
             "check": self.checks.source,
             "artifacts": _merge_previous(self.source.out_dir, artifacts, model_bytes),

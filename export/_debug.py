@@ -30,13 +30,15 @@ def int8_layer_errors(
     *,
     calib_inputs: np.ndarray,
     debug_inputs: np.ndarray,
+    per_channel: bool = True,
     top: int = TOP_LAYERS,
 ) -> list[dict[str, Any]]:
     """The `top` tensors with the largest quantisation error, worst first."""
     import tensorflow as tf
 
     converter = make_converter(
-        model, contract, "tflite-int8", calib_inputs=calib_inputs, int8_io="float"
+        model, contract, "tflite-int8", calib_inputs=calib_inputs, int8_io="float",
+        per_channel=per_channel,
     )
     with warnings.catch_warnings():
         # the debugger runs TF's own (deprecated) interpreter internally; nothing to act on

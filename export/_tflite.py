@@ -37,6 +37,7 @@ def make_converter(
     *,
     calib_inputs: np.ndarray | None = None,
     int8_io: str = "int8",
+    per_channel: bool = True,
 ) -> Any:
     """A configured `tf.lite.TFLiteConverter` for one of SCHEMES (also used by the debugger)."""
     import tensorflow as tf
@@ -59,6 +60,8 @@ def make_converter(
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = io_type
         converter.inference_output_type = io_type
+        # per-tensor weight scales: TF has no public switch, this is the documented private one
+        converter._experimental_disable_per_channel = not per_channel
     elif fmt != "tflite-fp32":
         raise ValueError(f"not a TFLite format: {fmt}")
     return converter
@@ -81,11 +84,14 @@ def convert(
     *,
     calib_inputs: np.ndarray | None = None,
     int8_io: str = "int8",
+    per_channel: bool = True,
 ) -> bytes:
     """The converted flatbuffer (no metadata yet); a full-integer model is checked to be one."""
     from tensorflow.lite.python.convert_phase import ConverterError
 
-    converter = make_converter(model, contract, fmt, calib_inputs=calib_inputs, int8_io=int8_io)
+    converter = make_converter(
+        model, contract, fmt, calib_inputs=calib_inputs, int8_io=int8_io, per_channel=per_channel
+    )
     try:
         flatbuffer = bytes(converter.convert())
     except ConverterError as e:  # an op the format cannot hold (e.g. no int8 kernel)

@@ -135,6 +135,24 @@ def test_uint8_io_and_subset_of_formats(run_copy):
     ]
 
 
+def test_per_tensor_int8_weights_are_smaller(exported, run_copy):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    manifest = export(run_copy, formats="tflite-int8,onnx-int8", int8_weights="per-tensor",
+                      calib_count=60, progress=False)
+    assert manifest["int8_weights"] == "per-tensor"
+    for fmt in ("tflite-int8", "onnx-int8"):
+        entry = manifest["artifacts"][fmt]
+        assert entry["passed"] and entry["weights"] == "per-tensor"
+        per_channel = exported[1]["artifacts"][fmt]
+        assert per_channel["weights"] == "per-channel"
+        assert entry["bytes"] < per_channel["bytes"]
+    model = schema.Model.GetRootAs((run_copy / "export" / "model_int8.tflite").read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    scales = [graph.Tensors(i).Quantization().ScaleLength() for i in range(graph.TensorsLength())]
+    assert max(scales) == 1
+
+
 def test_failed_verification_keeps_nothing_and_exits_1(run_copy, monkeypatch, capsys):
     from edgecnn.export import _verify
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgecnn.export import FORMATS, INT8_IO  # no TensorFlow at import time
+from edgecnn.export import FORMATS, INT8_IO, INT8_WEIGHTS  # no TensorFlow at import time
 from edgecnn.runtime.errors import InputError
 
 
@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8-io", choices=INT8_IO, default="int8",
                         help="input/output dtype of model_int8.tflite (MediaPipe Tasks needs "
                         "uint8 or float; default int8)")
+    parser.add_argument("--int8-weights", choices=INT8_WEIGHTS, default="per-channel",
+                        help="weight scales of the int8 files: per-channel (default, robust) or "
+                        "per-tensor (smaller; worth it for small models)")
     parser.add_argument("--calib-count", type=int, default=300, metavar="N",
                         help="calibration sample size (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="calibration sample seed")
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
             calib=args.calib,
             check=args.check,
             int8_io=args.int8_io,
+            int8_weights=args.int8_weights,
             calib_count=args.calib_count,
             seed=args.seed,
         )
