@@ -86,6 +86,7 @@ class Window(Output):
     def __init__(self, title: str = "edgecnn") -> None:
         check_gui()
         self.title = title
+        self._seen_visible = False
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as e:
@@ -103,10 +104,13 @@ class Window(Output):
         if key >= 0 and (key & 0xFF) in QUIT_KEYS:
             self.quit_requested = True
         try:
-            if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
-                self.quit_requested = True  # closed with the window's close button
+            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE)
         except cv2.error:
-            self.quit_requested = True
+            visible = -1.0
+        if visible >= 1:
+            self._seen_visible = True
+        elif self._seen_visible:  # closed with the window's close button
+            self.quit_requested = True  # (never trust a backend that reports -1 from the start)
 
     def close(self) -> None:
         try:
