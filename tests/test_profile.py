@@ -100,3 +100,23 @@ def test_bad_model_exits_2_with_one_line(tmp_path, capsys, content, suffix, need
     assert main(["profile", str(bad)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_qdq_onnx_weights_counted_through_dequantize(run_dir, tmp_path):
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.items = iter([{"image": rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    out = tmp_path / "model_int8.onnx"
+    quantize_static(str(run_dir / "export/model.onnx"), str(out), Reader(), quant_format=QuantFormat.QDQ)
+    rep = profile(out)
+    assert rep["quantized"] is True and rep["total"]["macs"] == TOTAL_MACS
+    assert rep["total"]["params"] == profile(run_dir / "export/model.onnx")["total"]["params"]
+    assert all(r["params"] == 0 for r in rep["layers"] if r["op"] in ("QuantizeLinear", "DequantizeLinear"))
