@@ -280,3 +280,38 @@ def test_short_soak_keeps_rss_flat(tmp_path):
     growth = (marks[1999] - marks[300]) / marks[300]
     assert growth < 0.05, f"RSS {marks[300]} -> {marks[1999]} KiB ({growth:+.1%})"
     assert len((tmp_path / "soak.jsonl").read_text().splitlines()) == 2000
+
+
+def test_http_mjpeg_stream_source_reconnects_when_the_server_comes_back():
+    """A real network stream: `--source http://.../stream.mjpg` (read by FFmpeg) served by a
+    first run; that server goes away, the source fails to reopen at least once, a second server
+    comes up on the same port with other frames, and the loop carries on with them."""
+    from edgecnn.runtime.live import Backoff, live
+
+    first = Running("green", fps=30).__enter__()
+    port = first.server.port
+    second: list[Running] = []
+    messages: list[str] = []
+
+    def on_status(message: str) -> None:
+        messages.append(message)
+        if "still unavailable" in message and not second:  # a reopen was refused: come back
+            second.append(Running("blue", fps=30, serve=f"127.0.0.1:{port}").__enter__())
+
+    loop = live(
+        ColourClassifier(), f"http://127.0.0.1:{port}/stream.mjpg", max_frames=40,
+        backoff=Backoff(initial=0.2, factor=1.5, cap=0.5), on_status=on_status,
+    )  # fmt: skip
+    labels = []
+    try:
+        for r in loop:
+            labels.append(r.label)
+            if len(labels) == 10:
+                first.__exit__(None, None, None)  # the server stops: the stream dies
+    finally:
+        if second:
+            second[0].__exit__(None, None, None)
+    assert labels[:10] == ["green"] * 10
+    assert labels[-1] == "blue" and len(labels) == 40
+    assert loop.reconnects == 1
+    assert any("reconnected" in m for m in messages)
