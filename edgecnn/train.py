@@ -277,7 +277,14 @@ def lr_at(epoch: int, *, base: float, epochs: int, warmup: int = 1) -> float:
     return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
-def _compile(model, arch: str) -> None:
+def steps_per_execution(steps: int, cap: int = 16) -> int:
+    """The largest divisor of `steps` up to `cap`: several train steps per tf.function call cut
+    Python/dispatch overhead (a large share of a small CNN's step on a busy CPU), and a divisor
+    keeps every epoch exactly `steps` batches, so the seeded per-epoch stream stays aligned."""
+    return max(d for d in range(1, min(cap, steps) + 1) if steps % d == 0)
+
+
+def _compile(model, arch: str, *, steps_per_call: int) -> None:
     import keras
 
     spec = get_architecture(arch)
@@ -291,6 +298,7 @@ def _compile(model, arch: str) -> None:
         optimizer=opt,
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=steps_per_call,
     )
 
 
@@ -327,6 +335,7 @@ class _Trainer:
             "train_seconds": 0.0,
         }
         self.strategy_name = strategy
+        self.single = strategy == "default"
         self.progress = progress
         self.augment = augment
         self.extra_callbacks = callbacks
@@ -355,7 +364,9 @@ class _Trainer:
         if self.state["epochs_done"] > 0:
             return keras.models.load_model(self.ckpt / "last.keras")
         model = build_model(c.arch, len(self.splits.classes), c.img_size, weights=c.weights)
-        _compile(model, c.arch)
+        steps = steps_per_epoch(len(self.splits.train.targets), c.batch)
+        # Multi-step execution fails inside distributed iterators (Keras 3.15): one step a call.
+        _compile(model, c.arch, steps_per_call=steps_per_execution(steps) if self.single else 1)
         return model
 
     def _fit(self, model, start: int) -> None:
