@@ -41,6 +41,7 @@ SUMMARY_FILE = "demo.json"
 REPORT_FILE = "report.html"
 SEED = 0
 INT8_FILE = "model_int8.tflite"
+DATA_DIR = "shapes"  # the run is named after it: train() calls data/train "<parent>"
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class Budget:
     bench_all_artifacts: bool  # False: one artifact per backend (int8/fp32 TFLite, ONNX, Keras)
     clip_images: int  # held-back images shown in the clip
     frames_per_image: int
-    clip_size: int = 288  # clip frames are square, clip_size pixels
+    heldback_size: int = 128  # held-back images are larger than the model input, like photos
+    clip_size: int = 384  # clip frames are square: the overlay is drawn at a readable scale
 
     def __post_init__(self) -> None:
         if self.classes < 2 or min(self.train_per_class, self.val_per_class) < 2:
@@ -84,7 +86,8 @@ BUDGETS = {
     "tiny": Budget(
         "tiny", classes=3, train_per_class=16, val_per_class=8, heldback_per_class=3,
         img_size=32, epochs=1, batch=16, calib_count=24, bench_runs=5, bench_warmup=1,
-        bench_all_artifacts=False, clip_images=3, frames_per_image=4, clip_size=160,
+        bench_all_artifacts=False, clip_images=3, frames_per_image=4, heldback_size=64,
+        clip_size=160,
     ),
 }
 
@@ -197,7 +200,7 @@ def _make_data(root: Path, plan: Budget) -> dict[str, Any]:
     """train/ and val/ at model resolution; held-back images larger, as a camera would see them."""
     from edgecnn.synthetic import class_names, generate, generate_split
 
-    data = root / "data"
+    data = root / DATA_DIR
     train_dir, val_dir = generate_split(
         data, classes=plan.classes, train_per_class=plan.train_per_class,
         val_per_class=plan.val_per_class, size=plan.img_size, seed=SEED,
@@ -205,7 +208,7 @@ def _make_data(root: Path, plan: Budget) -> dict[str, Any]:
     # generate_split uses seeds 2*SEED and 2*SEED+1; the held-back images get a stream of their own.
     heldback = generate(
         data / "heldback", classes=plan.classes, per_class=plan.heldback_per_class,
-        size=plan.clip_size, seed=2 * SEED + 2, formats=("png",),
+        size=plan.heldback_size, seed=2 * SEED + 2, formats=("png",),
     )  # fmt: skip
     return {
         "classes": list(class_names(plan.classes)),
@@ -218,7 +221,7 @@ def _make_data(root: Path, plan: Budget) -> dict[str, Any]:
             "heldback": plan.heldback_per_class * plan.classes,
         },
         "image_size": plan.img_size,
-        "heldback_size": plan.clip_size,
+        "heldback_size": plan.heldback_size,
     }
 
 
@@ -228,11 +231,11 @@ def _make_data(root: Path, plan: Budget) -> dict[str, Any]:
 def _train(root: Path, plan: Budget, progress: bool) -> dict[str, Any]:
     from edgecnn.train import train
 
-    data = root / "data"
+    data = root / DATA_DIR
     run = train(
         data / "train", val_dir=data / "val", arch="edge", img_size=plan.img_size,
         epochs=plan.epochs, batch=plan.batch, seed=SEED, out=root / "run", force=True,
-        progress=progress,
+        progress=progress, patience=plan.epochs,  # a fixed budget: no early stop on a plateau
     )  # fmt: skip
     m = run.metrics
     return {
@@ -266,6 +269,9 @@ def _export(run_dir: Path, plan: Budget, progress: bool) -> dict[str, Any]:
             "file": a.get("file"),
             "bytes": a.get("bytes"),
             "passed": a.get("passed"),
+            "agreement": (a.get("parity") or {}).get("agreement"),
+            "max_abs_diff": (a.get("parity") or {}).get("max_abs_diff"),
+            "accuracy": (a.get("parity") or {}).get("accuracy"),
             "summary": a.get("summary"),
         }
         for fmt, a in manifest["artifacts"].items()
@@ -297,7 +303,7 @@ def _bench(run_dir: Path, root: Path, plan: Budget, progress: bool) -> dict[str,
     )  # fmt: skip
     result = bench(
         [str(t) for t in _bench_targets(run_dir, plan)], config=config,
-        data=root / "data" / "heldback", progress=None if progress else False,
+        data=root / DATA_DIR / "heldback", progress=None if progress else False,
     )  # fmt: skip
     out = run_dir / "bench"
     paths = {
@@ -339,7 +345,9 @@ def render_clip(heldback: Path, path: Path, *, images: int, frames_per_image: in
     truth = []
     try:
         for cls, image_path in order:
-            image = cv2.resize(read_image(image_path), (size, size), interpolation=cv2.INTER_AREA)
+            image = read_image(image_path)
+            interpolation = cv2.INTER_AREA if image.shape[0] >= size else cv2.INTER_CUBIC
+            image = cv2.resize(image, (size, size), interpolation=interpolation)
             for k in range(frames_per_image):
                 writer.write(_zoom(image, 1.0 - 0.08 * k / max(1, frames_per_image - 1)))
                 truth.append(cls)
@@ -381,7 +389,7 @@ def _live(run_dir: Path, root: Path, plan: Budget, *, show: bool, progress: bool
     live_dir.mkdir(exist_ok=True)
     clip = live_dir / "clip.mp4"
     truth = render_clip(
-        root / "data" / "heldback", clip, images=plan.clip_images,
+        root / DATA_DIR / "heldback", clip, images=plan.clip_images,
         frames_per_image=plan.frames_per_image, size=plan.clip_size,
     )  # fmt: skip
     model = _live_model(run_dir)
@@ -449,7 +457,11 @@ def format_summary(summary: dict[str, Any], report: Path) -> str:
     ]  # fmt: skip
     for fmt, a in ex.items():
         size = f"{a['bytes'] / 1024:.0f} KB" if a.get("bytes") else "-"
-        rows.append(["", "", f"  {fmt:<12} {size:>8}  {a.get('summary') or ''}"])
+        verdict = "ok" if a.get("passed") else "FAILED"
+        dp = "-" if a.get("max_abs_diff") is None else f"{a['max_abs_diff']:.1e}"
+        rows.append(["", "", f"  {fmt:<12} {size:>7}  {verdict:<6} agreement "
+                             f"{_pct(a.get('agreement')):>6}  max |dp| {dp}  "
+                             f"accuracy {_pct(a.get('accuracy'))}"])
     ok = [r for r in summary["bench"]["rows"] if not r.get("error") and r.get("p50_ms")]
     rows.append(["bench", f"{steps.get('bench', 0):.1f}",
                  f"{len(ok)}/{len(summary['bench']['rows'])} artifact x backend rows, 1 thread"])

@@ -88,6 +88,10 @@ def _ms(value: float | None) -> str:
     return f"{value:.3f}" if value < 1 else f"{value:.2f}"
 
 
+def _plural(n: int | None, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _table(header: list[str], rows: list[list[str]], *, cls: str = "") -> str:
     """An HTML table; cells are already-escaped HTML.  Columns after the first two align right."""
     head = "".join(f"<th>{h}</th>" for h in header)
@@ -184,7 +188,7 @@ class _Page:
         live = self.s["live"]["summary"]
         cards = [
             ("validation accuracy", _pct(t.get("val_accuracy")),
-             f"edge model, {t.get('epochs_run')} epochs"),
+             f"edge model, {_plural(t.get('epochs_run'), 'epoch')}"),
             ("int8 model", _size(int8.get("bytes")),
              f"{ratio:.0%} of fp32" if ratio else "full-integer TFLite"),
             ("int8 agreement", _pct((int8.get("parity") or {}).get("agreement")),
@@ -258,7 +262,7 @@ class _Page:
         return (
             '<section id="training"><h2><span class="num">2</span>Training</h2>'
             f"<p>The default <code>edge</code> architecture (depthwise-separable blocks, "
-            f"BatchNorm, ReLU6, global pooling) trained for {_e(t.get('epochs_run'))} epochs in "
+            f"BatchNorm, ReLU6, global pooling) trained for {_plural(t.get('epochs_run'), 'epoch')} in "
             f"{t.get('train_seconds') or 0:.0f} s; the best epoch ({_e(t.get('best_epoch'))}) "
             f"reached <b>{_pct(t.get('val_accuracy'))}</b> validation accuracy.</p>"
             + _figure(_png_file(self.run / "training.png"), "training curves",
@@ -295,7 +299,7 @@ class _Page:
         ref = next((a.get("parity", {}).get("reference_accuracy") for a in arts.values()
                     if a.get("parity")), None)  # fmt: skip
         table = _table(["file", "scheme", "size", "vs fp32", "agreement", "max |Δp|",
-                        "accuracy", ""], rows)  # fmt: skip
+                        "accuracy", ""], rows, cls="export")  # fmt: skip
         check_dir = check.get("dir", "the run's validation images")
         err = self.s["export"].get("error")
         warn = f'<p class="warn">{_e(err)}</p>' if err else ""
@@ -525,6 +529,8 @@ tbody tr:nth-child(even) td { background:#fafbfd; }
 th:nth-child(n+3), td:nth-child(n+3) { text-align:right; }
 table.narrow th:nth-child(n+2), table.narrow td:nth-child(n+2) { text-align:right; }
 td code { background:transparent; padding:0; }
+th { white-space: nowrap; }
+table.export td:nth-child(2) { white-space: normal; color: var(--muted); font-size: 13px; }
 .ok { color:var(--ok); font-weight:600; }
 .bad { color:var(--bad); font-weight:600; }
 figure { margin: 8px 0 10px; }
@@ -539,7 +545,7 @@ figure.wide img { width:100%; }
 .thumbs { display:flex; gap:8px; flex-wrap:wrap; }
 .thumbs img { width:76px; height:76px; border-radius:8px; image-rendering: pixelated;
   box-shadow: 0 1px 3px rgba(20,33,61,.18); }
-.strip { display:grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap:14px;
+.strip { display:grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap:16px;
   margin: 8px 0 18px; }
 .strip figure { margin:0; }
 .strip img { width:100%; }

@@ -1,0 +1,167 @@
+"""`edgecnn demo` end to end on the tiny budget, and its report opened in headless Chromium.
+
+One tiny demo runs once for the module (generated 32x32 data, one epoch, every export format,
+every backend benched a few times, a 12-frame clip); the tests read what it left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecnn.demo import MARKER, demo
+from edgecnn.export import FILENAMES
+from edgecnn.runtime.errors import InputError
+
+BACKENDS = ("tflite", "onnx", "opencv", "keras")
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory) -> tuple[Path, str]:
+    """The tiny demo, run into a folder that already holds an earlier demo's leftovers."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    out.mkdir()
+    (out / MARKER).write_text("earlier demo\n")
+    (out / "stale.txt").write_text("from an earlier demo\n")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
+        report = demo(out, budget="tiny", progress=True)
+    return report, printed.getvalue()
+
+
+def test_demo_replaces_an_earlier_demo_and_writes_every_stage(tiny_demo):
+    report, _ = tiny_demo
+    root = report.parent
+    assert report.name == "report.html" and report.is_file()
+    assert not (root / "stale.txt").exists()
+    assert (root / MARKER).is_file()
+    run = root / "run"
+    for name in ("model.keras", "training.png", "confusion.png", "metrics.json"):
+        assert (run / name).is_file(), name
+    manifest = json.loads((run / "export" / "export.json").read_text())
+    assert set(manifest["artifacts"]) == set(FILENAMES)
+    for fmt, entry in manifest["artifacts"].items():
+        assert entry["passed"], (fmt, entry["summary"])
+        assert (run / "export" / FILENAMES[fmt]).is_file()
+    bench = json.loads((run / "bench" / "bench.json").read_text())
+    measured = {r["backend"] for r in bench["rows"] if not r.get("error")}
+    assert measured == set(BACKENDS)
+    assert all(r["p50_ms"] > 0 and r["accuracy"] is not None for r in bench["rows"])
+    assert (run / "bench" / "bench.png").is_file()
+
+    summary = json.loads((root / "demo.json").read_text())
+    live = summary["live"]
+    frames = summary["budget"]["clip_images"] * summary["budget"]["frames_per_image"]
+    assert live["summary"]["frames"] == frames == live["frames_in_clip"]
+    assert Path(live["model"]).name == "model_int8.tflite"
+    lines = (root / "live" / "live.jsonl").read_text().splitlines()
+    assert len(lines) == frames
+    cap = cv2.VideoCapture(str(root / "live" / "annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
+    cap.release()
+    assert set(summary["steps"]) == {"data", "train", "export", "bench", "live", "report"}
+
+
+def test_demo_prints_a_summary_table(tiny_demo):
+    report, printed = tiny_demo
+    for step in ("data", "train", "export", "bench", "live", "report", "total"):
+        assert re.search(rf"^{step}\s+\d+\.\d", printed, re.M), step
+    assert "6/6 formats verified" in printed
+    assert printed.rstrip().endswith(f"open {report}")
+
+
+def _img_sources(html: str) -> list[str]:
+    return re.findall(r'<img[^>]*\ssrc="([^"]*)"', html)
+
+
+def test_report_is_self_contained_with_tables_and_images(tiny_demo):
+    report, _ = tiny_demo
+    html = report.read_text(encoding="utf-8")
+    sources = _img_sources(html)
+    assert sources and all(s.startswith(("data:image/png;base64,", "data:image/jpeg;base64,"))
+                           for s in sources)  # fmt: skip
+    # 3 classes x 8 samples, training curves, confusion matrix, bench plot, 3 live frames
+    assert len(sources) >= 3 * 8 + 3 + 3
+    assert len([s for s in sources if s.startswith("data:image/jpeg")]) == 3
+    for uri in sources[:1] + sources[-1:]:
+        import base64
+
+        data = np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8)
+        assert cv2.imdecode(data, cv2.IMREAD_COLOR) is not None
+    assert not re.search(r'(src|href)="(https?:)?//', html), "external reference in report"
+    assert "url(http" not in html and "@import" not in html
+    assert html.count("<table") >= 4  # per-class metrics, export, bench, live stages
+    for name in FILENAMES.values():
+        assert f"<code>{name}</code>" in html
+    for backend in BACKENDS:
+        assert f"<td>{backend}</td>" in html
+    for text in ("scp ", 'pip install "edgecnn[tflite]"',
+                 "edgecnn run model_int8.tflite --source 0 --serve 0.0.0.0:8080",
+                 "edgecnn train photos/", "edgecnn export runs/mine"):  # fmt: skip
+        assert text in __import__("html").unescape(html), text
+
+
+def test_refuses_a_folder_that_is_not_a_demo(tmp_path):
+    (tmp_path / "mine.txt").write_text("precious\n")
+    with pytest.raises(InputError, match="not made by edgecnn demo"):
+        demo(tmp_path, budget="tiny", progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgecnn", "demo", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("edgecnn demo: error:")
+    with pytest.raises(InputError, match="unknown demo budget"):
+        demo(tmp_path / "new", budget="huge")
+
+
+# --- the report in a real browser ------------------------------------------------------------
+
+
+def _chromium() -> str | None:
+    for name in ("/usr/bin/chromium", "chromium", "chromium-browser"):
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def _browser(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}"]  # fmt: skip
+    return subprocess.run([_chromium(), *flags, *args], capture_output=True, text=True,
+                          timeout=90)  # fmt: skip
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(tiny_demo, tmp_path):
+    report, _ = tiny_demo
+    url = report.resolve().as_uri()
+    dom = _browser(["--dump-dom", url], tmp_path / "p1").stdout
+    assert "edgecnn" in dom and dom.count("<table") >= 4
+    assert len(_img_sources(dom)) >= 3 * 8 + 6
+    for section in ("data", "training", "export", "bench", "live", "own", "pi"):
+        assert f'id="{section}"' in dom
+
+    shot = tmp_path / "report.png"
+    _browser([f"--screenshot={shot}", "--window-size=1280,2400", url], tmp_path / "p2")
+    image = cv2.imread(str(shot), cv2.IMREAD_COLOR)
+    assert image is not None, "no screenshot written"
+    assert image.shape[:2] == (2400, 1280)
+    assert float(image.std()) > 20  # not a blank page
+    # the header band is dark blue, the page below it light: the CSS was applied
+    assert image[20:60, :200].mean() < 90 and image[1000:1100, 20:60].mean() > 200
+    colours = np.unique(image[::8, ::8].reshape(-1, 3), axis=0)
+    assert len(colours) > 500  # photos and plots, not just text on a flat background
