@@ -153,6 +153,27 @@ def test_per_tensor_int8_weights_are_smaller(exported, run_copy):
     assert max(scales) == 1
 
 
+def test_run_with_val_split_checks_on_its_held_out_part(run_copy):
+    contract = json.loads((run_copy / "edgecnn.json").read_text())
+    contract["info"].pop("val_dir")
+    contract["info"]["val_split"] = 0.25
+    (run_copy / "edgecnn.json").write_text(json.dumps(contract))
+    manifest = export(run_copy, formats="tflite-int8", calib_count=300, progress=False)
+    assert manifest["check"]["count"] == 30  # 25% of 3 x 40 training images
+    assert "val split" in manifest["check"]["from"]
+    assert manifest["calibration"]["count"] == 90  # the other 75%, never the held-out part
+    assert "train part" in manifest["calibration"]["from"]
+
+
+def test_exporting_more_formats_later_keeps_the_manifest_complete(run_copy):
+    export(run_copy, formats="onnx", progress=False)
+    manifest = export(run_copy, formats="tflite-fp32", progress=False)
+    assert list(manifest["artifacts"]) == ["tflite-fp32", "onnx"]
+    (run_copy / "export" / "model.onnx").write_bytes(b"replaced by hand")
+    manifest = export(run_copy, formats="tflite-fp32", progress=False)
+    assert list(manifest["artifacts"]) == ["tflite-fp32"]  # an unverified file is not listed
+
+
 def test_failed_verification_keeps_nothing_and_exits_1(run_copy, monkeypatch, capsys):
     from edgecnn.export import _verify
 
