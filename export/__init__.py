@@ -171,15 +171,24 @@ class _Job:
         out_dir.mkdir(parents=True, exist_ok=True)
         artifacts: dict[str, Any] = {}
         failures: list[str] = []
+        unconvertible: list[str] = []
         for i, fmt in enumerate(fmts, 1):
             self.say(f"[{i}/{len(fmts)}] {fmt}: converting")
-            entry = self._export_one(fmt, out_dir)
+            try:
+                entry = self._export_one(fmt, out_dir)
+            except InputError as e:  # this format cannot hold the model; the others may
+                (out_dir / FILENAMES[fmt]).unlink(missing_ok=True)
+                unconvertible.append(str(e))
+                self.say(f"    FAILED {FILENAMES[fmt]}: {e}")
+                continue
             artifacts[fmt] = entry
             if not entry["passed"]:
                 failures.append(f"{fmt} ({FILENAMES[fmt]}): {entry['summary']}")
         manifest = self._manifest(artifacts)
         _write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
         self.say(f"wrote {out_dir / MANIFEST}")
+        if unconvertible:
+            raise InputError("; ".join(unconvertible))
         if failures:
             raise VerificationError(
                 "verification failed, artifact not kept: " + "; ".join(failures)

@@ -214,6 +214,26 @@ def test_int8_drop_reports_the_worst_layers(run_copy, monkeypatch, capsys):
     assert "largest int8 error" in err and layers[0]["op"] in err and onnx_layers[0]["tensor"] in err
 
 
+def test_a_format_that_cannot_hold_the_model_fails_alone(run_copy, monkeypatch, capsys):
+    from edgecnn.export import _tflite
+
+    real = _tflite.convert
+
+    def no_fp16(model, contract, fmt, **kw):
+        if fmt == "tflite-fp16":
+            raise InputError("tflite-fp16: the TFLite converter cannot convert this model: X")
+        return real(model, contract, fmt, **kw)
+
+    monkeypatch.setattr(_tflite, "convert", no_fp16)
+    assert main(["export", str(run_copy), "--formats", "tflite-fp32,tflite-fp16,onnx"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "edgecnn export: error: tflite-fp16: the TFLite converter cannot convert this model: X"
+    )
+    manifest = json.loads((run_copy / "export" / MANIFEST).read_text())
+    assert list(manifest["artifacts"]) == ["tflite-fp32", "onnx"]
+    assert not (run_copy / "export" / "model_fp16.tflite").exists()
+
+
 def test_augmentation_layers_are_refused(run_copy):
     import keras
 
