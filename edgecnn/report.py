@@ -361,13 +361,12 @@ class _Page:
         strip = self._strip(lv)
         stages = [[_e(k), _ms(v), _ms(s["p99_ms"].get(k))] for k, v in s["p50_ms"].items()]
         stages.append(["frame age", _ms(s["frame_age_ms"]["p50"]), _ms(s["frame_age_ms"]["p99"])])
-        window = ("and shown in a window" if lv.get("window") else
-                  "headless (no window: this OpenCV build or machine has no display)")
+        window = lv.get("window_note") or "headless"
         return (
             '<section id="live"><h2><span class="num">5</span>Live</h2>'
             f"<p>A {s['frames']}-frame clip made of held-back images "
             f"(<code>live/clip.mp4</code>) went through the same loop as "
-            f"<code>edgecnn run</code> on <code>{_e(Path(lv['model']).name)}</code>, {window}. "
+            f"<code>edgecnn run</code> on <code>{_e(Path(lv['model']).name)}</code> ({_e(window)}). "
             f"It ran at <b>{s['fps']:.0f} FPS</b> and named the right shape on "
             f"<b>{_pct(lv.get('accuracy'), 0)}</b> of the frames. Annotated frames from "
             "<code>live/annotated.mp4</code>:</p>"
