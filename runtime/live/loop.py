@@ -139,8 +139,8 @@ class Live:
             raise RuntimeError("a Live loop can be iterated only once")
         self._started = True
         self._capture.start()
-        self._warm_up()
         try:
+            self._warm_up()
             index = 0
             while not self._stopped and (self.max_frames is None or index < self.max_frames):
                 try:
