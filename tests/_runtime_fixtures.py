@@ -110,7 +110,7 @@ def _concrete(model):
     return serve
 
 
-def tflite_bytes(model, *, int8: bool) -> bytes:
+def tflite_bytes(model, *, int8: bool, io: str = "int8") -> bytes:
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -124,8 +124,8 @@ def tflite_bytes(model, *, int8: bool) -> bytes:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = rep
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        conv.inference_input_type = getattr(tf, io)
+        conv.inference_output_type = getattr(tf, io)
     return conv.convert()
 
 
@@ -200,6 +200,9 @@ def build_artifacts(root: Path) -> dict[str, Path]:
         "keras": save_keras(model, root / "model.keras"),
         "tflite": write_tflite(tflite_bytes(model, int8=False), root / "model_fp32.tflite"),
         "tflite_int8": write_tflite(tflite_bytes(model, int8=True), root / "model_int8.tflite"),
+        "tflite_uint8": write_tflite(
+            tflite_bytes(model, int8=True, io="uint8"), root / "model_int8_uint8io.tflite"
+        ),
     }
     proto = onnx_model(model)
     out["onnx"] = write_onnx(proto, root / "model.onnx")

@@ -29,6 +29,7 @@ from edgecnn.runtime.metrics import classification_report, confusion_png
 CASES = [
     ("tflite", "tflite"),
     ("tflite_int8", "tflite"),
+    ("tflite_uint8", "tflite"),
     ("onnx", "onnx"),
     ("onnx", "opencv"),
     ("onnx_int8", "onnx"),
@@ -112,9 +113,9 @@ def test_fp32_backends_match_keras(arts, keras_clf, artifact, backend):
     np.testing.assert_allclose(got, ref, atol=1e-4)
 
 
-@pytest.mark.parametrize("artifact", ["tflite_int8", "onnx_int8"])
+@pytest.mark.parametrize("artifact", ["tflite_int8", "tflite_uint8", "onnx_int8"])
 def test_int8_models_agree_with_keras_on_most_images(arts, keras_clf, artifact):
-    clf = open_case(arts, artifact, "auto" if artifact == "tflite_int8" else "onnx")
+    clf = open_case(arts, artifact, "onnx" if artifact == "onnx_int8" else "tflite")
     rgb, _ = synthetic_images(15, seed=7)
     x = to_input(rgb, clf.contract)
     agree = (clf.probs(x).argmax(1) == keras_clf.probs(x).argmax(1)).mean()
@@ -130,10 +131,11 @@ def test_opencv_runs_per_channel_qdq_int8_onnx(arts, keras_clf):
     assert (clf.probs(x).argmax(1) == keras_clf.probs(x).argmax(1)).mean() >= 0.9
 
 
-def test_int8_tflite_quantisation_comes_from_the_file(arts):
-    info = open_case(arts, "tflite_int8", "tflite").describe()
-    assert info["input"]["dtype"] == "int8" and info["input"]["scale"] > 0
-    assert info["output"]["dtype"] == "int8" and info["output"]["scale"] > 0
+@pytest.mark.parametrize(("artifact", "dtype"), [("tflite_int8", "int8"), ("tflite_uint8", "uint8")])
+def test_int8_tflite_quantisation_comes_from_the_file(arts, artifact, dtype):
+    info = open_case(arts, artifact, "tflite").describe()
+    assert info["input"]["dtype"] == dtype and info["input"]["scale"] > 0
+    assert info["output"]["dtype"] == dtype and info["output"]["scale"] > 0
     assert info["delegate"].startswith("XNNPACK")
     assert "ai_edge_litert" in info["module"]
 
