@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -126,7 +127,9 @@ def tflite_bytes(model, *, int8: bool, io: str = "int8") -> bytes:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = getattr(tf, io)
         conv.inference_output_type = getattr(tf, io)
-    return conv.convert()
+    with warnings.catch_warnings():  # the converter's own note about int8 io statistics
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return conv.convert()
 
 
 def write_tflite(data: bytes, path: Path, *, with_contract: bool = True) -> Path:
