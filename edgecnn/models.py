@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def build_seed(num_classes: int, img_size: int, *, weights: str | None = None):
             layers.MaxPooling2D(pool_size=(2, 2)),
             layers.Flatten(),
             layers.Dense(128, activation="relu"),
-            layers.Dense(num_classes, activation="softmax", name="probs"),
+            layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs"),
         ],
         name="seed",
     )
@@ -136,7 +137,7 @@ def build_edge(
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     if cfg.dropout:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
     model = keras.Model(inputs, outputs, name="edge")
     _load_full_weights(model, weights)
     return model
@@ -169,7 +170,7 @@ def build_mobilenetv3small(num_classes: int, img_size: int, *, weights: str | No
         ) from None
     x = backbone(inputs)
     x = layers.Dropout(0.2, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inputs, outputs, name="mobilenetv3small")
 
 
@@ -246,11 +247,14 @@ def build_model(
     img_size: int | None = None,
     *,
     weights: str | os.PathLike | None = None,
+    precision: str = "float32",
 ):
     """Build architecture `arch` for `num_classes` classes at `img_size` (default per arch).
 
     The model maps float32 (N, S, S, 3) raw 0..255 RGB pixels to (N, num_classes) softmax
-    probabilities.  `weights` is an optional local weights file.
+    probabilities.  `weights` is an optional local weights file.  `precision="mixed_bfloat16"`
+    computes in bfloat16 with float32 variables and a float32 softmax (faster training on CPUs
+    with bf16 units); the weights then load unchanged into a float32 build for export.
 
     Example:
         >>> model = build_model("seed", 2)
@@ -261,4 +265,23 @@ def build_model(
     if num_classes < 2:
         raise InputError(f"a classifier needs at least 2 classes, got {num_classes}")
     size = resolve_img_size(arch, img_size)
-    return spec.build(num_classes, size, weights=os.fspath(weights) if weights else None)
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+    with _dtype_policy(precision):
+        return spec.build(num_classes, size, weights=os.fspath(weights) if weights else None)
+
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+@contextmanager
+def _dtype_policy(policy: str):
+    """Build layers under `policy` without leaving the global Keras policy changed."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

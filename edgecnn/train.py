@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn import __version__
+from edgecnn import __version__, transfer
 from edgecnn.data import Augment, Splits, eval_dataset, prepare, steps_per_epoch, train_dataset
 from edgecnn.models import DEFAULT_ARCH, build_model, get_architecture, resolve_img_size
 from edgecnn.runtime.contract import Contract
@@ -96,6 +96,7 @@ class _Config:
     seed: int
     weights: str | None
     patience: int
+    precision: str
 
 
 def train(
@@ -117,6 +118,7 @@ def train(
     patience: int = DEFAULT_PATIENCE,
     augment: Augment | None = None,
     callbacks: list | None = None,
+    precision: str = "auto",
 ) -> Run:
     """Train `arch` on the folder-per-class images in `data_dir`; returns the finished `Run`.
 
@@ -124,7 +126,9 @@ def train(
     `data_dir`.  `out` defaults to `runs/<data>-<arch>-<n>`; an existing run there is refused
     unless `resume` (continue its checkpoint; arch/size/seed/data come from the checkpoint,
     `epochs` may extend it) or `force` (replace it).  `strategy` is `default`, `mirrored` (all
-    local GPUs, else all logical CPUs) or `multiworker` (TF_CONFIG).  `callbacks` are extra
+    local GPUs, else all logical CPUs) or `multiworker` (TF_CONFIG).  `precision` is `float32`,
+    `mixed_bfloat16` or `auto` (bfloat16 compute on CPUs with native bf16 units, which trains
+    about 1.7x faster there; the saved model is float32 either way).  `callbacks` are extra
     Keras callbacks.  Ctrl-C raises `TrainingInterrupted` after the last finished epoch is saved.
 
     Raises InputError for unusable data or options, before anything is written.
@@ -153,6 +157,7 @@ def train(
             seed=int(seed),
             weights=os.fspath(weights) if weights else None,
             patience=int(patience),
+            precision=resolve_precision(precision),
         )
     splits = prepare(
         config.data_dir,
@@ -243,6 +248,33 @@ def _print_skipped(skipped: list[tuple[Path, str]]) -> None:
 
 
 # --- training ---------------------------------------------------------------------------------
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' -> 'mixed_bfloat16' on a CPU-only machine whose CPU has bf16 instructions."""
+    from edgecnn.models import PRECISIONS
+
+    if precision == "bfloat16":
+        precision = "mixed_bfloat16"
+    if precision != "auto":
+        if precision not in PRECISIONS:
+            raise InputError(f"unknown precision {precision!r}; choose auto, float32 or bfloat16")
+        return precision
+    return "mixed_bfloat16" if _cpu_has_bf16() and not _has_gpu() else "float32"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def _make_strategy(name: str):
@@ -363,10 +395,11 @@ class _Trainer:
         c = self.config
         if self.state["epochs_done"] > 0:
             return keras.models.load_model(self.ckpt / "last.keras")
-        model = build_model(c.arch, len(self.splits.classes), c.img_size, weights=c.weights)
+        model = build_model(
+            c.arch, len(self.splits.classes), c.img_size, weights=c.weights, precision=c.precision
+        )
         steps = steps_per_epoch(len(self.splits.train.targets), c.batch)
-        # Multi-step execution fails inside distributed iterators (Keras 3.15): one step a call.
-        _compile(model, c.arch, steps_per_call=steps_per_execution(steps) if self.single else 1)
+        _compile(model, c.arch, steps_per_call=self._steps_per_call(steps))
         return model
 
     def _fit(self, model, start: int) -> None:
@@ -374,34 +407,47 @@ class _Trainer:
 
         c = self.config
         train = self.splits.train
-        ds = train_dataset(
-            train.pixels,
-            train.targets,
-            batch=c.batch,
-            seed=c.seed,
-            augment=self.augment,
-            start_epoch=start,
-            class_weights=self.splits.class_weights(),
-        )
         val = eval_dataset(self.splits.val.pixels, self.splits.val.targets, batch=c.batch)
         base = get_architecture(c.arch).learning_rate
+        # Transfer learning (edgecnn.transfer): a backbone loaded from --weights trains frozen
+        # for the first `frozen` epochs, then everything fine-tunes at a lower learning rate.
+        frozen = transfer.frozen_epochs(model, self.epochs, weights=c.weights)
         schedule = keras.callbacks.LearningRateScheduler(
-            lambda e: lr_at(e, base=base, epochs=self.epochs)
+            lambda e: lr_at(e, base=base, epochs=self.epochs) * transfer.lr_scale(e, frozen)
         )
         verbose = (1 if sys.stdout.isatty() else 2) if self.progress else 0
-        try:
-            model.fit(
-                ds,
-                steps_per_epoch=steps_per_epoch(len(train.targets), c.batch),
-                epochs=self.epochs,
-                initial_epoch=start,
-                validation_data=val,
-                callbacks=[*self.extra_callbacks, schedule, _checkpoint_callback(self)],
-                verbose=verbose,
-                shuffle=False,  # the pipeline shuffles, seeded per epoch
+        steps = steps_per_epoch(len(train.targets), c.batch)
+        for first, end, trainable in transfer.phases(start, self.epochs, frozen):
+            if self.state["stopped_early"]:
+                break
+            if transfer.set_backbone_trainable(model, trainable):
+                _compile(model, c.arch, steps_per_call=self._steps_per_call(steps))
+            ds = train_dataset(
+                train.pixels,
+                train.targets,
+                batch=c.batch,
+                seed=c.seed,
+                augment=self.augment,
+                start_epoch=first,
+                class_weights=self.splits.class_weights(),
             )
-        except KeyboardInterrupt:
-            raise self._interrupted() from None
+            try:
+                model.fit(
+                    ds,
+                    steps_per_epoch=steps,
+                    epochs=end,
+                    initial_epoch=first,
+                    validation_data=val,
+                    callbacks=[*self.extra_callbacks, schedule, _checkpoint_callback(self)],
+                    verbose=verbose,
+                    shuffle=False,  # the pipeline shuffles, seeded per epoch
+                )
+            except KeyboardInterrupt:
+                raise self._interrupted() from None
+
+    def _steps_per_call(self, steps: int) -> int:
+        # Multi-step execution fails inside distributed iterators (Keras 3.15): one step a call.
+        return steps_per_execution(steps) if self.single else 1
 
     def _interrupted(self) -> TrainingInterrupted:
         done = self.state["epochs_done"]
@@ -515,6 +561,7 @@ class _Trainer:
             best_epoch=self.state["best_epoch"],
             batch=c.batch,
             weights=c.weights,
+            training_precision=c.precision,
             versions={
                 "edgecnn": __version__,
                 "tensorflow": tf.__version__,

@@ -77,6 +77,9 @@ def test_model_keras_is_an_inference_model_on_raw_pixels(run):
     names = [type(layer).__name__ for layer in model.layers]
     assert not [n for n in names if n.startswith("Random")], names
     assert names[0] == "Rescaling"
+    # Whatever precision trained it (bfloat16 on CPUs that have it), the saved model is float32.
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert run.contract.info["training_precision"] in ("float32", "mixed_bfloat16")
     probs = model.predict(np.full((2, 32, 32, 3), 200.0, np.float32), verbose=0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 

@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tf.distribute strategy (mirrored: all local devices; multiworker: TF_CONFIG)",
     )
     parser.add_argument("--weights", metavar="PATH", help="local weights file to start from")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="training compute precision (auto: bfloat16 on CPUs with bf16 units; "
+        "the saved model is float32 either way)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -64,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             strategy=args.strategy,
             weights=args.weights,
+            precision=args.precision,
             progress=not args.quiet,
         )
     except TrainingInterrupted as e:
