@@ -17,6 +17,7 @@ from .classifier import Classifier
 from .dataset import Decoded, list_dataset, load_pixels
 from .errors import InputError
 from .metrics import classification_report
+from .progress import Progress
 
 
 def _has_assumed_labels(clf: Classifier) -> bool:
@@ -42,6 +43,19 @@ def _decode_folder(clf: Classifier, root: str | os.PathLike, progress: bool | No
         source = "model"
     decoded = load_pixels(dataset, clf.contract, desc="decoding", progress=progress)
     return decoded, names, source
+
+
+def _probs_with_progress(clf: Classifier, pixels: np.ndarray, *, batch: int,
+                         progress: bool | None) -> np.ndarray:
+    n = len(pixels)
+    batch = max(1, int(batch))
+    out = np.empty((n, clf.num_classes), dtype=np.float32)
+    with Progress(n, f"inference ({clf.backend})", enabled=progress) as bar:
+        for start in range(0, n, batch):
+            chunk = pixels[start : start + batch]
+            out[start : start + len(chunk)] = clf.probs_pixels(chunk, batch=batch)
+            bar.update(len(chunk))
+    return out
 
 
 def evaluate(
@@ -71,7 +85,7 @@ def evaluate(
         root = data
         decoded, names, source = _decode_folder(clf, data, progress)
     start = time.perf_counter()
-    probs = clf.probs_pixels(decoded.pixels, batch=batch)
+    probs = _probs_with_progress(clf, decoded.pixels, batch=batch, progress=progress)
     seconds = time.perf_counter() - start
     predicted = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
     report = classification_report(decoded.targets, predicted, names)
