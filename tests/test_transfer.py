@@ -1,0 +1,118 @@
+"""Transfer learning from a local weights file: frozen backbone, then fine-tuning; no downloads.
+
+The "pretrained" file is made here: the weights of a MobileNetV3Small backbone initialised with
+another seed, saved to a local `.weights.h5` -- exactly the shape of an ImageNet no-top file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecnn import transfer
+from edgecnn.runtime.errors import InputError
+
+from _train_fixtures import tiny_split
+
+SIZE = 32
+
+
+def _backbone(seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.applications.MobileNetV3Small(
+        input_shape=(SIZE, SIZE, 3),
+        include_top=False,
+        weights=None,
+        pooling="avg",
+        include_preprocessing=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "backbone.weights.h5"
+    _backbone(seed=123).save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    return tiny_split(tmp_path_factory.mktemp("data"), classes=2, train=12, val=4)
+
+
+def _weights_snapshot(model) -> list[np.ndarray]:
+    return [np.array(w) for w in transfer.backbone(model).get_weights()]
+
+
+def test_weights_file_loads_into_the_backbone(weights_file):
+    from edgecnn.models import build_model
+
+    expected = _backbone(seed=123).get_weights()
+    model = build_model("mobilenetv3small", 2, SIZE, weights=weights_file)
+    got = transfer.backbone(model).get_weights()
+    assert len(got) == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
+def test_frozen_then_fine_tuned(tmp_path, split, weights_file):
+    import keras
+
+    from edgecnn.train import lr_at, train
+
+    train_dir, val_dir = split
+    file_weights = [np.array(w) for w in _backbone(seed=123).get_weights()]
+    snapshots: dict[int, list[np.ndarray]] = {}
+    trainable: dict[int, bool] = {}
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots[epoch] = _weights_snapshot(self.model)
+            trainable[epoch] = transfer.backbone(self.model).trainable
+
+    run = train(
+        train_dir,
+        val_dir=val_dir,
+        arch="mobilenetv3small",
+        img_size=SIZE,
+        epochs=3,
+        batch=8,
+        weights=weights_file,
+        out=tmp_path / "run",
+        progress=False,
+        patience=10,
+        callbacks=[Spy()],
+    )
+    # epoch 1: backbone frozen -- every weight, BatchNorm statistics included, is the file's
+    assert trainable == {0: False, 1: True, 2: True}
+    assert all(np.array_equal(a, b) for a, b in zip(snapshots[0], file_weights))
+    # epochs 2-3: fine-tuning moved the backbone away from the file
+    assert any(not np.allclose(a, b) for a, b in zip(snapshots[2], file_weights))
+    # fine-tuning runs at a tenth of the scheduled learning rate
+    base = 1e-3
+    lrs = [row["learning_rate"] for row in run.history]
+    assert lrs[0] == pytest.approx(lr_at(0, base=base, epochs=3), rel=1e-5)
+    assert lrs[2] == pytest.approx(lr_at(2, base=base, epochs=3) * 0.1, rel=1e-5)
+    assert run.model_path.is_file()
+    assert run.contract.info["weights"] == str(weights_file)
+
+
+def test_no_weights_means_no_frozen_phase():
+    from edgecnn.models import build_model
+
+    model = build_model("mobilenetv3small", 2, SIZE)
+    assert transfer.frozen_epochs(model, 30, weights=None) == 0
+    assert transfer.frozen_epochs(model, 30, weights="w.h5") == transfer.MAX_FROZEN_EPOCHS
+    assert transfer.frozen_epochs(build_model("seed", 2, SIZE), 30, weights="w.h5") == 0
+    assert transfer.phases(0, 10, 3) == [(0, 3, False), (3, 10, True)]
+    assert transfer.phases(5, 10, 3) == [(5, 10, True)]
+
+
+def test_weights_that_do_not_fit_are_input_errors(tmp_path, weights_file):
+    from edgecnn.models import build_model
+
+    with pytest.raises(InputError, match="not found"):
+        build_model("mobilenetv3small", 2, SIZE, weights=tmp_path / "missing.weights.h5")
+    with pytest.raises(InputError, match="edge"):
+        build_model("edge", 2, SIZE, weights=weights_file)
