@@ -62,7 +62,7 @@ def export(
     formats: str | Iterable[str] | None = None,
     calib: str | os.PathLike | None = None,
     check: str | os.PathLike | None = None,
-    int8_io: str = "int8",
+    int8_io: str = "uint8",
     int8_weights: str = "per-channel",
     calib_count: int = 300,
     seed: int = 0,
@@ -76,7 +76,10 @@ def export(
         calib: folder of images (one sub-folder per class) for int8 calibration; default the
             run's training images.
         check: labelled folder every artifact is verified on; default the run's validation set.
-        int8_io: dtype of the full-integer TFLite model's input/output tensors.
+        int8_io: dtype of the full-integer TFLite model's input/output tensors.  The default,
+            uint8 with scale 1 and zero point 0, is exactly the raw 0..255 pixels (lossless)
+            and is what phone task libraries accept (MediaPipe Tasks refuses int8 inputs);
+            the ops inside are int8 whichever is chosen.
         int8_weights: weight scales of tflite-int8 and onnx-int8: one per output channel
             (robust, the default) or one per tensor (smaller: saves a 4-byte scale and an
             8-byte zero point per channel, which matters for small models).
@@ -93,7 +96,7 @@ def export(
             is not kept under its final name.
 
     Example:
-        >>> manifest = export("runs/cats", formats="tflite-int8,onnx", int8_io="uint8")
+        >>> manifest = export("runs/cats", formats="tflite-int8,onnx", int8_io="int8")
         >>> manifest["artifacts"]["tflite-int8"]["parity"]["agreement"]
         0.996
     """

@@ -36,7 +36,7 @@ def make_converter(
     fmt: str,
     *,
     calib_inputs: np.ndarray | None = None,
-    int8_io: str = "int8",
+    int8_io: str = "uint8",
     per_channel: bool = True,
 ) -> Any:
     """A configured `tf.lite.TFLiteConverter` for one of SCHEMES (also used by the debugger)."""
@@ -83,7 +83,7 @@ def convert(
     fmt: str,
     *,
     calib_inputs: np.ndarray | None = None,
-    int8_io: str = "int8",
+    int8_io: str = "uint8",
     per_channel: bool = True,
 ) -> bytes:
     """The converted flatbuffer (no metadata yet); a full-integer model is checked to be one."""

@@ -60,14 +60,13 @@ def test_parity_with_keras_meets_its_threshold(exported, fmt):
     assert parity["backend"] == ("onnx" if fmt.startswith("onnx") else "tflite")
 
 
-def test_int8_tflite_is_full_integer_with_int8_io(exported):
+def test_int8_tflite_is_full_integer_with_uint8_io(exported):
     entry = exported[1]["artifacts"]["tflite-int8"]
     assert entry["float_ops"] == []
-    assert entry["int8_io"] == "int8"
-    assert entry["input"]["dtype"] == "int8" and entry["output"]["dtype"] == "int8"
-    # raw 0..255 pixels in int8: one step per pixel value, 0 maps to -128
-    assert entry["input"]["scale"] == pytest.approx(1.0)
-    assert entry["input"]["zero_point"] == -128
+    assert entry["int8_io"] == "uint8"
+    assert entry["input"]["dtype"] == "uint8" and entry["output"]["dtype"] == "uint8"
+    # the default uint8 input is exactly the raw 0..255 pixels
+    assert entry["input"]["scale"] == pytest.approx(1.0) and entry["input"]["zero_point"] == 0
     assert exported[1]["artifacts"]["tflite-drq"]["input"]["dtype"] == "float32"
 
 
@@ -122,13 +121,14 @@ def test_calibration_sample_depends_on_the_seed_only(exported):
     assert sample(0) != sample(1)
 
 
-def test_uint8_io_and_subset_of_formats(run_copy):
-    manifest = export(run_copy, formats="tflite-int8", int8_io="uint8", calib_count=30,
+def test_int8_io_and_subset_of_formats(run_copy):
+    manifest = export(run_copy, formats="tflite-int8", int8_io="int8", calib_count=30,
                       progress=False)
     entry = manifest["artifacts"]["tflite-int8"]
     assert list(manifest["artifacts"]) == ["tflite-int8"]
-    assert entry["input"]["dtype"] == "uint8"
-    assert entry["input"]["scale"] == pytest.approx(1.0) and entry["input"]["zero_point"] == 0
+    assert entry["input"]["dtype"] == "int8" and entry["output"]["dtype"] == "int8"
+    # raw 0..255 pixels in int8: one step per pixel value, 0 maps to -128
+    assert entry["input"]["scale"] == pytest.approx(1.0) and entry["input"]["zero_point"] == -128
     assert entry["passed"]
     assert sorted(p.name for p in (run_copy / "export").iterdir()) == [
         MANIFEST, "model_int8.tflite"

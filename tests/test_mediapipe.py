@@ -78,12 +78,12 @@ def exported(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def uint8_int8(exported, tmp_path_factory):
-    """The full-integer model with uint8 input/output, the int8 file MediaPipe can load."""
+def int8_io_model(exported, tmp_path_factory):
+    """The full-integer model exported with `--int8-io int8` (int8 input/output tensors)."""
     run = tmp_path_factory.mktemp("mp_run")
     for name in ("model.keras", "edgecnn.json", "labels.txt"):
         shutil.copy2(exported[0] / name, run / name)
-    export(run, formats="tflite-int8", int8_io="uint8", calib_count=60, progress=False)
+    export(run, formats="tflite-int8", int8_io="int8", calib_count=60, progress=False)
     return run / "export" / "model_int8.tflite"
 
 
@@ -100,10 +100,10 @@ def _runtime_top1(model: Path, images: list[Path]) -> list[str]:
     return [clf.predict(p, top_k=1)[0][0] for p in images]
 
 
-@pytest.mark.parametrize("name", ["model_fp32.tflite", "uint8-io model_int8.tflite"])
-def test_mediapipe_names_the_classes(exported, uint8_int8, name):
+@pytest.mark.parametrize("name", ["model_fp32.tflite", "model_int8.tflite"])
+def test_mediapipe_names_the_classes(exported, name):
     run, manifest = exported
-    model = uint8_int8 if name.startswith("uint8") else run / "export" / name
+    model = run / "export" / name
     images, truth = _images(manifest)
     out = _classify(model, images)
     assert "error" not in out, out
@@ -114,13 +114,13 @@ def test_mediapipe_names_the_classes(exported, uint8_int8, name):
     assert all(len(cats) == 3 for cats in out["results"])
 
 
-def test_mediapipe_and_int8_input_tensors(exported):
-    """MediaPipe 1.2.2 accepts only uint8/float32 image inputs; the default int8-io file is
-    either refused with that reason (why `--int8-io uint8` exists) or, in a later MediaPipe,
-    must classify correctly."""
+def test_mediapipe_and_int8_input_tensors(exported, int8_io_model):
+    """MediaPipe 1.2.2 accepts only uint8/float32 image inputs (why the default `--int8-io`
+    is uint8); an `--int8-io int8` file is either refused with that reason or, in a later
+    MediaPipe, must classify correctly."""
     run, manifest = exported
     images, truth = _images(manifest)
-    out = _classify(run / "export" / "model_int8.tflite", images)
+    out = _classify(int8_io_model, images)
     if "error" in out:
         assert "uint8/float32" in out["error"] and "INT8" in out["error"]
     else:

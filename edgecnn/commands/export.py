@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the run's training images)")
     parser.add_argument("--check", metavar="DIR", help="labelled images to verify every file "
                         "on (default: the run's validation images)")
-    parser.add_argument("--int8-io", choices=INT8_IO, default="int8",
-                        help="input/output dtype of model_int8.tflite (MediaPipe Tasks needs "
-                        "uint8 or float; default int8)")
+    parser.add_argument("--int8-io", choices=INT8_IO, default="uint8",
+                        help="input/output dtype of model_int8.tflite; ops inside are int8 "
+                        "either way (default uint8: raw pixels, what MediaPipe Tasks accepts)")
     parser.add_argument("--int8-weights", choices=INT8_WEIGHTS, default="per-channel",
                         help="weight scales of the int8 files: per-channel (default, robust) or "
                         "per-tensor (smaller; worth it for small models)")
