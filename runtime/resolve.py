@@ -14,6 +14,10 @@ RUN_ARTIFACTS = (
     "export/model_int8.tflite",
     "export/model_fp32.tflite",
     "export/model.onnx",
+    # only when a partial export (--formats) left none of the above:
+    "export/model_fp16.tflite",
+    "export/model_drq.tflite",
+    "export/model_int8.onnx",
     "model.keras",
 )
 # What a specific backend can run, best first, when MODEL is a directory.
