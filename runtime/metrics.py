@@ -142,7 +142,7 @@ def render_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], *,
     top = 70 if title else 45
     left = label_w + 30
     width = left + cell * n + 20
-    height = top + cell * n + label_w + 45
+    height = top + cell * n + label_w + 16
     img = np.full((height, max(width, 360), 3), 255, dtype=np.uint8)
 
     if title:
