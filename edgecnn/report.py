@@ -192,7 +192,7 @@ class _Page:
             ("int8 model", _size(int8.get("bytes")),
              f"{ratio:.0%} of fp32" if ratio else "full-integer TFLite"),
             ("int8 agreement", _pct((int8.get("parity") or {}).get("agreement")),
-             "top-1 vs the Keras model"),
+             "top-1 vs the Keras model" if int8.get("passed") else "below 98%: not kept"),
             ("int8 latency", f"{_ms(p50)} ms" if p50 else "–", "p50, 1 thread, batch 1"),
             ("live", f"{live.get('fps', 0):.0f} FPS",
              f"{_pct(self.s['live'].get('accuracy'), 0)} right on the clip"),
@@ -202,10 +202,14 @@ class _Page:
             f'<div class="n">{_e(n)}</div></div>'
             for k, v, n in cards
         )
+        passed = sum(1 for a in arts.values() if a.get("passed"))
+        exported = f"{passed} verified files" if passed == len(arts) else (
+            f"{len(arts)} formats ({passed} passed verification)")
         return (
             '<section id="overview"><p class="lead">One offline command took generated images to a '
-            "trained CNN, exported it to six verified files, measured every backend and ran the "
-            "int8 model live on a video clip. Everything below was produced by that run and "
+            f"trained CNN, exported it to {exported}, measured every backend and ran "
+            f"<code>{_e(Path(self.s['live']['model']).name)}</code> live on a video clip. "
+            "Everything below was produced by that run and "
             f'is in <code>{_e(self.root)}</code>.</p><div class="cards">{html_cards}</div></section>'
         )
 
@@ -438,9 +442,10 @@ class _Page:
                 "edgecnn run runs/mine/export/model_int8.tflite --source 0 --show",
                 "edgecnn run runs/mine/export/model_int8.tflite --source clip.mp4 --record out.mp4",
             ])  # fmt: skip
-            + "<p>Or replay this demo's own clip: "
-            f"<code>edgecnn run {_e(Path(self.s['live']['model']))} --source "
-            f"{_e(self.s['live']['clip'])} --jsonl -</code></p></section>"
+            + "<p>Or replay this demo's own clip, printing one JSON line per frame:</p>"
+            + _code([f"edgecnn run {self.s['live']['model']} --source {self.s['live']['clip']} "
+                     "--jsonl -"])
+            + "</section>"
         )
 
     def _pi(self) -> str:
