@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.export import FILENAMES  # names only: the export package imports TF lazily
+
 SAMPLES_PER_CLASS = 8
 STRIP_FRAMES = 6
 
@@ -288,8 +290,9 @@ class _Page:
             ok = a.get("passed")
             verdict = '<span class="ok">verified</span>' if ok else '<span class="bad">failed</span>'
             rel = f"{a['bytes'] / fp32:.0%}" if fp32 and a.get("bytes") else "–"
+            name = a.get("file") or FILENAMES.get(fmt, fmt)
             rows.append([
-                f"<code>{_e(a.get('file') or '(not kept)')}</code>",
+                f"<code>{_e(name)}</code>" if ok else f'<code class="gone">{_e(name)}</code>',
                 _e(a.get("scheme", fmt)),
                 _size(a.get("bytes")),
                 rel,
@@ -306,7 +309,14 @@ class _Page:
                         "accuracy", ""], rows, cls="export")  # fmt: skip
         check_dir = check.get("dir", "the run's validation images")
         err = self.s["export"].get("error")
-        warn = f'<p class="warn">{_e(err)}</p>' if err else ""
+        warn = (
+            '<p class="warn"><b>Not every format passed verification</b>, so those files were not '
+            "kept; the demo went on with the ones that did. A briefly trained model has many "
+            "images close to a decision boundary, where int8 rounding can flip the top class. "
+            f"<br><span class=\"small\">{_e(err)}</span></p>"
+            if err
+            else ""
+        )
         return (
             '<section id="export"><h2><span class="num">3</span>Export</h2>'
             f"<p>Every file carries its own labels and preprocessing contract and was checked "
@@ -375,8 +385,27 @@ class _Page:
             f"<b>{_pct(lv.get('accuracy'), 0)}</b> of the frames. Annotated frames from "
             "<code>live/annotated.mp4</code>:</p>"
             f"{strip}"
+            + '<div class="two"><div>'
             + _table(["stage", "p50 ms", "p99 ms"], stages, cls="narrow")
-            + "</section>"
+            + "</div>"
+            + self._live_facts(lv)
+            + "</div></section>"
+        )
+
+    def _live_facts(self, lv: dict) -> str:
+        s = lv["summary"]
+        facts = [
+            ("frames processed", f"{s['frames']} of {lv.get('frames_in_clip', '?')}"),
+            ("dropped", str(s["dropped"])),
+            ("throughput", f"{s['fps']:.0f} FPS over {s['seconds']:.2f} s"),
+            ("right shape", _pct(lv.get("accuracy"), 1)),
+            ("model", Path(lv["model"]).name),
+        ]
+        items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts)
+        return (
+            f'<div><dl class="facts">{items}</dl><p class="small">Capture runs in its own '
+            "thread; <i>total</i> is capture-to-result latency. A file is read frame by frame "
+            "as fast as the model keeps up; a camera would be paced by the camera.</p></div>"
         )
 
     def _strip(self, lv: dict) -> str:
@@ -536,6 +565,7 @@ td code { background:transparent; padding:0; }
 th { white-space: nowrap; }
 table.export td:nth-child(2) { white-space: normal; color: var(--muted); font-size: 13px; }
 .ok { color:var(--ok); font-weight:600; }
+code.gone { text-decoration: line-through; color: var(--muted); }
 .bad { color:var(--bad); font-weight:600; }
 figure { margin: 8px 0 10px; }
 figure img { max-width:100%; border-radius:8px; border:1px solid var(--line); display:block; }
@@ -559,6 +589,10 @@ pre code { background:transparent; padding:0; color:inherit; font-size:inherit; 
 pre .c { color:#8a97b0; }
 pre .p { color:#5fd38d; user-select:none; }
 pre.tree { background:#eef2f8; color:#35405a; }
+dl.facts { display:grid; grid-template-columns: max-content 1fr; gap: 8px 18px; margin: 8px 0 14px;
+  font-size: 15px; }
+dl.facts dt { color: var(--muted); }
+dl.facts dd { margin: 0; font-weight: 600; font-variant-numeric: tabular-nums; }
 footer { color:var(--muted); font-size:13px; padding: 8px 0 40px; }
 footer p { margin: 4px 0; }
 @media (max-width: 820px) { .cards { grid-template-columns: repeat(2, 1fr); }
