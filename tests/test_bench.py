@@ -157,6 +157,11 @@ def test_model_no_backend_can_run_exits_2(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "unknown model type" in err
     assert main(["bench", str(tmp_path / "missing")]) == 2
     assert "no such" in capsys.readouterr().err
+    corrupt = tmp_path / "model.tflite"
+    corrupt.write_bytes(b"\x00" * 64)
+    assert main(["bench", str(corrupt), "--runs", "2", "--warmup", "0", "--no-save"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no backend could run" in err and "model.tflite" in err
 
 
 def test_compare_file_of_another_shape_exits_2(run_dir, tmp_path, capsys):

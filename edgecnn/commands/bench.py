@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         report.check_comparable(planned_rows(args.targets, config), old, source=args.compare)
     result = bench(args.targets, config=config, data=args.data, pipeline=args.pipeline)
     print(report.render_text(result))
+    if all(r.get("error") for r in result["rows"]):  # nothing measured: bad input, not a result
+        first = result["rows"][0]
+        raise InputError(f"no backend could run {'the model' if len(result['rows']) == 1 else 'any model'} "
+                         f"({first['artifact']} on {first['backend']}: {first['error']})")
     comparison = report.compare(result, old, source=args.compare) if old is not None else None
     if comparison is not None:
         result["comparison"] = {"against": args.compare, "rows": comparison}
