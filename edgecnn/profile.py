@@ -340,10 +340,11 @@ def _keras_macs(layer, ins: list, outs: list) -> int:
 
 
 def _quant_error(path: Path, data: str | os.PathLike | None) -> tuple[list[dict] | None, str]:
-    """Per-layer error of an int8 file: export.json's record, else measured against fp32."""
-    from_export = _quant_error_from_export(path)
+    """Per-layer error of an int8 file: measured against fp32 when --data is given, else
+    export.json's record (its worst layers), else measured on the run's own images."""
+    from_export = None if data else _quant_error_from_export(path)
     if from_export is not None:
-        return from_export, f"{path.parent / 'export.json'}"
+        return from_export, f"{path.parent / 'export.json'} (worst layers)"
     if path.suffix != ".tflite":
         return None, "not recorded in export.json (measured only for .tflite)"
     fp32 = path.with_name("model_fp32.tflite")

@@ -68,7 +68,7 @@ def test_quant_error_is_read_from_export_json(run_dir, tmp_path):
     (export / "export.json").write_text(json.dumps({"artifacts": {"tflite-int8": entry}}))
     rep = profile(export / "model_int8.tflite")
     assert rep["quant_error"] == layers
-    assert rep["quant_error_source"].endswith("export.json")
+    assert rep["quant_error_source"].endswith("export.json (worst layers)")
     assert "rmse_per_scale 0.7000" in render(rep)
 
 
