@@ -327,3 +327,14 @@ def test_tflite_falls_back_to_tensorflow_lite_without_litert(arts, monkeypatch):
     rgb, _ = synthetic_images(3, seed=5)
     x = to_input(rgb, clf.contract)
     np.testing.assert_allclose(clf.probs(x), ref.probs(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.37])
+@pytest.mark.parametrize("artifact", ["tflite_int8", "tflite_uint8"])
+def test_tflite_input_quantisation_matches_the_formula(arts, artifact, scale):
+    backend = load(arts[artifact], threads=1)._backend
+    q = backend._qin
+    q.scale = scale
+    x = np.random.default_rng(0).uniform(-80, 400, size=(1, SIZE, SIZE, 3)).astype(np.float32)
+    expected = np.clip(np.rint(x / scale) + q.zero_point, q.lo, q.hi).astype(q.dtype)
+    np.testing.assert_array_equal(backend._quantise(x), expected)

@@ -177,12 +177,16 @@ class TFLiteBackend(Backend):
             self._qbuf = np.empty((n, h, w, 3), dtype=self._qin.dtype)
 
     def _quantise(self, x: np.ndarray) -> np.ndarray:
+        """q = clip(rint(x / scale) + zero_point), in three passes over preallocated buffers
+        (two when scale is 1, as for edgecnn's raw 0..255 input)."""
         q, f = self._qin, self._scratch
-        np.multiply(x, 1.0 / q.scale, out=f)
-        np.add(f, q.zero_point, out=f)
-        np.rint(f, out=f)
-        np.clip(f, q.lo, q.hi, out=f)
-        np.copyto(self._qbuf, f, casting="unsafe")
+        src = x
+        if q.scale != 1.0:
+            np.multiply(x, 1.0 / q.scale, out=f)
+            src = f
+        np.rint(src, out=f)
+        np.clip(f, q.lo - q.zero_point, q.hi - q.zero_point, out=f)
+        np.add(f, q.zero_point, out=self._qbuf, casting="unsafe")
         return self._qbuf
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
