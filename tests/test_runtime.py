@@ -337,4 +337,10 @@ def test_tflite_input_quantisation_matches_the_formula(arts, artifact, scale):
     q.scale = scale
     x = np.random.default_rng(0).uniform(-80, 400, size=(1, SIZE, SIZE, 3)).astype(np.float32)
     expected = np.clip(np.rint(x / scale) + q.zero_point, q.lo, q.hi).astype(q.dtype)
-    np.testing.assert_array_equal(backend._quantise(x), expected)
+    got = backend._quantise(x)
+    assert got.dtype == q.dtype and np.shares_memory(got, backend._qbuf)  # no new array
+    diff = np.abs(got.astype(np.int32) - expected)
+    if scale == 1.0:  # integer steps: exact
+        assert diff.max() == 0
+    else:  # x * (1/scale) may round the other way than x / scale exactly at .5
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
