@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _train_fixtures import tiny_split
 
 from edgecnn import transfer
 from edgecnn.runtime.errors import InputError
-
-from _train_fixtures import tiny_split
 
 SIZE = 32
 
