@@ -50,9 +50,11 @@ def test_demo_replaces_an_earlier_demo_and_writes_every_stage(tiny_demo):
         assert (run / name).is_file(), name
     manifest = json.loads((run / "export" / "export.json").read_text())
     assert set(manifest["artifacts"]) == set(FILENAMES)
+    # A one-epoch model sits near chance with almost uniform probabilities, so a format may
+    # flip a tie and fail verification: the demo must then go on without that file.
     for fmt, entry in manifest["artifacts"].items():
-        assert entry["passed"], (fmt, entry["summary"])
-        assert (run / "export" / FILENAMES[fmt]).is_file()
+        assert (run / "export" / FILENAMES[fmt]).is_file() == entry["passed"], fmt
+    assert manifest["artifacts"]["tflite-fp32"]["passed"] and manifest["artifacts"]["onnx"]["passed"]
     bench = json.loads((run / "bench" / "bench.json").read_text())
     measured = {r["backend"] for r in bench["rows"] if not r.get("error")}
     assert measured == set(BACKENDS)
@@ -63,7 +65,9 @@ def test_demo_replaces_an_earlier_demo_and_writes_every_stage(tiny_demo):
     live = summary["live"]
     frames = summary["budget"]["clip_images"] * summary["budget"]["frames_per_image"]
     assert live["summary"]["frames"] == frames == live["frames_in_clip"]
-    assert Path(live["model"]).name == "model_int8.tflite"
+    expected_model = "model_int8.tflite" if manifest["artifacts"]["tflite-int8"]["passed"] else None
+    assert Path(live["model"]).is_file()
+    assert expected_model in (None, Path(live["model"]).name)
     lines = (root / "live" / "live.jsonl").read_text().splitlines()
     assert len(lines) == frames
     cap = cv2.VideoCapture(str(root / "live" / "annotated.mp4"))
@@ -76,7 +80,7 @@ def test_demo_prints_a_summary_table(tiny_demo):
     report, printed = tiny_demo
     for step in ("data", "train", "export", "bench", "live", "report", "total"):
         assert re.search(rf"^{step}\s+\d+\.\d", printed, re.M), step
-    assert "6/6 formats verified" in printed
+    assert re.search(r"^export\s+\d+\.\d\s+[2-6]/6 formats verified", printed, re.M)
     assert printed.rstrip().endswith(f"open {report}")
 
 
@@ -101,8 +105,8 @@ def test_report_is_self_contained_with_tables_and_images(tiny_demo):
     assert not re.search(r'(src|href)="(https?:)?//', html), "external reference in report"
     assert "url(http" not in html and "@import" not in html
     assert html.count("<table") >= 4  # per-class metrics, export, bench, live stages
-    for name in FILENAMES.values():
-        assert f"<code>{name}</code>" in html
+    for name in FILENAMES.values():  # verified, or struck through when not kept
+        assert f"<code>{name}</code>" in html or f'<code class="gone">{name}</code>' in html
     for backend in BACKENDS:
         assert f"<td>{backend}</td>" in html
     for text in ("scp ", 'pip install "edgecnn[tflite]"',
