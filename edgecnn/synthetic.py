@@ -136,54 +136,44 @@ def class_names(classes: int | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def _colour(rng: np.random.Generator) -> np.ndarray:
-    return rng.integers(0, 256, size=3).astype(np.float32)
+def _colour(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> np.ndarray:
+    return rng.integers(lo, hi, size=3).astype(np.float32)
 
 
-def _background(rng: np.random.Generator, n: int) -> np.ndarray:
-    """A two-colour linear gradient in a random direction plus Gaussian noise, float32 BGR."""
-    a, b = _colour(rng), _colour(rng)
+def _background(rng: np.random.Generator, n: int, *, dark: bool) -> np.ndarray:
+    """A two-colour linear gradient in a random direction plus Gaussian noise, float32 BGR.
+
+    Dark or light at random: the shape is drawn in the other band, so it always has a clear
+    edge, while the image's mean colour says nothing about the class.
+    """
+    lo, hi = (0, 100) if dark else (155, 256)
+    a, b = _colour(rng, lo, hi), _colour(rng, lo, hi)
     theta = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / max(n - 1, 1)
     t = ((xx - 0.5) * np.cos(theta) + (yy - 0.5) * np.sin(theta)) + 0.5
     t = np.clip(t, 0, 1)[..., None]
     bg = a * (1 - t) + b * t
-    return bg + rng.normal(0, rng.uniform(3, 18), size=bg.shape).astype(np.float32)
-
-
-def _contrasting(rng: np.random.Generator, bg_mean: np.ndarray) -> tuple[int, int, int]:
-    """A random colour far enough from the background to be visible."""
-    for _ in range(50):
-        c = _colour(rng)
-        if np.abs(c - bg_mean).sum() > 150:
-            break
-    return tuple(int(v) for v in c)
+    return bg + rng.normal(0, rng.uniform(2, 10), size=bg.shape).astype(np.float32)
 
 
 def render(shape: str, *, size: int, rng: np.random.Generator) -> np.ndarray:
     """One `size` x `size` BGR uint8 image of `shape`, with everything else random."""
     big = size * _SUPERSAMPLE
-    bg = _background(rng, big)
-    canvas = np.clip(bg, 0, 255).astype(np.uint8)
-    r = rng.uniform(0.18, 0.34) * big
-    margin = r * 1.15
+    dark = bool(rng.random() < 0.5)
+    canvas = np.clip(_background(rng, big, dark=dark), 0, 255).astype(np.uint8)
+    r = rng.uniform(0.24, 0.38) * big
+    margin = r * 1.1
     centre = (rng.uniform(margin, big - margin), rng.uniform(margin, big - margin))
     angle = rng.uniform(0, 2 * np.pi)
-    colour = _contrasting(rng, bg.mean(axis=(0, 1)))
+    colour = tuple(int(v) for v in (_colour(rng, 155, 256) if dark else _colour(rng, 0, 100)))
     SHAPES[shape](canvas, rng, centre, r, angle, colour)
-    # A few distractor blobs of random colours, so "any non-background pixel" is not a cue.
-    for _ in range(int(rng.integers(0, 3))):
+    # At most one small distractor dot, so "any non-background pixel" is not the cue.
+    if rng.random() < 0.5:
         p = (int(rng.uniform(0, big)), int(rng.uniform(0, big)))
-        cv2.circle(
-            canvas,
-            p,
-            int(rng.uniform(0.02, 0.05) * big),
-            tuple(int(v) for v in _colour(rng)),
-            -1,
-            cv2.LINE_AA,
-        )
+        dot = tuple(int(v) for v in _colour(rng))
+        cv2.circle(canvas, p, int(rng.uniform(0.02, 0.04) * big), dot, -1, cv2.LINE_AA)
     small = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
-    small += rng.normal(0, 4, size=small.shape).astype(np.float32)
+    small += rng.normal(0, 3, size=small.shape).astype(np.float32)
     return np.clip(small + 0.5, 0, 255).astype(np.uint8)
 
 

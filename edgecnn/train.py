@@ -141,6 +141,8 @@ def train(
         )
     if strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
+    if resume and out is None:
+        raise InputError("--resume needs --out pointing at the run to continue")
     out_dir = Path(out) if out is not None else _default_out(Path(data_dir), arch)
     state = _read_state(out_dir) if resume else None
     if state is not None:
