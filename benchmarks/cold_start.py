@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import statistics
 import subprocess
@@ -31,9 +32,9 @@ import numpy as np
 from edgecnn.runtime import load
 clf = load({model!r}, backend={backend!r}, threads={threads})
 pred = clf.predict(np.full((480, 640, 3), 127, np.uint8), top_k=1)
-t = time.time()
+t, cpu = time.time(), time.process_time()
 heavy = sorted({{m.split(".")[0] for m in __import__("sys").modules}} & {{"tensorflow", "keras"}})
-print(t, pred[0][0], ",".join(heavy) or "-")
+print(t, cpu, pred[0][0], ",".join(heavy) or "-")
 """
 
 
@@ -43,24 +44,30 @@ def _env() -> dict[str, str]:
     return env
 
 
-def time_api(model: Path, backend: str, threads: int) -> tuple[float, str]:
-    """Seconds from spawning a fresh interpreter to its first prediction; modules it pulled in."""
+def time_api(model: Path, backend: str, threads: int) -> tuple[float, float, str]:
+    """Seconds from spawning a fresh interpreter to its first prediction, the CPU seconds the
+    child used until then (less sensitive to a busy machine), and the heavy modules it loaded."""
     code = CHILD.format(model=str(model), backend=backend, threads=threads)
     start = time.time()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=_env(), timeout=300)
     if proc.returncode != 0:
         raise SystemExit(f"child failed for {model} ({backend}):\n{proc.stderr}")
-    t, _label, heavy = proc.stdout.strip().splitlines()[-1].split()
-    return float(t) - start, heavy
+    t, cpu, _label, heavy = proc.stdout.strip().splitlines()[-1].split()
+    return float(t) - start, float(cpu), heavy
 
 
-def time_cli(argv: list[str]) -> float:
+def time_cli(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of a whole command (start to exit)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=300)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"command failed: {shlex.join(argv)}\n{proc.stderr}")
-    return time.perf_counter() - start
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def cases(run: Path, threads: int, image: Path | None) -> list[dict]:
@@ -105,24 +112,28 @@ def main(argv: list[str] | None = None) -> int:
     for case in todo:
         if case["kind"] == "api":
             time_api(case["model"], case["backend"], args.threads)  # warm the OS file cache
-            samples, heavy = zip(*(time_api(case["model"], case["backend"], args.threads)
-                                   for _ in range(args.runs)))
+            results = [time_api(case["model"], case["backend"], args.threads)
+                       for _ in range(args.runs)]
+            samples, cpus = [r[0] for r in results], [r[1] for r in results]
+            heavy = results[0][2]
             command = (f"{sys.executable} -c '<import edgecnn.runtime; load({case['model']}, "
                        f"backend={case['backend']!r}); predict(640x480 frame)>'")
-            heavy = heavy[0]
         else:
             time_cli(case["argv"])
-            samples = [time_cli(case["argv"]) for _ in range(args.runs)]
+            results = [time_cli(case["argv"]) for _ in range(args.runs)]
+            samples, cpus = [r[0] for r in results], [r[1] for r in results]
             command, heavy = shlex.join(case["argv"]), "?"
         rows.append({
             "case": case["name"], "median_s": statistics.median(samples), "min_s": min(samples),
-            "max_s": max(samples), "runs": len(samples), "tf_imported": heavy,
+            "max_s": max(samples), "cpu_median_s": statistics.median(cpus),
+            "runs": len(samples), "tf_imported": heavy,
             "command": command,
             "runtime_path": case["kind"] == "api" and case["backend"] in ("tflite", "onnx"),
         })
         r = rows[-1]
         print(f"{r['case']:<36} median {r['median_s']:.3f} s  (min {r['min_s']:.3f}, "
-              f"max {r['max_s']:.3f}, n={r['runs']}, TF/Keras imported: {heavy})", flush=True)
+              f"max {r['max_s']:.3f}, n={r['runs']}; CPU {r['cpu_median_s']:.3f} s; "
+              f"TF/Keras imported: {heavy})", flush=True)
     load_after = os.getloadavg()
     print(f"load average after: {load_after[0]:.2f}\n")
     for r in rows:
