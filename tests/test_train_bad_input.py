@@ -148,3 +148,8 @@ def test_bad_files_are_skipped_and_reported(tmp_path, capsys):
     # Everything not skipped was trained on: 8 good + huge (+ truncated, if its part decodes).
     trained = metrics["class_counts"]["train"]["circle"]
     assert trained == 8 + 1 + ("truncated.jpg" not in skipped)
+
+
+def test_resume_needs_out(tmp_path, capsys):
+    train_dir, _ = tiny_split(tmp_path / "d", classes=2, train=3, val=1)
+    _fails(capsys, [str(train_dir), "--resume"], "--resume needs --out")
