@@ -57,9 +57,9 @@ HISTORY_FIELDS = (
     "learning_rate",
     "epoch_seconds",
 )
-DEFAULT_EPOCHS = 30
+DEFAULT_EPOCHS = None  # None: the architecture's own default (models.Architecture.epochs)
 DEFAULT_BATCH = 32
-DEFAULT_PATIENCE = 8
+DEFAULT_PATIENCE = 10
 _GENERIC_FOLDER_NAMES = {"train", "training", "training_set", "data", "images", "photos"}
 
 
@@ -106,7 +106,7 @@ def train(
     val_split: float = 0.2,
     arch: str = DEFAULT_ARCH,
     img_size: int | None = None,
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int | None = DEFAULT_EPOCHS,
     batch: int = DEFAULT_BATCH,
     seed: int = 0,
     out: str | os.PathLike | None = None,
@@ -135,6 +135,8 @@ def train(
     """
     if resume and force:
         raise InputError("--resume and --force contradict each other; pass one")
+    if epochs is None:
+        epochs = get_architecture(arch).epochs
     if epochs < 1 or batch < 1 or patience < 1:
         raise InputError(
             f"epochs, batch and patience must be >= 1, got {epochs}, {batch}, {patience}"
