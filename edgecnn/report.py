@@ -268,8 +268,8 @@ class _Page:
         table = _table(["class", "precision", "recall", "images"], rows, cls="narrow") if rows else ""
         return (
             '<section id="training"><h2><span class="num">2</span>Training</h2>'
-            f"<p>The default <code>edge</code> architecture (depthwise-separable blocks, "
-            f"BatchNorm, ReLU6, global pooling) trained for {_plural(t.get('epochs_run'), 'epoch')} in "
+            f"<p>The default <code>edge</code> architecture (residual plain and "
+            f"depthwise-separable conv blocks, BatchNorm, ReLU6, global pooling) trained for {_plural(t.get('epochs_run'), 'epoch')} in "
             f"{t.get('train_seconds') or 0:.0f} s; the best epoch ({_e(t.get('best_epoch'))}) "
             f"reached <b>{_pct(t.get('val_accuracy'))}</b> validation accuracy.</p>"
             + _figure(_png_file(self.run / "training.png"), "training curves",
