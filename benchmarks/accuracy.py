@@ -1,6 +1,6 @@
 """Accuracy on real photos: `seed` vs `edge`, trained here, exported, scored on one test folder.
 
-For every architecture: `edgecnn.train` (default recipe; `seed` with its own epoch count) on
+For every architecture: `edgecnn.training` (default recipe; `seed` with its own epoch count) on
 TRAIN_DIR, `edgecnn.export` (int8 calibrated on training images), then the Keras model, the int8
 TFLite file and the float ONNX file are scored on the same decoded test images, and the int8
 file's latency is measured at batch 1 / 1 thread by `edgecnn bench` (its own process).  One table:
@@ -52,7 +52,7 @@ def train_and_export(arch: str, args: argparse.Namespace) -> tuple[Path, float |
     """Train + export one architecture; returns (run dir, training wall seconds or None when
     an existing run is scored: then metrics.json's summed epoch time is shown instead)."""
     from edgecnn.export import export
-    from edgecnn.train import train
+    from edgecnn.training import train
 
     given = dict(item.split("=", 1) for item in args.run)
     run_dir = Path(given[arch]) if arch in given else args.out / arch

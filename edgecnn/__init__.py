@@ -16,15 +16,14 @@ __all__ = ["__version__", "train"]
 
 def __getattr__(name: str):
     # Lazy public API: keeps `import edgecnn` (and the CLI's start-up) free of TensorFlow.
+    # The implementation lives in `edgecnn.training`, not `edgecnn.train`: a submodule named
+    # `train` would shadow this function as soon as anything imported it.
     if name == "train":
-        from edgecnn.train import train
+        from edgecnn.training import train
 
-        # Importing the submodule edgecnn.train binds the module to this name; rebind the function
-        # so `from edgecnn import train` always gives the function.
-        globals()["train"] = train
         return train
     if name == "Run":
-        from edgecnn.train import Run
+        from edgecnn.training import Run
 
         return Run
     raise AttributeError(f"module 'edgecnn' has no attribute {name!r}")

@@ -7,7 +7,7 @@ The story, each step a public stage of edgecnn used exactly as a user would:
 
 1. data    `edgecnn.synthetic` writes a labelled shapes dataset: train/, val/ and held-back
            images the model never sees (they feed the benchmark's accuracy and the video clip).
-2. train   `edgecnn.train` fits the default `edge` model, with its progress bar.
+2. train   `edgecnn.training` fits the default `edge` model, with its progress bar.
 3. export  `edgecnn.export` writes every format and verifies each against the Keras model.
 4. bench   `edgecnn.bench` measures every backend, each in its own process.
 5. live    a short video clip made of held-back images goes through the live loop
@@ -234,7 +234,7 @@ def _make_data(root: Path, plan: Budget) -> dict[str, Any]:
 
 
 def _train(root: Path, plan: Budget, progress: bool) -> dict[str, Any]:
-    from edgecnn.train import train
+    from edgecnn.training import train
 
     data = root / DATA_DIR
     run = train(

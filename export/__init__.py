@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.runtime.errors import InputError, VerificationError
+from edgecnn.runtime.files import temp_file, write_atomic
 
 FORMATS = ("tflite-fp32", "tflite-fp16", "tflite-drq", "tflite-int8", "onnx", "onnx-int8")
 FILENAMES = {
@@ -188,7 +188,7 @@ class _Job:
             if not entry["passed"]:
                 failures.append(f"{fmt} ({FILENAMES[fmt]}): {entry['summary']}")
         manifest = self._manifest(artifacts)
-        _write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
+        write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
         self.say(f"wrote {out_dir / MANIFEST}")
         if unconvertible:
             raise InputError("; ".join(unconvertible))
@@ -205,10 +205,7 @@ class _Job:
 
         final = out_dir / FILENAMES[fmt]
         data, info = self._convert(fmt)
-        fd, tmp_name = tempfile.mkstemp(
-            dir=out_dir, prefix=f".{final.stem}.", suffix=f".partial{final.suffix}"
-        )
-        tmp = Path(tmp_name)
+        fd, tmp = temp_file(final, suffix=f".partial{final.suffix}")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -392,16 +389,6 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _skipped(images) -> str:

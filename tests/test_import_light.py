@@ -28,7 +28,7 @@ print(",".join(heavy))
         "from edgecnn.runtime import dataset, metadata, preprocess",
         "import edgecnn.cli; edgecnn.cli.build_parser()",
         "import edgecnn.synthetic, edgecnn.models, edgecnn.data",
-        "from edgecnn.train import Run, TrainingInterrupted",
+        "from edgecnn.training import Run, TrainingInterrupted",
     ],
 )
 def test_import_does_not_pull_in_tensorflow(imports):

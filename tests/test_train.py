@@ -21,7 +21,7 @@ from edgecnn.runtime.metadata import read_contract
 keras = pytest.importorskip("keras")
 
 from edgecnn import train  # noqa: E402
-from edgecnn.train import HISTORY_FIELDS, TrainingInterrupted, data_name, lr_at  # noqa: E402
+from edgecnn.training import HISTORY_FIELDS, TrainingInterrupted, data_name, lr_at  # noqa: E402
 
 RUN_FILES = {
     "model.keras",
@@ -152,7 +152,7 @@ def test_cli_exits_130_on_ctrl_c(data, tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise TrainingInterrupted("interrupted; epoch 1/2 is saved", tmp_path)
 
-    monkeypatch.setattr(sys.modules["edgecnn.train"], "train", interrupted)
+    monkeypatch.setattr(sys.modules["edgecnn.training"], "train", interrupted)
     assert edgecnn.cli.main(["train", str(data[0]), "--out", str(tmp_path / "x")]) == 130
     assert capsys.readouterr().err.strip() == "edgecnn train: interrupted; epoch 1/2 is saved"
 

@@ -58,7 +58,7 @@ def test_weights_file_loads_into_the_backbone(weights_file):
 def test_frozen_then_fine_tuned(tmp_path, split, weights_file):
     import keras
 
-    from edgecnn.train import lr_at, train
+    from edgecnn.training import lr_at, train
 
     train_dir, val_dir = split
     file_weights = [np.array(w) for w in _backbone(seed=123).get_weights()]

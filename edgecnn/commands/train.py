@@ -1,4 +1,4 @@
-"""`edgecnn train DATA_DIR`: a thin layer over `edgecnn.train.train`."""
+"""`edgecnn train DATA_DIR`: a thin layer over `edgecnn.training.train`."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgecnn.train import TrainingInterrupted, train
+    from edgecnn.training import TrainingInterrupted, train
 
     try:
         result = train(

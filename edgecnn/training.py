@@ -44,6 +44,7 @@ from edgecnn.data import Augment, Splits, eval_dataset, prepare, steps_per_epoch
 from edgecnn.models import DEFAULT_ARCH, build_model, get_architecture, resolve_img_size
 from edgecnn.runtime.contract import Contract
 from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.files import write_atomic
 from edgecnn.runtime.metadata import CONTRACT_FILE, LABELS_FILE
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -232,15 +233,7 @@ def _read_state(out_dir: Path) -> dict[str, Any]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Atomic write: a temp file in the same folder, then os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
 
 
 def _print_skipped(skipped: list[tuple[Path, str]]) -> None:

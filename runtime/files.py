@@ -1,0 +1,42 @@
+"""Atomic file writes shared by every stage: a temp file in the same folder, then `os.replace`,
+so a crash or a bad input never leaves a half-written artifact under its final name."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_public(fd: int) -> None:
+    """Give a temp file the mode a normal file would get (0o666 less the umask), not mkstemp's
+    owner-only 0o600: exported models are meant to be copied and shared."""
+    os.fchmod(fd, 0o666 & ~_umask())
+
+
+def temp_file(path: Path, *, suffix: str = ".partial") -> tuple[int, Path]:
+    """An open temp file beside `path` (hidden, same folder so `os.replace` is atomic)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    make_public(fd)
+    return fd, Path(tmp)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write bytes (or UTF-8 text) to `path` atomically."""
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    fd, tmp = temp_file(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
