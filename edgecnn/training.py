@@ -136,9 +136,7 @@ def train(
     """
     if resume and force:
         raise InputError("--resume and --force contradict each other; pass one")
-    if epochs is None:
-        epochs = get_architecture(arch).epochs
-    if epochs < 1 or batch < 1 or patience < 1:
+    if (epochs is not None and epochs < 1) or batch < 1 or patience < 1:
         raise InputError(
             f"epochs, batch and patience must be >= 1, got {epochs}, {batch}, {patience}"
         )
@@ -148,6 +146,10 @@ def train(
         raise InputError("--resume needs --out pointing at the run to continue")
     out_dir = Path(out) if out is not None else _default_out(Path(data_dir), arch)
     state = _read_state(out_dir) if resume else None
+    if epochs is None:
+        # A resumed run keeps its own epoch count (and so its learning-rate schedule).
+        run_arch = state["config"]["arch"] if state is not None else arch
+        epochs = (state or {}).get("epochs") or get_architecture(run_arch).epochs
     if state is not None:
         config = _Config(**state["config"])
     else:
@@ -363,6 +365,7 @@ class _Trainer:
             "history": [],
             "train_seconds": 0.0,
         }
+        self.state["epochs"] = epochs  # what a later --resume without --epochs continues to
         self.strategy_name = strategy
         self.single = strategy == "default"
         self.progress = progress
