@@ -275,6 +275,21 @@ def _onnx_macs(node, inits: dict, shapes: dict) -> int:
 # --- Keras ---------------------------------------------------------------------------------
 
 
+def _with_graph(keras, model):
+    """A model whose layers have symbolic inputs/outputs.  A Sequential loaded from a .keras file
+    was built but never called, so it has none; calling its layers in order on a fresh Input gives
+    each exactly one node (the functional graph Keras would have made)."""
+    try:
+        model.output
+        return model
+    except AttributeError:
+        pass
+    x = inp = keras.Input(shape=tuple(model.input_shape[1:]))
+    for layer in model.layers:
+        x = layer(x)
+    return keras.Model(inp, x, name=model.name)
+
+
 def _profile_keras(path: Path) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
@@ -285,6 +300,7 @@ def _profile_keras(path: Path) -> dict:
         model = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad archive
         raise InputError(f"{path}: not a loadable Keras model ({type(e).__name__}: {e})") from None
+    model = _with_graph(keras, model)
     layers, tensor_bytes, produced, last_use = [], {}, {}, {}
     flatten = keras.tree.flatten
     for idx, layer in enumerate(model.layers):

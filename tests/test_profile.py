@@ -120,3 +120,22 @@ def test_qdq_onnx_weights_counted_through_dequantize(run_dir, tmp_path):
     assert rep["quantized"] is True and rep["total"]["macs"] == TOTAL_MACS
     assert rep["total"]["params"] == profile(run_dir / "export/model.onnx")["total"]["params"]
     assert all(r["params"] == 0 for r in rep["layers"] if r["op"] in ("QuantizeLinear", "DequantizeLinear"))
+
+
+def test_sequential_keras_model_is_profiled_layer_by_layer(tmp_path):
+    """A Sequential saved to .keras loads built but never called: every conv/dense layer must
+    still get its MACs (3x3x3x4 per output pixel for the conv, 16x4x... for the dense)."""
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(2, name="dense"),
+    ])
+    path = tmp_path / "seq.keras"
+    model.save(path)
+    report = profile(path)
+    macs = {row["name"]: row["macs"] for row in report["layers"]}
+    assert macs["conv"] == 8 * 8 * 4 * (3 * 3 * 3)
+    assert macs["dense"] == 8 * 8 * 4 * 2
+    assert sum(row["params"] for row in report["layers"]) == model.count_params()
