@@ -280,7 +280,7 @@ def _with_graph(keras, model):
     was built but never called, so it has none; calling its layers in order on a fresh Input gives
     each exactly one node (the functional graph Keras would have made)."""
     try:
-        model.output
+        _ = model.output
         return model
     except AttributeError:
         pass
