@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ FILENAMES = {
 }
 INT8_FORMATS = ("tflite-int8", "onnx-int8")
 INT8_IO = ("int8", "uint8", "float")
-INT8_WEIGHTS = ("per-channel", "per-tensor")
+INT8_WEIGHTS = ("auto", "per-channel", "per-tensor")
+# `auto` keeps per-tensor weights when they agree with Keras at least this often
+AUTO_PER_TENSOR_AGREEMENT = 0.995
 MANIFEST = "export.json"
 MANIFEST_SCHEMA = "edgecnn-export/1"
 
@@ -63,7 +65,7 @@ def export(
     calib: str | os.PathLike | None = None,
     check: str | os.PathLike | None = None,
     int8_io: str = "uint8",
-    int8_weights: str = "per-channel",
+    int8_weights: str = "auto",
     calib_count: int = 300,
     seed: int = 0,
     progress: bool = True,
@@ -80,9 +82,10 @@ def export(
             uint8 with scale 1 and zero point 0, is exactly the raw 0..255 pixels (lossless)
             and is what phone task libraries accept (MediaPipe Tasks refuses int8 inputs);
             the ops inside are int8 whichever is chosen.
-        int8_weights: weight scales of tflite-int8 and onnx-int8: one per output channel
-            (robust, the default) or one per tensor (smaller: saves a 4-byte scale and an
-            8-byte zero point per channel, which matters for small models).
+        int8_weights: weight scales of tflite-int8 and onnx-int8: one per tensor (smaller:
+            saves a 4-byte scale and an 8-byte zero point per channel, which matters for small
+            models), one per output channel (robust), or `auto` (the default): per-tensor when
+            it agrees with the Keras model on >= 99.5% of the check images, else per-channel.
         calib_count: size of the seeded, class-stratified calibration sample.
         seed: seed of that sample.
         progress: report each step on stderr.
@@ -141,8 +144,8 @@ def export(
 class _Int8:
     """How the full-integer formats are built."""
 
-    io: str = "int8"
-    weights: str = "per-channel"
+    io: str = "uint8"
+    weights: str = "auto"
 
     @property
     def per_channel(self) -> bool:
@@ -178,7 +181,10 @@ class _Job:
         for i, fmt in enumerate(fmts, 1):
             self.say(f"[{i}/{len(fmts)}] {fmt}: converting")
             try:
-                entry = self._export_one(fmt, out_dir)
+                if fmt in INT8_FORMATS and self.int8.weights == "auto":
+                    entry = self._export_int8_auto(fmt, out_dir)
+                else:
+                    entry = self._export_one(fmt, out_dir)
             except InputError as e:  # this format cannot hold the model; the others may
                 (out_dir / FILENAMES[fmt]).unlink(missing_ok=True)
                 unconvertible.append(str(e))
@@ -238,6 +244,25 @@ class _Job:
             return entry
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _export_int8_auto(self, fmt: str, out_dir: Path) -> dict[str, Any]:
+        """Per-tensor weights when they keep >= 99.5% agreement (a smaller file), else the
+        per-channel weights both converters default to (robust for depthwise convolutions)."""
+        auto = self.int8
+        try:
+            self.int8 = replace(auto, weights="per-tensor")
+            entry = self._export_one(fmt, out_dir)
+            if entry["passed"] and entry["parity"]["agreement"] >= AUTO_PER_TENSOR_AGREEMENT:
+                return entry
+            self.say("    per-tensor weights lose agreement; trying per-channel")
+            self.int8 = replace(auto, weights="per-channel")
+            fallback = self._export_one(fmt, out_dir)
+            if fallback["passed"] or not entry["passed"]:
+                return fallback
+            self.int8 = replace(auto, weights="per-tensor")  # the only one that passed
+            return self._export_one(fmt, out_dir)
+        finally:
+            self.int8 = auto
 
     def _convert(self, fmt: str) -> tuple[bytes, dict[str, Any]]:
         """Serialized artifact with metadata, plus what the manifest says about it."""

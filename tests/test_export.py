@@ -138,13 +138,15 @@ def test_int8_io_and_subset_of_formats(run_copy):
 def test_per_tensor_int8_weights_are_smaller(exported, run_copy):
     from tensorflow.lite.python import schema_py_generated as schema
 
+    channel = export(run_copy, formats="tflite-int8,onnx-int8", int8_weights="per-channel",
+                     calib_count=60, progress=False)
     manifest = export(run_copy, formats="tflite-int8,onnx-int8", int8_weights="per-tensor",
                       calib_count=60, progress=False)
     assert manifest["int8_weights"] == "per-tensor"
     for fmt in ("tflite-int8", "onnx-int8"):
         entry = manifest["artifacts"][fmt]
         assert entry["passed"] and entry["weights"] == "per-tensor"
-        per_channel = exported[1]["artifacts"][fmt]
+        per_channel = channel["artifacts"][fmt]
         assert per_channel["weights"] == "per-channel"
         assert entry["bytes"] < per_channel["bytes"]
     model = schema.Model.GetRootAs((run_copy / "export" / "model_int8.tflite").read_bytes(), 0)
@@ -257,3 +259,20 @@ def test_cli_prints_a_table(run_copy, capsys):
     out = capsys.readouterr().out
     assert "model.onnx" in out and "model_fp32.tflite" in out and "agreement" in out
     assert "100.00%" in out
+
+
+def test_auto_int8_weights_keep_per_tensor_only_when_agreement_holds(exported, run_copy,
+                                                                     monkeypatch):
+    import edgecnn.export as ex
+
+    assert exported[1]["int8_weights"] == "auto"
+    for fmt in ("tflite-int8", "onnx-int8"):
+        entry = exported[1]["artifacts"][fmt]
+        expected = ("per-tensor" if entry["parity"]["agreement"] >= ex.AUTO_PER_TENSOR_AGREEMENT
+                    else "per-channel")
+        assert entry["weights"] == expected
+    monkeypatch.setattr(ex, "AUTO_PER_TENSOR_AGREEMENT", 1.01)  # per-tensor can never qualify
+    manifest = export(run_copy, formats="tflite-int8", calib_count=60, progress=False)
+    entry = manifest["artifacts"]["tflite-int8"]
+    assert entry["passed"] and entry["weights"] == "per-channel"
+    assert (run_copy / "export" / "model_int8.tflite").stat().st_size == entry["bytes"]
