@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "either way (default uint8: raw pixels, what MediaPipe Tasks accepts)")
     parser.add_argument("--int8-weights", choices=INT8_WEIGHTS, default="auto",
                         help="weight scales of the int8 files: per-tensor (smaller), "
-                        "per-channel (robust), or auto (default: per-tensor when it keeps "
-                        ">= 99.5%% agreement with Keras, else per-channel)")
+                        "per-channel (robust), or auto (default: builds both, keeps per-tensor "
+                        "unless it loses > 0.5 points of agreement with Keras)")
     parser.add_argument("--calib-count", type=int, default=300, metavar="N",
                         help="calibration sample size (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="calibration sample seed")
