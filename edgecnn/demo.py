@@ -84,7 +84,7 @@ BUDGETS = {
         clip_images=12, frames_per_image=15,
     ),
     "quick": Budget(
-        "quick", classes=("circle", "cross", "stripes"), train_per_class=100, val_per_class=50,
+        "quick", classes=("circle", "cross", "stripes"), train_per_class=80, val_per_class=50,
         heldback_per_class=4, img_size=40, epochs=12, batch=8, calib_count=60, bench_runs=30,
         bench_warmup=5, bench_all_artifacts=False, clip_images=6, frames_per_image=8,
     ),
