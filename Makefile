@@ -8,7 +8,7 @@ STAMP := $(VENV)/.edgecnn-installed
 MP_VENV ?= .venv-mp
 MP_STAMP := $(MP_VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
