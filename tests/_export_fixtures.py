@@ -9,6 +9,7 @@ session; `exported_run()` memoises that across test modules.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -78,6 +79,14 @@ def trained_run(tmp_path_factory) -> Path:
     if "run" not in _CACHE:
         _CACHE["run"] = build_run(tmp_path_factory.mktemp("export_run"))
     return _CACHE["run"]  # type: ignore[return-value]
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    """A private copy of a trained run (model + contract), without any export folder."""
+    dst.mkdir()
+    for name in ("model.keras", "edgecnn.json", "labels.txt"):
+        shutil.copy2(src / name, dst / name)
+    return dst
 
 
 def exported_run(tmp_path_factory) -> tuple[Path, dict]:

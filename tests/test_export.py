@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 
 import numpy as np
 import pytest
-from _export_fixtures import CLASSES, exported_run, trained_run
+from _export_fixtures import CLASSES, copy_run, exported_run, trained_run
 
 from edgecnn.cli import main
 from edgecnn.export import FILENAMES, FORMATS, MANIFEST, export
@@ -22,13 +21,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture
 def run_copy(tmp_path_factory, tmp_path):
-    """A private copy of the trained run (model + contract), without any export folder."""
-    src = trained_run(tmp_path_factory)
-    dst = tmp_path / "run"
-    dst.mkdir()
-    for name in ("model.keras", "edgecnn.json", "labels.txt"):
-        shutil.copy2(src / name, dst / name)
-    return dst
+    return copy_run(trained_run(tmp_path_factory), tmp_path / "run")
 
 
 def test_every_format_is_written_and_described(exported):

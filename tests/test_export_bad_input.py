@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 import zipfile
 
 import pytest
-from _export_fixtures import trained_run
+from _export_fixtures import copy_run, trained_run
 
 from edgecnn.cli import main
 
 
 @pytest.fixture
 def run_copy(tmp_path_factory, tmp_path):
-    src = trained_run(tmp_path_factory)
-    dst = tmp_path / "run"
-    dst.mkdir()
-    for name in ("model.keras", "edgecnn.json", "labels.txt"):
-        shutil.copy2(src / name, dst / name)
-    return dst
+    return copy_run(trained_run(tmp_path_factory), tmp_path / "run")
 
 
 def _fails_with_one_line(capsys, argv, *needles):

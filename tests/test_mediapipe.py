@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from _export_fixtures import CLASSES, exported_run
+from _export_fixtures import CLASSES, copy_run, exported_run
 
 from edgecnn.export import export
 
@@ -80,9 +79,7 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def int8_io_model(exported, tmp_path_factory):
     """The full-integer model exported with `--int8-io int8` (int8 input/output tensors)."""
-    run = tmp_path_factory.mktemp("mp_run")
-    for name in ("model.keras", "edgecnn.json", "labels.txt"):
-        shutil.copy2(exported[0] / name, run / name)
+    run = copy_run(exported[0], tmp_path_factory.mktemp("mp") / "run")
     export(run, formats="tflite-int8", int8_io="int8", calib_count=60, progress=False)
     return run / "export" / "model_int8.tflite"
 
