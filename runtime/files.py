@@ -3,13 +3,16 @@ so a crash or a bad input never leaves a half-written artifact under its final n
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
 
 
+@functools.cache
 def _umask() -> int:
-    mask = os.umask(0)
+    # Reading the umask means setting it; do it once, not on every write from every thread.
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
