@@ -1,0 +1,64 @@
+"""The shared resize (`to_pixels`): the two-step area resize stays a faithful area resize."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecnn.runtime.contract import Contract
+from edgecnn.runtime.preprocess import to_pixels
+
+
+def _photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth texture with edges: blurred noise, a gradient and a sharp-edged rectangle."""
+    rng = np.random.default_rng(seed)
+    noise = cv2.GaussianBlur((rng.random((h, w, 3)) * 255).astype(np.uint8), (0, 0), 2)
+    ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
+    img = (0.5 * noise + 0.5 * ramp).astype(np.uint8)
+    cv2.rectangle(img, (w // 5, h // 4), (w // 2, h // 2), (250, 30, 90), -1)
+    return img
+
+
+@pytest.mark.parametrize(
+    ("h", "w"), [(480, 640), (1080, 1920), (374, 500), (333, 500), (97, 131), (64, 48)]
+)
+@pytest.mark.parametrize("resize", ["stretch", "crop"])
+def test_two_step_area_resize_matches_one_step_area(h, w, resize):
+    img = _photo_like(h, w)
+    contract = Contract(labels=("a", "b"), height=96, width=96, resize=resize)
+    got = to_pixels(img, contract)
+    assert got.shape == (96, 96, 3) and got.dtype == np.uint8
+    src = img
+    if resize == "crop":
+        side = min(h, w)
+        y0, x0 = (h - side) // 2, (w - side) // 2
+        src = img[y0 : y0 + side, x0 : x0 + side]
+    one_step = cv2.resize(src, (96, 96), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+    diff = np.abs(got.astype(int) - one_step.astype(int))
+    # a box filter either way: softer footprint edges (a slight blur), nothing more
+    assert diff.mean() < 2.5 and np.percentile(diff, 99) <= 16, (diff.mean(), diff.max())
+
+
+@pytest.mark.parametrize(("h", "w"), [(97, 131), (333, 501), (150, 100)])
+def test_frames_that_cannot_be_halved_get_the_one_step_area_resize(h, w):
+    img = _photo_like(h, w, seed=1)
+    contract = Contract(labels=("a", "b"), height=96, width=96)
+    expected = cv2.resize(img, (96, 96), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+    np.testing.assert_array_equal(to_pixels(img, contract), expected)
+
+
+@pytest.mark.parametrize(("h", "w"), [(480, 640), (1080, 1920), (720, 1280)])
+def test_area_resize_does_not_alias_fine_detail(h, w):
+    """A one-pixel checkerboard must come out flat grey (a point-sampling resize would keep
+    black/white pixels: aliasing)."""
+    board = ((np.indices((h, w)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    got = to_pixels(board, Contract(labels=("a", "b"), height=96, width=96)).astype(int)
+    assert np.abs(got - 127.5).max() <= 3
+
+
+def test_other_interpolations_resize_in_one_step():
+    img = _photo_like(480, 640)
+    contract = Contract(labels=("a", "b"), height=96, width=96, interpolation="linear")
+    expected = cv2.resize(img, (96, 96), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+    np.testing.assert_array_equal(to_pixels(img, contract), expected)
