@@ -62,6 +62,11 @@ class Classifier:
     def threads(self) -> int:
         return self._backend.threads
 
+    @property
+    def takes_raw_pixels(self) -> bool:
+        """Whether `probs_pixels` hands uint8 pixels to the model as they are (no float step)."""
+        return self.contract.is_identity_scaling and self._backend.takes_raw_pixels
+
     def describe(self) -> dict[str, Any]:
         """Backend, module/version, delegate, threads: what a benchmark should record."""
         return {"path": str(self.path), **self._backend.describe()}
@@ -76,19 +81,29 @@ class Classifier:
 
     def probs(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, H, W, 3) model input (what `to_input` makes) -> float32 (N, C)."""
+        x = self._batch_of(x, "model input")
+        if x.shape[0] == 0:
+            return np.zeros((0, self.num_classes), dtype=np.float32)
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        return self._run(x)
+
+    def _batch_of(self, x: np.ndarray, what: str) -> np.ndarray:
+        """`x` as an (N, H, W, 3) array of the model's size; InputError otherwise."""
         x = np.asarray(x)
         if x.ndim == 3:
             x = x[None]
         expected = (self.contract.height, self.contract.width, 3)
         if x.ndim != 4 or x.shape[1:] != expected:
             raise InputError(
-                f"{self.path}: expected model input of shape (N, {expected[0]}, {expected[1]}, 3), "
+                f"{self.path}: expected {what} of shape (N, {expected[0]}, {expected[1]}, 3), "
                 f"got {x.shape}"
             )
-        if x.shape[0] == 0:
-            return np.zeros((0, self.num_classes), dtype=np.float32)
-        if x.dtype != np.float32:
-            x = x.astype(np.float32)
+        return x
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """A non-empty, shape-checked batch: float32 input, or uint8 pixels for a raw-pixel
+        backend."""
         out = self._backend.run(x)
         if out.shape[1] != self.num_classes:
             raise InputError(
@@ -97,18 +112,25 @@ class Classifier:
         return out
 
     def probs_pixels(self, pixels: np.ndarray, *, batch: int = 32) -> np.ndarray:
-        """uint8 (N, H, W, 3) pixels from `load_pixels` -> float32 (N, C), `batch` at a time
-        so a large dataset is never converted to float all at once."""
-        pixels = np.asarray(pixels)
-        if pixels.ndim == 3:
-            pixels = pixels[None]
+        """uint8 (N, H, W, 3) pixels (what `to_pixels`/`load_pixels` make) -> float32 (N, C),
+        `batch` at a time so a large dataset is never converted to float all at once.
+
+        A model that takes uint8 pixels as they are (int8 TFLite with uint8 I/O, identity
+        scaling) gets them directly: same numbers as through `to_input` and `probs`, without
+        the float conversion and re-quantisation.
+        """
+        pixels = self._batch_of(pixels, "pixels")
         n = pixels.shape[0]
         if n == 0:
             return np.zeros((0, self.num_classes), dtype=np.float32)
+        raw = pixels.dtype == np.uint8 and self.takes_raw_pixels
         batch = max(1, int(batch))
         out = np.empty((n, self.num_classes), dtype=np.float32)
         for start in range(0, n, batch):
             chunk = pixels[start : start + batch]
+            if raw:
+                out[start : start + len(chunk)] = self._run(chunk)
+                continue
             x = self._batch_buffer(len(chunk))
             to_input(chunk, self.contract, out=x)
             out[start : start + len(chunk)] = self.probs(x)

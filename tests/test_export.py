@@ -272,3 +272,20 @@ def test_auto_int8_weights_keep_per_tensor_unless_it_loses_agreement(exported, r
     assert channel["bytes"] > tensor["bytes"]
     kept = (run_copy / "export" / "model_int8.tflite").read_bytes()
     assert hashlib.sha256(kept).hexdigest() == channel["sha256"]  # the file is the one verified
+
+
+def test_int8_tflite_takes_raw_pixels_with_the_same_numbers(exported):
+    """The default uint8 I/O has scale 1 / zero point 0, so pixels go to the model as they are;
+    that shortcut must give exactly what the float path (quantise again) gives."""
+    from edgecnn.runtime import load, to_input
+    from edgecnn.runtime.dataset import list_dataset, load_pixels
+
+    run, manifest = exported
+    int8 = load(run / "export" / "model_int8.tflite")
+    assert int8.takes_raw_pixels
+    assert int8.describe()["input"] == {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
+    assert not load(run / "export" / "model_fp32.tflite").takes_raw_pixels
+    val = load_pixels(list_dataset(manifest["check"]["dir"], classes=CLASSES), int8.contract,
+                      progress=False)
+    raw = int8.probs_pixels(val.pixels, batch=7)
+    np.testing.assert_array_equal(raw, int8.probs(to_input(val.pixels, int8.contract)))

@@ -51,6 +51,13 @@ class Backend(ABC):
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, H, W, 3) model input -> float32 (N, num_classes) probabilities."""
 
+    @property
+    def takes_raw_pixels(self) -> bool:
+        """Whether `run` also accepts uint8 (N, H, W, 3) pixels as they are, because the model's
+        input tensor is uint8 0..255 (an int8 TFLite file with uint8 I/O: scale 1, zero point
+        0), so the float detour would be an exact round trip."""
+        return False
+
     def describe(self) -> dict[str, Any]:
         """What is running, for reports and benchmarks (module, delegate, threads, ...)."""
         return {"backend": self.name, "version": self.version, "threads": self.threads}

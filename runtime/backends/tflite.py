@@ -187,9 +187,19 @@ class TFLiteBackend(Backend):
                         dst=self._qflat, dtype=q.cv_depth)
         return self._qbuf
 
+    @property
+    def takes_raw_pixels(self) -> bool:
+        q = self._qin
+        return q.active and q.dtype == np.uint8 and q.scale == 1.0 and q.zero_point == 0
+
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         self._ensure_batch(x.shape[0])
-        feed = self._quantise(x) if self._qin.active else np.ascontiguousarray(x, np.float32)
+        if x.dtype == np.uint8 and self.takes_raw_pixels:
+            feed = np.ascontiguousarray(x)
+        elif self._qin.active:
+            feed = self._quantise(x)
+        else:
+            feed = np.ascontiguousarray(x, np.float32)
         self._it.set_tensor(self._in["index"], feed)
         self._it.invoke()
         out = self._it.get_tensor(self._out["index"])

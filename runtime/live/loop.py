@@ -36,7 +36,8 @@ log = logging.getLogger("edgecnn.live")
 
 class ClassifierLike(Protocol):
     """What the loop needs from `edgecnn.runtime.load(...)`: a contract and batch probabilities
-    for already-preprocessed float32 NHWC input."""
+    for already-preprocessed float32 NHWC input.  A classifier whose `takes_raw_pixels` is true
+    is given uint8 pixels through its `probs_pixels` instead."""
 
     contract: Contract
 
@@ -128,6 +129,8 @@ class Live:
         self._ema: np.ndarray | None = None
         self._stopped = False
         self._started = False
+        # int8 TFLite with uint8 input takes the pixels as they are: no float detour per frame
+        self._raw = bool(getattr(classifier, "takes_raw_pixels", False))
         h, w = self.contract.height, self.contract.width
         self._pixels = np.empty((h, w, 3), dtype=np.uint8)
         self._x = np.empty((1, h, w, 3), dtype=np.float32)
@@ -204,9 +207,13 @@ class Live:
         pixels = frame.pixels
         if pixels is None:
             pixels = to_pixels(frame.image, self.contract, out=self._pixels)
-        to_input(pixels, self.contract, out=self._x[0])
-        t_pre = time.monotonic()
-        probs = np.array(self.classifier.probs(self._x)[0], dtype=np.float32)
+        if self._raw:
+            t_pre = time.monotonic()
+            probs = self.classifier.probs_pixels(pixels[None])[0]
+        else:
+            to_input(pixels, self.contract, out=self._x[0])
+            t_pre = time.monotonic()
+            probs = np.array(self.classifier.probs(self._x)[0], dtype=np.float32)
         t_inf = time.monotonic()
         probs = self._smoothed(probs)
         order = np.argsort(-probs)[: self.top_k]
