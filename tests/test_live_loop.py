@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 from _live_fixtures import (
@@ -79,6 +80,7 @@ def test_unreadable_video_and_empty_folder(tmp_path):
 def test_video_file_gives_every_frame_in_order(video):
     src = open_source(str(video))
     assert not src.is_live and src.fps == pytest.approx(25.0)
+    assert src._cap.get(cv2.CAP_PROP_N_THREADS) == 1  # decoding never competes with inference
     frames = []
     while (got := src.read()) is not None:
         frames.append(got[0])
