@@ -35,15 +35,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("train_dir", type=Path, nargs="?", default=DATASET / "train")
     p.add_argument("--test", type=Path, default=DATASET / "test", help="labelled test folder")
     p.add_argument("--archs", default="seed,edge", help="comma-separated (default seed,edge)")
-    p.add_argument("--val-split", type=float, default=None, metavar="F",
-                   help="validate on F of TRAIN_DIR instead of the test folder")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs for every arch (default: each architecture's own, seed 25)")
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=None,
+        metavar="F",
+        help="validate on F of TRAIN_DIR instead of the test folder",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs for every arch (default: each architecture's own, seed 25)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/accuracy"), help="runs go in OUT/ARCH")
     p.add_argument("--reuse", action="store_true", help="keep complete runs/exports in --out")
-    p.add_argument("--run", action="append", default=[], metavar="ARCH=DIR",
-                   help="score this finished run for ARCH instead of training one (exported "
-                        "here if it has no export/model_int8.tflite)")
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="ARCH=DIR",
+        help="score this finished run for ARCH instead of training one (exported "
+        "here if it has no export/model_int8.tflite)",
+    )
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     return p.parse_args(argv)
 
@@ -74,8 +88,11 @@ def score(run_dir: Path, test: Path) -> dict:
     from edgecnn.runtime import evaluate, load
     from edgecnn.runtime.dataset import list_dataset, load_pixels
 
-    files = {"keras": run_dir / "model.keras", "int8": run_dir / "export/model_int8.tflite",
-             "onnx": run_dir / "export/model.onnx"}
+    files = {
+        "keras": run_dir / "model.keras",
+        "int8": run_dir / "export/model_int8.tflite",
+        "onnx": run_dir / "export/model.onnx",
+    }
     backends = {"keras": "keras", "int8": "tflite", "onnx": "onnx"}
     first = load(files["int8"], backend="tflite", threads=1)
     decoded = load_pixels(list_dataset(test, classes=first.labels), first.contract, progress=False)
@@ -90,8 +107,7 @@ def int8_latency_ms(run_dir: Path) -> float | None:
     """Median batch-1 latency of the int8 TFLite file at 1 thread (`edgecnn bench`)."""
     from edgecnn.bench import BenchConfig, bench
 
-    config = BenchConfig(backends=("tflite",), threads=(1,), runs=500, warmup=50,
-                         min_seconds=2.0)
+    config = BenchConfig(backends=("tflite",), threads=(1,), runs=500, warmup=50, min_seconds=2.0)
     rows = bench([run_dir / "export" / "model_int8.tflite"], config=config, progress=False)["rows"]
     return rows[0].get("p50_ms") if rows and not rows[0].get("error") else None
 
@@ -124,8 +140,10 @@ def row_for(arch: str, args: argparse.Namespace) -> dict:
 
 
 def render(rows: list[dict]) -> str:
-    head = ("| architecture | input | params | MACs | train time | epochs | Keras | int8 TFLite "
-            "| ONNX | int8 size | int8 latency (1 thread) |")
+    head = (
+        "| architecture | input | params | MACs | train time | epochs | Keras | int8 TFLite "
+        "| ONNX | int8 size | int8 latency (1 thread) |"
+    )
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
         lat = "n/a" if r["int8_latency_ms"] is None else f"{r['int8_latency_ms']:.2f} ms"
@@ -152,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     print("command:", shlex.join([sys.executable, *sys.argv]))
     val = f"{args.val_split:.0%} of train" if args.val_split else "the test folder"
-    print(f"train {args.train_dir}, test {args.test} ({rows[0]['n_test']} images), "
-          f"validation: {val}; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}\n")
+    print(
+        f"train {args.train_dir}, test {args.test} ({rows[0]['n_test']} images), "
+        f"validation: {val}; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}\n"
+    )
     print(render(rows))
     if any(r["train_time_is_epochs_only"] for r in rows):
         print("\n* existing run: sum of its epoch times from metrics.json (no decoding/setup)")

@@ -49,8 +49,9 @@ def time_api(model: Path, backend: str, threads: int) -> tuple[float, float, str
     child used until then (less sensitive to a busy machine), and the heavy modules it loaded."""
     code = CHILD.format(model=str(model), backend=backend, threads=threads)
     start = time.time()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=_env(), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=300
+    )
     if proc.returncode != 0:
         raise SystemExit(f"child failed for {model} ({backend}):\n{proc.stderr}")
     t, cpu, _label, heavy = proc.stdout.strip().splitlines()[-1].split()
@@ -84,9 +85,11 @@ def cases(run: Path, threads: int, image: Path | None) -> list[dict]:
             found.append({"name": name, "kind": "api", "model": model, "backend": backend})
     if image is not None:
         edgecnn = str(Path(sys.executable).with_name("edgecnn"))
-        for name, model in [("cli: edgecnn predict int8 .tflite", export / "model_int8.tflite"),
-                            ("cli: edgecnn predict .onnx", export / "model.onnx"),
-                            ("cli: edgecnn predict .keras", run / "model.keras")]:
+        for name, model in [
+            ("cli: edgecnn predict int8 .tflite", export / "model_int8.tflite"),
+            ("cli: edgecnn predict .onnx", export / "model.onnx"),
+            ("cli: edgecnn predict .keras", run / "model.keras"),
+        ]:
             if model.is_file():
                 argv = [edgecnn, "predict", str(model), str(image), "--threads", str(threads)]
                 found.append({"name": name, "kind": "cli", "argv": argv, "model": model})
@@ -98,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="run directory (model.keras, export/*)")
     parser.add_argument("--runs", type=int, default=7, help="fresh processes per case")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--image", type=Path, default=None,
-                        help="an image file: also time whole `edgecnn predict` processes")
+    parser.add_argument(
+        "--image",
+        type=Path,
+        default=None,
+        help="an image file: also time whole `edgecnn predict` processes",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     todo = cases(args.run, args.threads, args.image)
@@ -107,33 +114,47 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.run}: no model.keras or export/*.tflite|onnx found")
     rows = []
     load_before = os.getloadavg()
-    print(f"load average before: {load_before[0]:.2f} on {os.cpu_count()} CPUs "
-          "(cold starts are mostly imports and file reads: a busy machine inflates them)")
+    print(
+        f"load average before: {load_before[0]:.2f} on {os.cpu_count()} CPUs "
+        "(cold starts are mostly imports and file reads: a busy machine inflates them)"
+    )
     for case in todo:
         if case["kind"] == "api":
             time_api(case["model"], case["backend"], args.threads)  # warm the OS file cache
-            results = [time_api(case["model"], case["backend"], args.threads)
-                       for _ in range(args.runs)]
+            results = [
+                time_api(case["model"], case["backend"], args.threads) for _ in range(args.runs)
+            ]
             samples, cpus = [r[0] for r in results], [r[1] for r in results]
             heavy = results[0][2]
-            command = (f"{sys.executable} -c '<import edgecnn.runtime; load({case['model']}, "
-                       f"backend={case['backend']!r}); predict(640x480 frame)>'")
+            command = (
+                f"{sys.executable} -c '<import edgecnn.runtime; load({case['model']}, "
+                f"backend={case['backend']!r}); predict(640x480 frame)>'"
+            )
         else:
             time_cli(case["argv"])
             results = [time_cli(case["argv"]) for _ in range(args.runs)]
             samples, cpus = [r[0] for r in results], [r[1] for r in results]
             command, heavy = shlex.join(case["argv"]), "?"
-        rows.append({
-            "case": case["name"], "median_s": statistics.median(samples), "min_s": min(samples),
-            "max_s": max(samples), "cpu_median_s": statistics.median(cpus),
-            "runs": len(samples), "tf_imported": heavy,
-            "command": command,
-            "runtime_path": case["kind"] == "api" and case["backend"] in ("tflite", "onnx"),
-        })
+        rows.append(
+            {
+                "case": case["name"],
+                "median_s": statistics.median(samples),
+                "min_s": min(samples),
+                "max_s": max(samples),
+                "cpu_median_s": statistics.median(cpus),
+                "runs": len(samples),
+                "tf_imported": heavy,
+                "command": command,
+                "runtime_path": case["kind"] == "api" and case["backend"] in ("tflite", "onnx"),
+            }
+        )
         r = rows[-1]
-        print(f"{r['case']:<36} median {r['median_s']:.3f} s  (min {r['min_s']:.3f}, "
-              f"max {r['max_s']:.3f}, n={r['runs']}; CPU {r['cpu_median_s']:.3f} s; "
-              f"TF/Keras imported: {heavy})", flush=True)
+        print(
+            f"{r['case']:<36} median {r['median_s']:.3f} s  (min {r['min_s']:.3f}, "
+            f"max {r['max_s']:.3f}, n={r['runs']}; CPU {r['cpu_median_s']:.3f} s; "
+            f"TF/Keras imported: {heavy})",
+            flush=True,
+        )
     load_after = os.getloadavg()
     print(f"load average after: {load_after[0]:.2f}\n")
     for r in rows:
@@ -141,11 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     runtime = [r["median_s"] for r in rows if r["runtime_path"]]
     if runtime:
         verdict = "meets" if max(runtime) <= 0.5 else "MISSES"
-        print(f"\nruntime path (LiteRT / ONNX Runtime) worst median {max(runtime):.3f} s: "
-              f"{verdict} the 0.5 s target")
+        print(
+            f"\nruntime path (LiteRT / ONNX Runtime) worst median {max(runtime):.3f} s: "
+            f"{verdict} the 0.5 s target"
+        )
     if args.json:
-        doc = {"python": sys.version.split()[0], "cpus": os.cpu_count(),
-               "load_average": [load_before[0], load_after[0]], "rows": rows}
+        doc = {
+            "python": sys.version.split()[0],
+            "cpus": os.cpu_count(),
+            "load_average": [load_before[0], load_after[0]],
+            "rows": rows,
+        }
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 

@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--backends", default=None, help="default: all that fit each artifact")
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--data", default=None, help="class-folder test images (accuracy, agreement)")
+    parser.add_argument(
+        "--data", default=None, help="class-folder test images (accuracy, agreement)"
+    )
     parser.add_argument("--max-images", type=int, default=500)
     args = parser.parse_args(argv)
     config = BenchConfig(
@@ -39,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.render_markdown(result))
     out = default_output_dir([args.run])
-    for name, writer in (("bench.json", report.write_json), ("bench.csv", report.write_csv),
-                         ("bench.md", report.write_markdown), ("bench.png", report.write_plot)):
+    for name, writer in (
+        ("bench.json", report.write_json),
+        ("bench.csv", report.write_csv),
+        ("bench.md", report.write_markdown),
+        ("bench.png", report.write_plot),
+    ):
         writer(result, out / name)
     print(f"wrote {out}/bench.{{json,csv,md,png}}")
     return 0

@@ -49,18 +49,25 @@ def main() -> None:
         clf = load(model, threads=1)
         ds = list_dataset(args.data, classes=clf.labels)
         paths = [str(p) for p in ds.paths]
-        proc = subprocess.run([args.mediapipe_python, "-c", CHILD, str(model)], input="\n".join(paths),
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [args.mediapipe_python, "-c", CHILD, str(model)],
+            input="\n".join(paths),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         mp_top = json.loads(proc.stdout.strip().splitlines()[-1])
         ours = [clf.predict(p, top_k=1)[0] for p in paths]
         truth = [clf.labels[t] for t in ds.targets]
         agree = [m == o[0] for m, o in zip(mp_top, ours)]
         sure = [a for a, o in zip(agree, ours) if o[1] >= 0.75]
-        print(f"{name}: {len(paths)} images; MediaPipe accuracy "
-              f"{sum(m == t for m, t in zip(mp_top, truth)) / len(paths):.1%}, edgecnn accuracy "
-              f"{sum(o[0] == t for o, t in zip(ours, truth)) / len(paths):.1%}, top-1 agreement "
-              f"{sum(agree) / len(agree):.1%} (where edgecnn's score >= 0.75: "
-              f"{sum(sure) / max(1, len(sure)):.1%} of {len(sure)}); names {sorted(set(mp_top))}")
+        print(
+            f"{name}: {len(paths)} images; MediaPipe accuracy "
+            f"{sum(m == t for m, t in zip(mp_top, truth)) / len(paths):.1%}, edgecnn accuracy "
+            f"{sum(o[0] == t for o, t in zip(ours, truth)) / len(paths):.1%}, top-1 agreement "
+            f"{sum(agree) / len(agree):.1%} (where edgecnn's score >= 0.75: "
+            f"{sum(sure) / max(1, len(sure)):.1%} of {len(sure)}); names {sorted(set(mp_top))}"
+        )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     decoded = load_pixels(dataset, reference.contract, progress=False)
     ref = reference.probs_pixels(decoded.pixels)
     ref_top = ref.argmax(1)
-    print(f"{len(decoded.targets)} images ({len(decoded.skipped)} skipped); keras accuracy "
-          f"{np.mean(ref_top == decoded.targets):.4f}")
+    print(
+        f"{len(decoded.targets)} images ({len(decoded.skipped)} skipped); keras accuracy "
+        f"{np.mean(ref_top == decoded.targets):.4f}"
+    )
     rows = []
     failed = False
     for name, backends in ARTIFACTS:
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             top = probs.argmax(1)
             differ = np.flatnonzero(top != ref_top)
             row = {
-                "artifact": name, "backend": backend,
+                "artifact": name,
+                "backend": backend,
                 "accuracy": float(np.mean(top == decoded.targets)),
                 "agreement": float(np.mean(top == ref_top)),
                 "disagreements": len(differ),
@@ -78,10 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             must = name in FP32
             ok = not must or row["disagreements"] == 0
             failed |= not ok
-            print(f"{name:<18} {backend:<7} acc {row['accuracy']:.4f}  top-1 agreement "
-                  f"{row['agreement']:.4f} ({row['disagreements']} differ)  max |dp| "
-                  f"{row['max_abs_diff']:.2e}  {'REQUIRED ' if must else ''}"
-                  f"{'ok' if ok else 'FAIL'}")
+            print(
+                f"{name:<18} {backend:<7} acc {row['accuracy']:.4f}  top-1 agreement "
+                f"{row['agreement']:.4f} ({row['disagreements']} differ)  max |dp| "
+                f"{row['max_abs_diff']:.2e}  {'REQUIRED ' if must else ''}"
+                f"{'ok' if ok else 'FAIL'}"
+            )
             for p in row["differing_images"][:5]:
                 print(f"    differs: {p}")
     if args.json:

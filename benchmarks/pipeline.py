@@ -44,7 +44,9 @@ def make_video(path: Path, frames: int, fps: float = 30.0) -> Path:
     if not writer.isOpened():
         raise SystemExit(f"OpenCV cannot write {path}")
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
-    base = np.stack([xx * 255 // WIDTH, yy * 255 // HEIGHT, (xx + yy) * 255 // (WIDTH + HEIGHT)], -1)
+    base = np.stack(
+        [xx * 255 // WIDTH, yy * 255 // HEIGHT, (xx + yy) * 255 // (WIDTH + HEIGHT)], -1
+    )
     base = base.astype(np.uint8)
     for i in range(frames):
         img = np.roll(base, 4 * i, axis=1).copy()
@@ -86,7 +88,11 @@ def preprocess_only(model: Path, video: Path, *, frames: int = 200) -> dict:
     for i in range(frames):
         to_input(to_pixels(images[i % len(images)], contract), contract)
     seconds, cpu = time.perf_counter() - t0, _cpu() - c0
-    return {"fps": frames / seconds, "cpu_ms": 1000 * cpu / frames, "resize": contract.interpolation}
+    return {
+        "fps": frames / seconds,
+        "cpu_ms": 1000 * cpu / frames,
+        "resize": contract.interpolation,
+    }
 
 
 def bare_inference(model: Path, video: Path, *, seconds: float = 3.0) -> dict:
@@ -130,7 +136,9 @@ def bare_inference(model: Path, video: Path, *, seconds: float = 3.0) -> dict:
     }
 
 
-def _edgecnn_run(model: Path, video: Path, out: Path, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
+def _edgecnn_run(
+    model: Path, video: Path, out: Path, *extra: str
+) -> tuple[subprocess.CompletedProcess, float]:
     cmd = [sys.executable, "-m", "edgecnn", "run", str(model), "--source", str(video),
            "--threads", "1", "--jsonl", str(out), *extra]  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -194,7 +202,9 @@ def default_model() -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", nargs="?", type=Path, help="int8 .tflite (default: newest in runs/)")
+    parser.add_argument(
+        "model", nargs="?", type=Path, help="int8 .tflite (default: newest in runs/)"
+    )
     parser.add_argument("--frames", type=int, default=600, help="frames in the test video")
     parser.add_argument("--keras", type=Path, help="Keras model for (d) (default: RUN/model.keras)")
     parser.add_argument("--naive-frames", type=int, default=150, help="frames for (d)")
@@ -210,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         video = make_video(workdir / "test_640x480.mp4", args.frames)
         print(f"model {model}\nvideo {WIDTH}x{HEIGHT}, {args.frames} frames, MPEG-4 (mp4v)\n")
         a = decode_only(video)
-        print(f"(a) decode only (OpenCV)            {a['fps']:8.1f} FPS  (CPU {a['cpu_ms']:.2f} ms/frame)")
+        print(
+            f"(a) decode only (OpenCV)            {a['fps']:8.1f} FPS  (CPU {a['cpu_ms']:.2f} ms/frame)"
+        )
         b = bare_inference(model, video)
         print(f"(b) inference, 1 thread ({b['input']})     {b['invoke_fps']:8.1f} FPS  "
               f"(Classifier.probs incl. quantisation: {b['probs_fps']:.1f})")  # fmt: skip
@@ -247,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
           f"(ceiling with the resize counted: {three_stage:.1f} FPS)")  # fmt: skip
     stage_cpu = a["cpu_ms"] + p["cpu_ms"] + b["probs_cpu_ms"]
     figures["stage_cpu_ms"] = stage_cpu
-    print(f"CPU per frame: stages alone {stage_cpu:.2f} ms (decode + preprocess + inference), "
-          f"edgecnn run {c['cpu_ms']:.2f} ms -> 2-core bound {2000 / c['cpu_ms']:.0f} FPS")
+    print(
+        f"CPU per frame: stages alone {stage_cpu:.2f} ms (decode + preprocess + inference), "
+        f"edgecnn run {c['cpu_ms']:.2f} ms -> 2-core bound {2000 / c['cpu_ms']:.0f} FPS"
+    )
     if d:
         print(f"(c) / (d)        = {figures['run_vs_naive']:.1f}x")
     print(f"capture-to-result latency of (c): p50 {c['latency_p50_ms']:.2f} ms, "

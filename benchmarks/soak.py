@@ -44,7 +44,9 @@ def make_clip(path: Path, frames: int = 250) -> Path:
     rng = np.random.default_rng(0)
     for i in range(frames):
         img = np.full((240, 320, 3), (i * 3) % 255, np.uint8)
-        cv2.circle(img, ((7 * i) % 320, 120), 40, tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
+        cv2.circle(
+            img, ((7 * i) % 320, 120), 40, tuple(int(c) for c in rng.integers(0, 255, 3)), -1
+        )
         writer.write(img)
     writer.release()
     return path
@@ -98,7 +100,9 @@ def viewers(port: int, stop: threading.Event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", nargs="?", help="model file (default: newest runs/*/export/model_int8.tflite)")
+    parser.add_argument(
+        "model", nargs="?", help="model file (default: newest runs/*/export/model_int8.tflite)"
+    )
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -120,9 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - t0
     warm, end = clip.rss.get("warm", float("nan")), clip.rss.get("end", float("nan"))
     growth = (end - warm) / warm
-    print(f"\nsoak: {summary.frames} frames in {seconds:.0f}s ({summary.fps:.0f} FPS), model {model}")
-    print(f"RSS at start {start_rss:.1f} MiB, after {WARMUP} frames {warm:.1f} MiB, "
-          f"at frame {args.frames} {end:.1f} MiB: growth {growth:+.2%} (limit 5%)")
+    print(
+        f"\nsoak: {summary.frames} frames in {seconds:.0f}s ({summary.fps:.0f} FPS), model {model}"
+    )
+    print(
+        f"RSS at start {start_rss:.1f} MiB, after {WARMUP} frames {warm:.1f} MiB, "
+        f"at frame {args.frames} {end:.1f} MiB: growth {growth:+.2%} (limit 5%)"
+    )
     return 0 if growth < 0.05 and summary.frames == args.frames else 1
 
 

@@ -84,14 +84,22 @@ def onnx_overhead(path: Path, *, threads: int, runs: int) -> dict[str, float]:
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    return _interleaved({"bare": lambda: sess.run(None, {name: x}), "wrapper": lambda: clf.probs(x)}, runs=runs)
+    return _interleaved(
+        {"bare": lambda: sess.run(None, {name: x}), "wrapper": lambda: clf.probs(x)}, runs=runs
+    )
 
 
 def _bench(targets: list[Path], *, threads: int, runs: int) -> dict:
     from edgecnn.bench import BenchConfig, bench
 
-    config = BenchConfig(backends=("tflite", "onnx"), threads=(threads,), runs=runs, warmup=50,
-                         warmup_seconds=1.0, min_seconds=2.0)
+    config = BenchConfig(
+        backends=("tflite", "onnx"),
+        threads=(threads,),
+        runs=runs,
+        warmup=50,
+        warmup_seconds=1.0,
+        min_seconds=2.0,
+    )
     return bench(targets, config=config, progress=False)
 
 
@@ -105,9 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     print("command:", shlex.join([sys.executable, *sys.argv]))
     ok = True
 
-    print(f"\n1. wrapper overhead (Classifier.probs vs bare call, {args.threads} thread, p50 of {args.runs})")
-    for name, fn in (("model_int8.tflite", tflite_overhead), ("model.onnx", onnx_overhead),
-                     ("model_int8.onnx", onnx_overhead)):
+    print(
+        f"\n1. wrapper overhead (Classifier.probs vs bare call, {args.threads} thread, p50 of {args.runs})"
+    )
+    for name, fn in (
+        ("model_int8.tflite", tflite_overhead),
+        ("model.onnx", onnx_overhead),
+        ("model_int8.onnx", onnx_overhead),
+    ):
         path = export / name
         if not path.is_file():
             print(f"   {name}: not in {export}, skipped")
@@ -116,12 +129,22 @@ def main(argv: list[str] | None = None) -> int:
         ratio = r["wrapper"] / r["bare"]
         ok &= ratio <= WRAPPER_TARGET
         verdict = "ok" if ratio <= WRAPPER_TARGET else "ABOVE TARGET"
-        print(f"   {name:<18} bare {r['bare']:.3f} ms  wrapper {r['wrapper']:.3f} ms  "
-              f"ratio {ratio:.3f}x (target <= {WRAPPER_TARGET}x) {verdict}")
+        print(
+            f"   {name:<18} bare {r['bare']:.3f} ms  wrapper {r['wrapper']:.3f} ms  "
+            f"ratio {ratio:.3f}x (target <= {WRAPPER_TARGET}x) {verdict}"
+        )
 
-    print(f"\n2+3. two consecutive `edgecnn bench` runs (tflite+onnx, {args.threads} thread, {args.runs} runs)")
-    targets = [p for p in (export / n for n in ("model_int8.tflite", "model_fp32.tflite",
-                                                "model.onnx", "model_int8.onnx")) if p.is_file()]
+    print(
+        f"\n2+3. two consecutive `edgecnn bench` runs (tflite+onnx, {args.threads} thread, {args.runs} runs)"
+    )
+    targets = [
+        p
+        for p in (
+            export / n
+            for n in ("model_int8.tflite", "model_fp32.tflite", "model.onnx", "model_int8.onnx")
+        )
+        if p.is_file()
+    ]
     first = _bench(targets, threads=args.threads, runs=args.runs)
     second = _bench(targets, threads=args.threads, runs=args.runs)
     p50 = {(r["artifact"], r["backend"]): r.get("p50_ms") for r in first["rows"]}
@@ -133,16 +156,22 @@ def main(argv: list[str] | None = None) -> int:
             continue
         spread = abs(b - a) / min(a, b)
         worst = max(worst, spread)
-        print(f"   {r['artifact']:<18} {r['backend']:<7} p50 {a:.3f} ms then {b:.3f} ms  spread {100 * spread:.1f}%")
+        print(
+            f"   {r['artifact']:<18} {r['backend']:<7} p50 {a:.3f} ms then {b:.3f} ms  spread {100 * spread:.1f}%"
+        )
     ok &= worst <= SPREAD_TARGET
-    print(f"   worst spread {100 * worst:.1f}% (target <= {100 * SPREAD_TARGET:.0f}%) "
-          f"{'ok' if worst <= SPREAD_TARGET else 'ABOVE TARGET'}")
+    print(
+        f"   worst spread {100 * worst:.1f}% (target <= {100 * SPREAD_TARGET:.0f}%) "
+        f"{'ok' if worst <= SPREAD_TARGET else 'ABOVE TARGET'}"
+    )
     i8 = p50.get(("model_int8.tflite", "tflite"))
     f32 = p50.get(("model_fp32.tflite", "tflite"))
     if i8 and f32:
         ok &= i8 < f32
-        print(f"\n   int8 vs fp32 TFLite at {args.threads} thread: {i8:.3f} ms vs {f32:.3f} ms p50 -> "
-              f"int8 is {f32 / i8:.2f}x {'faster' if i8 < f32 else 'SLOWER'}")
+        print(
+            f"\n   int8 vs fp32 TFLite at {args.threads} thread: {i8:.3f} ms vs {f32:.3f} ms p50 -> "
+            f"int8 is {f32 / i8:.2f}x {'faster' if i8 < f32 else 'SLOWER'}"
+        )
     print("\nall targets met" if ok else "\nsome targets NOT met (see above)")
     return 0
 

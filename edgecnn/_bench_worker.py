@@ -45,7 +45,10 @@ def _peak_rss_bytes() -> int:
 
 
 def _top1(clf, pixels: np.ndarray) -> np.ndarray:
-    out = [np.argmax(clf.probs_pixels(pixels[i : i + BATCH]), axis=1) for i in range(0, len(pixels), BATCH)]
+    out = [
+        np.argmax(clf.probs_pixels(pixels[i : i + BATCH]), axis=1)
+        for i in range(0, len(pixels), BATCH)
+    ]
     return np.concatenate(out).astype(np.int64)
 
 
@@ -57,7 +60,9 @@ def _sample_input(clf, spec: dict) -> np.ndarray:
         pixels = np.load(spec["pixels"], mmap_mode="r")[:1]
     else:
         c = clf.contract
-        pixels = np.random.default_rng(0).integers(0, 256, (1, c.height, c.width, 3), dtype=np.uint8)
+        pixels = np.random.default_rng(0).integers(
+            0, 256, (1, c.height, c.width, 3), dtype=np.uint8
+        )
     return np.ascontiguousarray(to_input(np.asarray(pixels), clf.contract), dtype=np.float32)
 
 
@@ -70,7 +75,9 @@ def _backend_info(clf) -> dict:
         if key in ("path", "backend", "threads"):
             continue
         out["backend_version" if key == "module" else key] = (
-            value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value)
+            value
+            if isinstance(value, (str, int, float, bool)) or value is None
+            else json.dumps(value)
         )
     return out
 
@@ -101,7 +108,9 @@ def measure(spec: dict) -> dict:
     clf.probs(x)
     first_ms = (time.perf_counter() - t) * 1e3
     warm, warm_s = _time_calls(clf.probs, x, count=spec["warmup"], seconds=spec["warmup_seconds"])
-    lat, total_s = _time_calls(clf.probs, x, count=spec["runs"], seconds=spec.get("min_seconds", 0.0))
+    lat, total_s = _time_calls(
+        clf.probs, x, count=spec["runs"], seconds=spec.get("min_seconds", 0.0)
+    )
     ms = np.asarray(lat, dtype=np.float64) / 1e6
     row = {
         "import_s": import_s,
@@ -151,14 +160,27 @@ def pipeline(spec: dict) -> dict:
     """The live loop (`edgecnn run`'s) on a source: frames, FPS and per-stage p50/p99."""
     from edgecnn.runtime.live import live
 
-    with live(spec["model"], spec["source"], backend=spec["backend"], threads=spec["threads"],
-              max_frames=spec["frames"], on_status=lambda message: None) as loop:
+    with live(
+        spec["model"],
+        spec["source"],
+        backend=spec["backend"],
+        threads=spec["threads"],
+        max_frames=spec["frames"],
+        on_status=lambda message: None,
+    ) as loop:
         for _ in loop:
             pass
         summary = loop.summary().to_dict()
-    stages = {k: {"p50_ms": v, "p99_ms": summary["p99_ms"][k]} for k, v in summary["p50_ms"].items()}
-    return {"frames": summary["frames"], "fps": summary["fps"], "dropped": summary["dropped"],
-            "stages": stages, "frame_age_ms": summary["frame_age_ms"]}
+    stages = {
+        k: {"p50_ms": v, "p99_ms": summary["p99_ms"][k]} for k, v in summary["p50_ms"].items()
+    }
+    return {
+        "frames": summary["frames"],
+        "fps": summary["fps"],
+        "dropped": summary["dropped"],
+        "stages": stages,
+        "frame_age_ms": summary["frame_age_ms"],
+    }
 
 
 def decode(spec: dict) -> dict:
@@ -179,12 +201,19 @@ def decode(spec: dict) -> dict:
     seconds = time.perf_counter() - start
     ms = np.asarray(times or [0.0])
     capture = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
-    return {"frames": len(times), "fps": len(times) / seconds if seconds > 0 else None,
-            "stages": {"capture": capture, "total": capture}}
+    return {
+        "frames": len(times),
+        "fps": len(times) / seconds if seconds > 0 else None,
+        "stages": {"capture": capture, "total": capture},
+    }
 
 
-MODES = {"bench": lambda spec: measure(spec), "predict": lambda spec: predict(spec),
-         "pipeline": lambda spec: pipeline(spec), "decode": lambda spec: decode(spec)}
+MODES = {
+    "bench": lambda spec: measure(spec),
+    "predict": lambda spec: predict(spec),
+    "pipeline": lambda spec: pipeline(spec),
+    "decode": lambda spec: decode(spec),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

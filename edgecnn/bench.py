@@ -141,8 +141,15 @@ def plan_jobs(artifacts: list[Path], config: BenchConfig) -> list[Job]:
 def planned_rows(targets: list[str | os.PathLike], config: BenchConfig) -> list[dict]:
     """The (artifact, backend, threads) keys a bench of `targets` will produce, unmeasured."""
     jobs = plan_jobs([a for t in targets for a in list_artifacts(t)], config)
-    rows = [{"artifact": j.artifact.name, "path": str(j.artifact), "backend": j.backend,
-             "threads": j.threads} for j in jobs]
+    rows = [
+        {
+            "artifact": j.artifact.name,
+            "path": str(j.artifact),
+            "backend": j.backend,
+            "threads": j.threads,
+        }
+        for j in jobs
+    ]
     _label_rows(rows, None)
     return rows
 
@@ -228,8 +235,9 @@ class _Data:
     """The --data images decoded once per distinct contract (the shared preprocessing), saved as
     .npy for the children, and the Keras reference predictions, once per Keras model."""
 
-    def __init__(self, root: str | os.PathLike, config: BenchConfig, workdir: Path,
-                 progress: bool | None) -> None:
+    def __init__(
+        self, root: str | os.PathLike, config: BenchConfig, workdir: Path, progress: bool | None
+    ) -> None:
         self.root, self.config, self.workdir, self.progress = root, config, workdir, progress
         self.sets: dict[str, dict] = {}
         self.references: dict[Path, dict] = {}
@@ -239,8 +247,10 @@ class _Data:
 
         contract = read_contract(artifact)
         if contract is None:
-            raise InputError(f"{artifact}: --data needs a model that carries its labels and input "
-                             "size (edgecnn metadata)")
+            raise InputError(
+                f"{artifact}: --data needs a model that carries its labels and input "
+                "size (edgecnn metadata)"
+            )
         key = _geometry(contract)
         if key not in self.sets:
             self.sets[key] = self._decode(contract, len(self.sets))
@@ -258,18 +268,35 @@ class _Data:
         pixels, targets = self.workdir / f"pixels{n}.npy", self.workdir / f"targets{n}.npy"
         np.save(pixels, decoded.pixels)
         np.save(targets, decoded.targets)
-        return {"pixels": str(pixels), "targets": str(targets), "n_images": int(len(decoded.targets)),
-                "skipped": len(decoded.skipped), "size": [contract.height, contract.width]}
+        return {
+            "pixels": str(pixels),
+            "targets": str(targets),
+            "n_images": int(len(decoded.targets)),
+            "skipped": len(decoded.skipped),
+            "size": [contract.height, contract.width],
+        }
 
     def reference(self, keras_model: Path, images: dict) -> dict:
         """Top-1 of the Keras model on `images`, computed once in its own process."""
         if keras_model not in self.references:
             save = self.workdir / f"reference{len(self.references)}.npy"
-            out = _run_child({"mode": "predict", "model": str(keras_model), "backend": "keras",
-                              "threads": None, "pixels": images["pixels"], "save": str(save)},
-                             self.workdir, f"reference{len(self.references)}")
-            self.references[keras_model] = {"path": str(save), "error": out.get("error"),
-                                            "pixels": images["pixels"]}
+            out = _run_child(
+                {
+                    "mode": "predict",
+                    "model": str(keras_model),
+                    "backend": "keras",
+                    "threads": None,
+                    "pixels": images["pixels"],
+                    "save": str(save),
+                },
+                self.workdir,
+                f"reference{len(self.references)}",
+            )
+            self.references[keras_model] = {
+                "path": str(save),
+                "error": out.get("error"),
+                "pixels": images["pixels"],
+            }
         ref = self.references[keras_model]
         return ref if ref["pixels"] == images["pixels"] else {"error": "input contract differs"}
 
@@ -344,14 +371,23 @@ def bench(
         if images is not None:
             for artifact in dict.fromkeys(j.artifact for j in jobs):
                 images.for_artifact(artifact)  # decode up front: bad --data fails before measuring
-        common = {"runs": config.runs, "warmup": config.warmup, "warmup_seconds": config.warmup_seconds,
-                  "min_seconds": config.min_seconds}
+        common = {
+            "runs": config.runs,
+            "warmup": config.warmup,
+            "warmup_seconds": config.warmup_seconds,
+            "min_seconds": config.min_seconds,
+        }
         rows = []
         with Progress(len(jobs), "bench", enabled=progress) as bar:
             for i, job in enumerate(jobs):
                 bar.desc = f"bench {job.artifact.name} {job.backend} x{job.threads}"
                 bar.update(0)
-                spec = {**common, "model": str(job.artifact), "backend": job.backend, "threads": job.threads}
+                spec = {
+                    **common,
+                    "model": str(job.artifact),
+                    "backend": job.backend,
+                    "threads": job.threads,
+                }
                 if images is not None:
                     spec.update(images.spec(job.artifact))
                 rows.append(_row(job, _run_child(spec, workdir, f"job{i}")))
@@ -362,7 +398,9 @@ def bench(
     if pipeline_rows:
         _pipeline_ceilings(pipeline_rows, rows)
     _label_rows(rows, pipeline_rows)
-    env["tflite_delegates"] = sorted({r["delegate"] for r in rows if r.get("delegate") and r["backend"] == "tflite"})
+    env["tflite_delegates"] = sorted(
+        {r["delegate"] for r in rows if r.get("delegate") and r["backend"] == "tflite"}
+    )
     return {
         "schema": SCHEMA,
         "env": env,
@@ -387,7 +425,9 @@ def _pipeline_ceilings(pipeline_rows: list[dict], rows: list[dict]) -> None:
         row["ceiling_fps"] = min(limits)
         row["of_ceiling"] = row["fps"] / row["ceiling_fps"]
         which = "decode" if row["ceiling_fps"] == decode_fps else "inference"
-        row["note"] = f"{100 * row['of_ceiling']:.0f}% of ceiling ({row['ceiling_fps']:.0f} FPS, {which})"
+        row["note"] = (
+            f"{100 * row['of_ceiling']:.0f}% of ceiling ({row['ceiling_fps']:.0f} FPS, {which})"
+        )
 
 
 def _label_rows(rows: list[dict], pipeline_rows: list[dict] | None) -> None:
@@ -408,8 +448,9 @@ def _label_rows(rows: list[dict], pipeline_rows: list[dict] | None) -> None:
             r["artifact"] = labels.get((r["artifact"], r["path"]), r["artifact"])
 
 
-def _pipeline_rows(source: str, jobs: list[Job], config: BenchConfig, workdir: Path,
-                   progress: bool | None) -> list[dict]:
+def _pipeline_rows(
+    source: str, jobs: list[Job], config: BenchConfig, workdir: Path, progress: bool | None
+) -> list[dict]:
     """The live loop per artifact x backend x threads, after the source's decode-only ceiling."""
     from edgecnn.runtime.progress import Progress
 
@@ -417,14 +458,31 @@ def _pipeline_rows(source: str, jobs: list[Job], config: BenchConfig, workdir: P
     rows = []
     with Progress(len(jobs) + 1, "bench: pipeline", enabled=progress) as bar:
         ceiling = _run_child({**base, "mode": "decode"}, workdir, "decode")
-        rows.append({"artifact": "(decode only)", "backend": "-", "threads": "-", **ceiling,
-                     "note": "ceiling: source decode alone"})
+        rows.append(
+            {
+                "artifact": "(decode only)",
+                "backend": "-",
+                "threads": "-",
+                **ceiling,
+                "note": "ceiling: source decode alone",
+            }
+        )
         bar.update()
         for i, job in enumerate(jobs):
-            spec = {**base, "mode": "pipeline", "model": str(job.artifact), "backend": job.backend,
-                    "threads": job.threads}
-            row = {"artifact": job.artifact.name, "path": str(job.artifact), "backend": job.backend,
-                   "threads": job.threads, **_run_child(spec, workdir, f"pipe{i}")}
+            spec = {
+                **base,
+                "mode": "pipeline",
+                "model": str(job.artifact),
+                "backend": job.backend,
+                "threads": job.threads,
+            }
+            row = {
+                "artifact": job.artifact.name,
+                "path": str(job.artifact),
+                "backend": job.backend,
+                "threads": job.threads,
+                **_run_child(spec, workdir, f"pipe{i}"),
+            }
             rows.append(row)
             bar.update()
     return rows

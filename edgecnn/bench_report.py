@@ -17,9 +17,28 @@ from edgecnn.runtime.errors import InputError
 REGRESSION_RATIO = 1.15  # p50 slower than this x the old run: flagged (run-to-run spread is ~15%)
 ACCURACY_DROP = 0.01  # accuracy lower by more than this (absolute): flagged
 CSV_FIELDS = (
-    "artifact", "format", "backend", "threads", "file_bytes", "load_s", "first_ms",
-    "warmup_runs", "runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "fps", "peak_rss_bytes",
-    "accuracy", "agreement", "n_images", "delegate", "imported_tensorflow", "error", "path",
+    "artifact",
+    "format",
+    "backend",
+    "threads",
+    "file_bytes",
+    "load_s",
+    "first_ms",
+    "warmup_runs",
+    "runs",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "fps",
+    "peak_rss_bytes",
+    "accuracy",
+    "agreement",
+    "n_images",
+    "delegate",
+    "imported_tensorflow",
+    "error",
+    "path",
 )
 
 
@@ -56,8 +75,11 @@ def _grid(header: list[str], rows: list[list[str]], *, markdown: bool = False) -
 
 def _row_cells(r: dict) -> list[str]:
     if r.get("error"):
-        return [r["artifact"], r["backend"], str(r["threads"]), _size(r.get("file_bytes"))] + [
-            "-"] * 8 + [f"ERROR: {r['error']}"]
+        return (
+            [r["artifact"], r["backend"], str(r["threads"]), _size(r.get("file_bytes"))]
+            + ["-"] * 8
+            + [f"ERROR: {r['error']}"]
+        )
     return [
         r["artifact"],
         r["backend"],
@@ -89,8 +111,21 @@ def _notes(r: dict) -> str:
     return "; ".join(notes)
 
 
-HEADER = ["artifact", "backend", "thr", "size", "load ms", "1st ms", "p50 ms", "p90 ms",
-          "p99 ms", "FPS", "peak RSS", "acc / agree", "notes"]
+HEADER = [
+    "artifact",
+    "backend",
+    "thr",
+    "size",
+    "load ms",
+    "1st ms",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "FPS",
+    "peak RSS",
+    "acc / agree",
+    "notes",
+]
 
 
 def format_env(result: dict) -> str:
@@ -110,7 +145,10 @@ def format_env(result: dict) -> str:
     ]
     data = result.get("data")
     if data:
-        ref = data.get("reference") or f"none ({data.get('reference_error') or 'no model.keras found'})"
+        ref = (
+            data.get("reference")
+            or f"none ({data.get('reference_error') or 'no model.keras found'})"
+        )
         lines.append(f"Data: {data['dir']} ({data['n_images']} images); agreement vs Keras {ref}")
     return "\n".join(lines)
 
@@ -123,22 +161,46 @@ def format_pipeline(result: dict, *, markdown: bool = False) -> str:
     rows = result.get("pipeline")
     if not rows:
         return ""
-    header = ["artifact", "backend", "thr", "frames", "FPS", "capture", "preprocess",
-              "inference", "postprocess", "total p50", "total p99", "notes"]
+    header = [
+        "artifact",
+        "backend",
+        "thr",
+        "frames",
+        "FPS",
+        "capture",
+        "preprocess",
+        "inference",
+        "postprocess",
+        "total p50",
+        "total p99",
+        "notes",
+    ]
     cells = []
     for r in rows:
         if r.get("error"):
-            cells.append([r.get("artifact", "-"), r.get("backend", "-"), str(r.get("threads", "-"))]
-                         + ["-"] * 8 + [f"ERROR: {r['error']}"])
+            cells.append(
+                [r.get("artifact", "-"), r.get("backend", "-"), str(r.get("threads", "-"))]
+                + ["-"] * 8
+                + [f"ERROR: {r['error']}"]
+            )
             continue
         st = r.get("stages", {})
-        cells.append([
-            r.get("artifact", "-"), r.get("backend", "-"), str(r.get("threads", "-")),
-            str(r.get("frames", "-")), _num(r.get("fps"), ".1f"),
-            *(_num(st.get(k, {}).get("p50_ms"), ".2f") for k in ("capture", "preprocess", "inference", "postprocess")),
-            _num(st.get("total", {}).get("p50_ms"), ".2f"), _num(st.get("total", {}).get("p99_ms"), ".2f"),
-            r.get("note", ""),
-        ])
+        cells.append(
+            [
+                r.get("artifact", "-"),
+                r.get("backend", "-"),
+                str(r.get("threads", "-")),
+                str(r.get("frames", "-")),
+                _num(r.get("fps"), ".1f"),
+                *(
+                    _num(st.get(k, {}).get("p50_ms"), ".2f")
+                    for k in ("capture", "preprocess", "inference", "postprocess")
+                ),
+                _num(st.get("total", {}).get("p50_ms"), ".2f"),
+                _num(st.get("total", {}).get("p99_ms"), ".2f"),
+                r.get("note", ""),
+            ]
+        )
     return "Pipeline (ms per frame, p50 unless noted):\n" + _grid(header, cells, markdown=markdown)
 
 
@@ -206,11 +268,19 @@ def write_plot(result: dict, path: str | os.PathLike) -> Path:
     names = [f"{r['artifact']} | {r['backend']} x{r['threads']}" for r in rows]
     ys = list(range(len(rows)))
     has_acc = any(r.get("accuracy") is not None for r in rows)
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 8, 1.2 + 0.4 * max(1, len(rows))),
-                             sharey=True, squeeze=False, gridspec_kw={"width_ratios": [3, 1]} if has_acc else None)
+    fig, axes = plt.subplots(
+        1,
+        2 if has_acc else 1,
+        figsize=(11 if has_acc else 8, 1.2 + 0.4 * max(1, len(rows))),
+        sharey=True,
+        squeeze=False,
+        gridspec_kw={"width_ratios": [3, 1]} if has_acc else None,
+    )
     ax = axes[0][0]
     ax.barh(ys, [r["p50_ms"] for r in rows], color="#4c72b0", label="p50")
-    ax.scatter([r["p99_ms"] for r in rows], ys, marker="|", s=300, color="#c44e52", label="p99", zorder=3)
+    ax.scatter(
+        [r["p99_ms"] for r in rows], ys, marker="|", s=300, color="#c44e52", label="p99", zorder=3
+    )
     p50s = [r["p50_ms"] for r in rows]
     if p50s and max(p50s) / max(min(p50s), 1e-6) > 50:
         ax.set_xscale("log")  # Keras next to int8 TFLite spans orders of magnitude
@@ -252,9 +322,15 @@ def load_result(path: str | os.PathLike) -> dict:
         raise InputError(f"{path}: not a bench JSON file ({e})") from None
     from edgecnn.bench import SCHEMA
 
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("rows"), list):
+    if (
+        not isinstance(data, dict)
+        or data.get("schema") != SCHEMA
+        or not isinstance(data.get("rows"), list)
+    ):
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise InputError(f"{path}: not an edgecnn bench result (expected schema {SCHEMA!r}, found {found!r})")
+        raise InputError(
+            f"{path}: not an edgecnn bench result (expected schema {SCHEMA!r}, found {found!r})"
+        )
     return data
 
 
@@ -281,7 +357,12 @@ def compare(result: dict, old: dict, *, source: str = "old result") -> list[dict
         o = old_rows.get(_key(r))
         if o is None or r.get("error"):
             continue
-        item = {"artifact": r["artifact"], "backend": r["backend"], "threads": r["threads"], "flags": []}
+        item = {
+            "artifact": r["artifact"],
+            "backend": r["backend"],
+            "threads": r["threads"],
+            "flags": [],
+        }
         for k in ("p50_ms", "p99_ms", "load_s", "peak_rss_bytes"):
             if r.get(k) and o.get(k):
                 item[f"{k}_ratio"] = r[k] / o[k]
@@ -300,13 +381,27 @@ def compare(result: dict, old: dict, *, source: str = "old result") -> list[dict
 
 
 def format_compare(items: list[dict]) -> str:
-    header = ["artifact", "backend", "thr", "p50 new/old", "p99 new/old", "load new/old", "acc delta", "flag"]
+    header = [
+        "artifact",
+        "backend",
+        "thr",
+        "p50 new/old",
+        "p99 new/old",
+        "load new/old",
+        "acc delta",
+        "flag",
+    ]
     cells = [
-        [i["artifact"], i["backend"], str(i["threads"]),
-         _num(i.get("p50_ms_ratio"), ".2f") + "x", _num(i.get("p99_ms_ratio"), ".2f") + "x",
-         _num(i.get("load_s_ratio"), ".2f") + "x",
-         "-" if i.get("accuracy_delta") is None else f"{100 * i['accuracy_delta']:+.1f} pts",
-         "REGRESSION: " + "; ".join(i["flags"]) if i["flags"] else "ok"]
+        [
+            i["artifact"],
+            i["backend"],
+            str(i["threads"]),
+            _num(i.get("p50_ms_ratio"), ".2f") + "x",
+            _num(i.get("p99_ms_ratio"), ".2f") + "x",
+            _num(i.get("load_s_ratio"), ".2f") + "x",
+            "-" if i.get("accuracy_delta") is None else f"{100 * i['accuracy_delta']:+.1f} pts",
+            "REGRESSION: " + "; ".join(i["flags"]) if i["flags"] else "ok",
+        ]
         for i in items
     ]
     n_bad = sum(1 for i in items if i["flags"])

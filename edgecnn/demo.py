@@ -78,21 +78,54 @@ class Budget:
 # borderline images.
 BUDGETS = {
     "default": Budget(
-        "default", classes=("circle", "triangle", "cross", "stripes"), train_per_class=150,
-        val_per_class=60, heldback_per_class=10, img_size=48, epochs=20, batch=16,
-        calib_count=600, bench_runs=100, bench_warmup=10, bench_all_artifacts=True,
-        clip_images=12, frames_per_image=15,
+        "default",
+        classes=("circle", "triangle", "cross", "stripes"),
+        train_per_class=150,
+        val_per_class=60,
+        heldback_per_class=10,
+        img_size=48,
+        epochs=20,
+        batch=16,
+        calib_count=600,
+        bench_runs=100,
+        bench_warmup=10,
+        bench_all_artifacts=True,
+        clip_images=12,
+        frames_per_image=15,
     ),
     "quick": Budget(
-        "quick", classes=("circle", "cross", "stripes"), train_per_class=80, val_per_class=50,
-        heldback_per_class=4, img_size=40, epochs=12, batch=8, calib_count=60, bench_runs=30,
-        bench_warmup=5, bench_all_artifacts=False, clip_images=6, frames_per_image=8,
+        "quick",
+        classes=("circle", "cross", "stripes"),
+        train_per_class=80,
+        val_per_class=50,
+        heldback_per_class=4,
+        img_size=40,
+        epochs=12,
+        batch=8,
+        calib_count=60,
+        bench_runs=30,
+        bench_warmup=5,
+        bench_all_artifacts=False,
+        clip_images=6,
+        frames_per_image=8,
     ),
     "tiny": Budget(
-        "tiny", classes=("circle", "cross", "stripes"), train_per_class=16, val_per_class=8,
-        heldback_per_class=3, img_size=32, epochs=1, batch=16, calib_count=24, bench_runs=5,
-        bench_warmup=1, bench_all_artifacts=False, clip_images=3, frames_per_image=4,
-        heldback_size=64, clip_size=160,
+        "tiny",
+        classes=("circle", "cross", "stripes"),
+        train_per_class=16,
+        val_per_class=8,
+        heldback_per_class=3,
+        img_size=32,
+        epochs=1,
+        batch=16,
+        calib_count=24,
+        bench_runs=5,
+        bench_warmup=1,
+        bench_all_artifacts=False,
+        clip_images=3,
+        frames_per_image=4,
+        heldback_size=64,
+        clip_size=160,
     ),
 }
 
@@ -293,8 +326,12 @@ def _bench_targets(run_dir: Path, plan: Budget) -> list[Path]:
     if plan.bench_all_artifacts:
         return [run_dir]
     export_dir = run_dir / "export"
-    wanted = [export_dir / INT8_FILE, export_dir / "model_fp32.tflite", export_dir / "model.onnx",
-              run_dir / "model.keras"]
+    wanted = [
+        export_dir / INT8_FILE,
+        export_dir / "model_fp32.tflite",
+        export_dir / "model.onnx",
+        run_dir / "model.keras",
+    ]
     return [p for p in wanted if p.is_file()]
 
 
@@ -322,15 +359,19 @@ def _bench(run_dir: Path, root: Path, plan: Budget, progress: bool) -> dict[str,
                                "accuracy", "agreement", "error")}
         for r in result["rows"]
     ]  # fmt: skip
-    return {"files": {k: str(v) for k, v in paths.items()}, "rows": rows,
-            "elapsed_s": round(result.get("elapsed_s", 0.0), 1)}
+    return {
+        "files": {k: str(v) for k, v in paths.items()},
+        "rows": rows,
+        "elapsed_s": round(result.get("elapsed_s", 0.0), 1),
+    }
 
 
 # --- 5. live -------------------------------------------------------------------------------
 
 
-def render_clip(heldback: Path, path: Path, *, images: int, frames_per_image: int,
-                size: int, fps: float = 10.0) -> list[str]:
+def render_clip(
+    heldback: Path, path: Path, *, images: int, frames_per_image: int, size: int, fps: float = 10.0
+) -> list[str]:
     """Write a short video of held-back images (a slow zoom on each, hard cuts between them,
     classes interleaved) and return the true class of every frame, in order."""
     import cv2
@@ -387,8 +428,9 @@ def _window(show: bool, say) -> tuple[bool, str]:
     return True, "shown in a window at the clip's own frame rate"
 
 
-def _live(run_dir: Path, root: Path, plan: Budget, *, show: bool, progress: bool,
-          say) -> dict[str, Any]:
+def _live(
+    run_dir: Path, root: Path, plan: Budget, *, show: bool, progress: bool, say
+) -> dict[str, Any]:
     from edgecnn.runtime.live import run_live
 
     live_dir = root / "live"
@@ -466,19 +508,41 @@ def format_summary(summary: dict[str, Any], report: Path) -> str:
         size = f"{a['bytes'] / 1024:.0f} KB" if a.get("bytes") else "-"
         verdict = "ok" if a.get("passed") else "FAILED"
         dp = "-" if a.get("max_abs_diff") is None else f"{a['max_abs_diff']:.1e}"
-        rows.append(["", "", f"  {fmt:<12} {size:>7}  {verdict:<6} agreement "
-                             f"{_pct(a.get('agreement')):>6}  max |dp| {dp}  "
-                             f"accuracy {_pct(a.get('accuracy'))}"])
+        rows.append(
+            [
+                "",
+                "",
+                f"  {fmt:<12} {size:>7}  {verdict:<6} agreement "
+                f"{_pct(a.get('agreement')):>6}  max |dp| {dp}  "
+                f"accuracy {_pct(a.get('accuracy'))}",
+            ]
+        )
     ok = [r for r in summary["bench"]["rows"] if not r.get("error") and r.get("p50_ms")]
-    rows.append(["bench", f"{steps.get('bench', 0):.1f}",
-                 f"{len(ok)}/{len(summary['bench']['rows'])} artifact x backend rows, 1 thread"])
+    rows.append(
+        [
+            "bench",
+            f"{steps.get('bench', 0):.1f}",
+            f"{len(ok)}/{len(summary['bench']['rows'])} artifact x backend rows, 1 thread",
+        ]
+    )
     for r in ok:
-        rows.append(["", "", f"  {r['artifact']:<18} {r['backend']:<7} p50 {r['p50_ms']:.3f} ms"
-                             f"  acc {_pct(r.get('accuracy'))}"])
+        rows.append(
+            [
+                "",
+                "",
+                f"  {r['artifact']:<18} {r['backend']:<7} p50 {r['p50_ms']:.3f} ms"
+                f"  acc {_pct(r.get('accuracy'))}",
+            ]
+        )
     s = lv["summary"]
-    rows.append(["live", f"{steps.get('live', 0):.1f}",
-                 f"{s['frames']} frames of a generated clip, {s['fps']:.0f} FPS, "
-                 f"accuracy {_pct(lv['accuracy'])} ({Path(lv['model']).name})"])
+    rows.append(
+        [
+            "live",
+            f"{steps.get('live', 0):.1f}",
+            f"{s['frames']} frames of a generated clip, {s['fps']:.0f} FPS, "
+            f"accuracy {_pct(lv['accuracy'])} ({Path(lv['model']).name})",
+        ]
+    )
     rows.append(["report", f"{steps.get('report', 0):.1f}", str(report)])
     rows.append(["total", f"{summary['total_seconds']:.1f}", ""])
     return "\n" + _table(["step", "seconds", "result"], rows) + f"\n\nopen {report}"

@@ -174,7 +174,10 @@ def build_edge(
     inputs = keras.Input((img_size, img_size, 3), name="pixels")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
     x = conv_bn(x, _filters(cfg.stem, cfg.width), 3, 2, "stem")
-    for kind, block, stages in (("f", fused_block, cfg.fused), ("s", separable_block, cfg.separable)):
+    for kind, block, stages in (
+        ("f", fused_block, cfg.fused),
+        ("s", separable_block, cfg.separable),
+    ):
         for s, (filters, stride, repeats) in enumerate(stages):
             for r in range(repeats):
                 n = _filters(filters, cfg.width)

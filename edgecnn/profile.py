@@ -24,8 +24,19 @@ from edgecnn.runtime.errors import InputError, MissingDependencyError
 from edgecnn.runtime.metadata import model_kind, read_contract
 
 QUANT_ERROR_IMAGES = 8
-_ITEMSIZE = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT8": 1, "INT64": 8,
-             "BOOL": 1, "INT16": 2, "FLOAT64": 8, "UINT32": 4, "INT4": 1}
+_ITEMSIZE = {
+    "FLOAT32": 4,
+    "FLOAT16": 2,
+    "INT32": 4,
+    "UINT8": 1,
+    "INT8": 1,
+    "INT64": 8,
+    "BOOL": 1,
+    "INT16": 2,
+    "FLOAT64": 8,
+    "UINT32": 4,
+    "INT4": 1,
+}
 _FLOAT = ("FLOAT32", "FLOAT16", "FLOAT64")
 # Ops whose int32 constants are biases (parameters); elsewhere int32 constants are shapes/axes.
 _WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
@@ -74,7 +85,9 @@ def _tflite_schema():
         try:
             from tensorflow.lite.python import schema_py_generated as schema
         except ImportError:
-            raise MissingDependencyError("ai-edge-litert", "tflite", "reading .tflite files") from None
+            raise MissingDependencyError(
+                "ai-edge-litert", "tflite", "reading .tflite files"
+            ) from None
     return schema
 
 
@@ -106,12 +119,15 @@ def _tflite_macs(op: str, tensors: list, inputs: list[int], outputs: list[int]) 
     return 0
 
 
-def _peak_activation(n_ops: int, sizes: dict[int, int], produced: dict[int, int],
-                     last_use: dict[int, int]) -> int:
+def _peak_activation(
+    n_ops: int, sizes: dict[int, int], produced: dict[int, int], last_use: dict[int, int]
+) -> int:
     """Largest total of intermediate tensors alive at once when ops run in order."""
     peak = 0
     for i in range(n_ops):
-        live = sum(b for t, b in sizes.items() if produced.get(t, -1) <= i <= last_use.get(t, n_ops))
+        live = sum(
+            b for t, b in sizes.items() if produced.get(t, -1) <= i <= last_use.get(t, n_ops)
+        )
         peak = max(peak, live)
     return peak
 
@@ -124,7 +140,9 @@ def _profile_tflite(path: Path) -> dict:
     try:
         model = schema.ModelT.InitFromPackedBuf(buf, 0)
     except Exception as e:  # a corrupt flatbuffer raises anything from struct/IndexError up
-        raise InputError(f"{path}: not a readable .tflite flatbuffer ({type(e).__name__})") from None
+        raise InputError(
+            f"{path}: not a readable .tflite flatbuffer ({type(e).__name__})"
+        ) from None
     if not model.subgraphs:
         raise InputError(f"{path}: .tflite file has no subgraph")
     op_names = _enum_names(schema.BuiltinOperator)
@@ -133,7 +151,11 @@ def _profile_tflite(path: Path) -> dict:
     tensors = g.tensors or []
 
     def is_const(t) -> bool:
-        b = model.buffers[t.buffer] if t.buffer is not None and t.buffer < len(model.buffers) else None
+        b = (
+            model.buffers[t.buffer]
+            if t.buffer is not None and t.buffer < len(model.buffers)
+            else None
+        )
         return b is not None and ((b.data is not None and len(b.data) > 0) or (b.offset or 0) > 1)
 
     def dtype(t) -> str:
@@ -144,7 +166,11 @@ def _profile_tflite(path: Path) -> dict:
 
     const = {i for i, t in enumerate(tensors) if is_const(t)}
     layers, produced, last_use, float_ops = [], {}, {}, []
-    quantized = any(dtype(tensors[i]) in ("INT8", "UINT8", "INT16") for i in range(len(tensors)) if i not in const)
+    quantized = any(
+        dtype(tensors[i]) in ("INT8", "UINT8", "INT16")
+        for i in range(len(tensors))
+        if i not in const
+    )
     for idx, op in enumerate(g.operators or []):
         code = model.operatorCodes[op.opcodeIndex]
         name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
@@ -157,16 +183,25 @@ def _profile_tflite(path: Path) -> dict:
                 last_use[t] = idx
         for t in outs:
             produced[t] = idx
-        weights = [t for t in ins if t >= 0 and t in const
-                   and (name in _WEIGHTED_OPS or dtype(tensors[t]) not in ("INT32", "INT64"))]
+        weights = [
+            t
+            for t in ins
+            if t >= 0
+            and t in const
+            and (name in _WEIGHTED_OPS or dtype(tensors[t]) not in ("INT32", "INT64"))
+        ]
         out_t = tensors[outs[0]] if outs else None
         layer = {
             "index": idx,
             "name": _decode(out_t.name) if out_t is not None else "",
             "op": name,
-            "output_shape": [int(d) for d in out_t.shape] if out_t is not None and out_t.shape is not None else [],
+            "output_shape": [int(d) for d in out_t.shape]
+            if out_t is not None and out_t.shape is not None
+            else [],
             "dtype": dtype(out_t) if out_t is not None else "",
-            "params": sum(_prod(tensors[t].shape if tensors[t].shape is not None else []) for t in weights),
+            "params": sum(
+                _prod(tensors[t].shape if tensors[t].shape is not None else []) for t in weights
+            ),
             "weight_bytes": sum(nbytes(tensors[t]) for t in weights),
             "macs": _tflite_macs(name, tensors, ins, outs),
         }
@@ -174,8 +209,14 @@ def _profile_tflite(path: Path) -> dict:
         moving = [t for t in ins + outs if t >= 0 and t not in const]
         if quantized and any(dtype(tensors[t]) in _FLOAT for t in moving):
             boundary = name in ("QUANTIZE", "DEQUANTIZE")
-            float_ops.append({"index": idx, "op": name, "name": layer["name"],
-                              "why": "input/output conversion" if boundary else "computes in float"})
+            float_ops.append(
+                {
+                    "index": idx,
+                    "op": name,
+                    "name": layer["name"],
+                    "why": "input/output conversion" if boundary else "computes in float",
+                }
+            )
     for t in list(g.outputs if g.outputs is not None else []):
         last_use[int(t)] = len(layers)
     sizes = {i: nbytes(t) for i, t in enumerate(tensors) if i not in const}
@@ -213,27 +254,44 @@ def _profile_onnx(path: Path) -> dict:
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         tt = vi.type.tensor_type
         shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in tt.shape.dim]
-        dtypes[vi.name] = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.float32
+        dtypes[vi.name] = (
+            onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.float32
+        )
     producer = {o: n for n in g.node for o in n.output}
     # In a QDQ file a weight reaches its Conv/Gemm through DequantizeLinear(initializer): treat
     # that DequantizeLinear output as the weight (it is constant, not an activation).
-    const_dq = {n.output[0]: n.input[0] for n in g.node
-                if n.op_type == "DequantizeLinear" and n.input and n.input[0] in inits}
+    const_dq = {
+        n.output[0]: n.input[0]
+        for n in g.node
+        if n.op_type == "DequantizeLinear" and n.input and n.input[0] in inits
+    }
     weights_of = {**inits, **{o: inits[i] for o, i in const_dq.items()}}
-    quantized = any(n.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger") for n in g.node)
+    quantized = any(
+        n.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger")
+        for n in g.node
+    )
     qdq_ops = ("QuantizeLinear", "DequantizeLinear")
     layers, float_ops, produced, last_use = [], [], {}, {}
     for idx, node in enumerate(g.node):
         is_qdq = node.op_type in qdq_ops
-        weights = [] if is_qdq else [i for i in node.input if i in weights_of and weights_of[i].dtype != np.int64]
+        weights = (
+            []
+            if is_qdq
+            else [i for i in node.input if i in weights_of and weights_of[i].dtype != np.int64]
+        )
         out = node.output[0] if node.output else ""
-        layers.append({
-            "index": idx, "name": node.name or out, "op": node.op_type,
-            "output_shape": shapes.get(out, []), "dtype": str(np.dtype(dtypes.get(out, np.float32))),
-            "params": int(sum(weights_of[w].size for w in weights)),
-            "weight_bytes": int(sum(weights_of[w].nbytes for w in weights)),
-            "macs": 0 if is_qdq else _onnx_macs(node, weights_of, shapes),
-        })
+        layers.append(
+            {
+                "index": idx,
+                "name": node.name or out,
+                "op": node.op_type,
+                "output_shape": shapes.get(out, []),
+                "dtype": str(np.dtype(dtypes.get(out, np.float32))),
+                "params": int(sum(weights_of[w].size for w in weights)),
+                "weight_bytes": int(sum(weights_of[w].nbytes for w in weights)),
+                "macs": 0 if is_qdq else _onnx_macs(node, weights_of, shapes),
+            }
+        )
         for i in node.input:
             if i and i not in weights_of:
                 last_use[i] = idx
@@ -242,22 +300,35 @@ def _profile_onnx(path: Path) -> dict:
         if quantized and not is_qdq and node.op_type != "Constant":
             feeds = [producer.get(i) for i in node.input if i and i not in weights_of]
             if any(f is None or f.op_type != "DequantizeLinear" for f in feeds):
-                float_ops.append({"index": idx, "op": node.op_type, "name": node.name or out,
-                                  "why": "input not from DequantizeLinear"})
+                float_ops.append(
+                    {
+                        "index": idx,
+                        "op": node.op_type,
+                        "name": node.name or out,
+                        "why": "input not from DequantizeLinear",
+                    }
+                )
     for o in g.output:
         last_use[o.name] = len(layers)
     for i in g.input:
         produced[i.name] = -1
-    sizes = {n: _prod(s) * np.dtype(dtypes.get(n, np.float32)).itemsize
-             for n, s in shapes.items() if n not in weights_of}
+    sizes = {
+        n: _prod(s) * np.dtype(dtypes.get(n, np.float32)).itemsize
+        for n, s in shapes.items()
+        if n not in weights_of
+    }
     return {
         "layers": layers,
         "weight_bytes": int(sum(a.nbytes for a in inits.values())),
         "peak_activation_bytes": _peak_activation(len(layers), sizes, produced, last_use),
         "quantized": quantized,
         "float_ops": float_ops,
-        "notes": ["QDQ graph as written: ONNX Runtime fuses Quantize/Dequantize pairs into int8 "
-                  "kernels, so real activation memory is lower"] if quantized else [],
+        "notes": [
+            "QDQ graph as written: ONNX Runtime fuses Quantize/Dequantize pairs into int8 "
+            "kernels, so real activation memory is lower"
+        ]
+        if quantized
+        else [],
     }
 
 
@@ -315,14 +386,22 @@ def _profile_keras(path: Path) -> dict:
         for t in outs:
             produced[id(t)] = idx
             tensor_bytes[id(t)] = _prod(t.shape[1:]) * np.dtype(t.dtype).itemsize
-        layers.append({
-            "index": idx, "name": layer.name, "op": type(layer).__name__,
-            "output_shape": [int(d) if d is not None else 1 for d in (outs[0].shape if outs else [])],
-            "dtype": str(outs[0].dtype) if outs else "",
-            "params": int(layer.count_params()),
-            "weight_bytes": int(sum(np.prod(w.shape) * np.dtype(w.dtype).itemsize for w in layer.weights)),
-            "macs": _keras_macs(layer, ins, outs),
-        })
+        layers.append(
+            {
+                "index": idx,
+                "name": layer.name,
+                "op": type(layer).__name__,
+                "output_shape": [
+                    int(d) if d is not None else 1 for d in (outs[0].shape if outs else [])
+                ],
+                "dtype": str(outs[0].dtype) if outs else "",
+                "params": int(layer.count_params()),
+                "weight_bytes": int(
+                    sum(np.prod(w.shape) * np.dtype(w.dtype).itemsize for w in layer.weights)
+                ),
+                "macs": _keras_macs(layer, ins, outs),
+            }
+        )
     for t in flatten(model.output):
         last_use[id(t)] = len(layers)
     return {
@@ -346,7 +425,12 @@ def _keras_macs(layer, ins: list, outs: list) -> int:
         return out_elems * _prod(layer.kernel_size)
     if kind in ("SeparableConv2D", "SeparableConv1D"):
         spatial = _prod(outs[0].shape[1:-1])
-        return spatial * in_c * layer.depth_multiplier * (_prod(layer.kernel_size) + int(outs[0].shape[-1]))
+        return (
+            spatial
+            * in_c
+            * layer.depth_multiplier
+            * (_prod(layer.kernel_size) + int(outs[0].shape[-1]))
+        )
     if kind == "Dense":
         return out_elems * in_c
     return 0
@@ -365,11 +449,16 @@ def _quant_error(path: Path, data: str | os.PathLike | None) -> tuple[list[dict]
         return None, "not recorded in export.json (measured only for .tflite)"
     fp32 = path.with_name("model_fp32.tflite")
     if not fp32.is_file():
-        return None, f"not recorded in export.json and no {fp32.name} beside the file to compare with"
+        return (
+            None,
+            f"not recorded in export.json and no {fp32.name} beside the file to compare with",
+        )
     images = _calibration_images(path, data)
     if images is None:
         return None, "not recorded in export.json; give --data DIR to measure it"
-    return _measure_tflite_error(fp32, path, images), f"measured vs {fp32.name} on {len(images)} images"
+    return _measure_tflite_error(
+        fp32, path, images
+    ), f"measured vs {fp32.name} on {len(images)} images"
 
 
 def _quant_error_from_export(path: Path) -> list[dict] | None:
@@ -383,10 +472,17 @@ def _quant_error_from_export(path: Path) -> list[dict] | None:
     arts = doc.get("artifacts", {}) if isinstance(doc, dict) else {}
     entries = list(arts.items()) if isinstance(arts, dict) else [(None, a) for a in arts]
     for key, entry in entries:
-        if not isinstance(entry, dict) or path.name not in (key, Path(str(entry.get("file") or "")).name):
+        if not isinstance(entry, dict) or path.name not in (
+            key,
+            Path(str(entry.get("file") or "")).name,
+        ):
             continue
         for field, value in entry.items():
-            if ("layer" in field or "quantization_error" in field) and isinstance(value, list) and value:
+            if (
+                ("layer" in field or "quantization_error" in field)
+                and isinstance(value, list)
+                and value
+            ):
                 return value
     return None
 
@@ -413,13 +509,20 @@ def _interpreter(path: Path):
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:
-        raise MissingDependencyError("ai-edge-litert", "tflite", "measuring quantisation error") from None
+        raise MissingDependencyError(
+            "ai-edge-litert", "tflite", "measuring quantisation error"
+        ) from None
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # preserve_all_tensors warns that it is for debugging: it is
-        it = Interpreter(str(path), experimental_preserve_all_tensors=True,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        warnings.simplefilter(
+            "ignore"
+        )  # preserve_all_tensors warns that it is for debugging: it is
+        it = Interpreter(
+            str(path),
+            experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
     it.allocate_tensors()
     return it
 
@@ -463,8 +566,14 @@ def _measure_tflite_error(fp32: Path, int8: Path, images: np.ndarray) -> list[di
     out = []
     for op, qd, _ in pairs:
         num, den = err[id(qd)]
-        out.append({"index": int(op["index"]), "op": op["op_name"], "name": qd["name"],
-                    "relative_rmse": float(np.sqrt(num / den)) if den > 0 else 0.0})
+        out.append(
+            {
+                "index": int(op["index"]),
+                "op": op["op_name"],
+                "name": qd["name"],
+                "relative_rmse": float(np.sqrt(num / den)) if den > 0 else 0.0,
+            }
+        )
     return out
 
 
@@ -488,9 +597,19 @@ def _fmt_bytes(n: int) -> str:
 def render(report: dict) -> str:
     """The profile as a terminal table plus totals, float ops and quantisation error."""
     header = ["#", "op", "name", "output", "dtype", "params", "MACs", "weights"]
-    rows = [[str(r["index"]), r["op"], r["name"][:48], "x".join(str(d) for d in r["output_shape"]),
-             r["dtype"], _fmt_count(r["params"]), _fmt_count(r["macs"]), _fmt_bytes(r["weight_bytes"])]
-            for r in report["layers"]]
+    rows = [
+        [
+            str(r["index"]),
+            r["op"],
+            r["name"][:48],
+            "x".join(str(d) for d in r["output_shape"]),
+            r["dtype"],
+            _fmt_count(r["params"]),
+            _fmt_count(r["macs"]),
+            _fmt_bytes(r["weight_bytes"]),
+        ]
+        for r in report["layers"]
+    ]
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     t = report["total"]
@@ -504,7 +623,10 @@ def render(report: dict) -> str:
     if report.get("quantized"):
         compute = [f for f in report["float_ops"] if f["why"] != "input/output conversion"]
         boundary = len(report["float_ops"]) - len(compute)
-        lines.append(f"ops left in float: {len(compute)}" + (f" (+{boundary} input/output conversions)" if boundary else ""))
+        lines.append(
+            f"ops left in float: {len(compute)}"
+            + (f" (+{boundary} input/output conversions)" if boundary else "")
+        )
         lines += [f"  #{f['index']} {f['op']} {f['name']}" for f in compute]
         qe = report.get("quant_error")
         lines.append(f"per-layer quantisation error ({report.get('quant_error_source')}):")

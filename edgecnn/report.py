@@ -206,8 +206,11 @@ class _Page:
             for k, v, n in cards
         )
         passed = sum(1 for a in arts.values() if a.get("passed"))
-        exported = f"{passed} verified files" if passed == len(arts) else (
-            f"{len(arts)} formats ({passed} passed verification)")
+        exported = (
+            f"{passed} verified files"
+            if passed == len(arts)
+            else (f"{len(arts)} formats ({passed} passed verification)")
+        )
         return (
             '<section id="overview"><p class="lead">One offline command took generated images to a '
             f"trained CNN, exported it to {exported}, measured every backend and ran "
@@ -265,7 +268,9 @@ class _Page:
             if isinstance(v, dict):
                 rows.append([_e(name), _pct(v.get("precision")), _pct(v.get("recall")),
                              _e(v.get("support", "–"))])  # fmt: skip
-        table = _table(["class", "precision", "recall", "images"], rows, cls="narrow") if rows else ""
+        table = (
+            _table(["class", "precision", "recall", "images"], rows, cls="narrow") if rows else ""
+        )
         return (
             '<section id="training"><h2><span class="num">2</span>Training</h2>'
             f"<p>The default <code>edge</code> architecture (residual plain and "
@@ -289,7 +294,9 @@ class _Page:
         for fmt, a in arts.items():
             p = a.get("parity") or {}
             ok = a.get("passed")
-            verdict = '<span class="ok">verified</span>' if ok else '<span class="bad">failed</span>'
+            verdict = (
+                '<span class="ok">verified</span>' if ok else '<span class="bad">failed</span>'
+            )
             rel = f"{a['bytes'] / fp32:.0%}" if fp32 and a.get("bytes") else "–"
             name = a.get("file") or FILENAMES.get(fmt, fmt)
             rows.append([
@@ -314,7 +321,7 @@ class _Page:
             '<p class="warn"><b>Not every format passed verification</b>, so those files were not '
             "kept; the demo went on with the ones that did. A briefly trained model has many "
             "images close to a decision boundary, where int8 rounding can flip the top class. "
-            f"<br><span class=\"small\">{_e(err)}</span></p>"
+            f'<br><span class="small">{_e(err)}</span></p>'
             if err
             else ""
         )
@@ -458,23 +465,29 @@ class _Page:
             "WebP, TIFF, GIF). Keep a few per class aside in the same layout for testing.</p>"
             '<pre class="tree">photos/\n  cats/  0001.jpg  0002.jpg …\n  dogs/  0001.jpg …\n'
             "photos-test/\n  cats/ …\n  dogs/ …</pre>"
-            + _code([
-                "# 1. train the edge model (a progress bar per epoch; Ctrl-C saves, --resume continues)",
-                "edgecnn train photos/ --val-split 0.2 --out runs/mine",
-                "# 2. export every format, each verified against the Keras model",
-                "edgecnn export runs/mine",
-                "# 3. check it on photos it has never seen, and try single images",
-                "edgecnn eval runs/mine/export/model_int8.tflite photos-test/",
-                "edgecnn predict runs/mine/export/model_int8.tflite my_cat.jpg",
-                "# 4. how fast is each backend on this machine?",
-                "edgecnn bench runs/mine --data photos-test/",
-                "# 5. live on the webcam (a desktop OpenCV build) or a video file",
-                "edgecnn run runs/mine/export/model_int8.tflite --source 0 --show",
-                "edgecnn run runs/mine/export/model_int8.tflite --source clip.mp4 --record out.mp4",
-            ])  # fmt: skip
+            + _code(
+                [
+                    "# 1. train the edge model (a progress bar per epoch; Ctrl-C saves, --resume continues)",
+                    "edgecnn train photos/ --val-split 0.2 --out runs/mine",
+                    "# 2. export every format, each verified against the Keras model",
+                    "edgecnn export runs/mine",
+                    "# 3. check it on photos it has never seen, and try single images",
+                    "edgecnn eval runs/mine/export/model_int8.tflite photos-test/",
+                    "edgecnn predict runs/mine/export/model_int8.tflite my_cat.jpg",
+                    "# 4. how fast is each backend on this machine?",
+                    "edgecnn bench runs/mine --data photos-test/",
+                    "# 5. live on the webcam (a desktop OpenCV build) or a video file",
+                    "edgecnn run runs/mine/export/model_int8.tflite --source 0 --show",
+                    "edgecnn run runs/mine/export/model_int8.tflite --source clip.mp4 --record out.mp4",
+                ]
+            )  # fmt: skip
             + "<p>Or replay this demo's own clip, printing one JSON line per frame:</p>"
-            + _code([f"edgecnn run {self.s['live']['model']} --source {self.s['live']['clip']} "
-                     "--jsonl -"])
+            + _code(
+                [
+                    f"edgecnn run {self.s['live']['model']} --source {self.s['live']['clip']} "
+                    "--jsonl -"
+                ]
+            )
             + "</section>"
         )
 
@@ -483,14 +496,16 @@ class _Page:
             '<section id="pi"><h2><span class="num">7</span>On a Raspberry Pi</h2>'
             "<p>The int8 file is all the Pi needs: it carries its labels and preprocessing, and "
             "the runtime has no TensorFlow in it (numpy, OpenCV and LiteRT).</p>"
-            + _code([
-                "# on your computer: copy the model",
-                "scp runs/mine/export/model_int8.tflite pi@raspberrypi.local:~/",
-                "# on the Pi",
-                "python3 -m venv ~/edgecnn && . ~/edgecnn/bin/activate",
-                'pip install "edgecnn[tflite]"',
-                "edgecnn run model_int8.tflite --source 0 --serve 0.0.0.0:8080",
-            ])  # fmt: skip
+            + _code(
+                [
+                    "# on your computer: copy the model",
+                    "scp runs/mine/export/model_int8.tflite pi@raspberrypi.local:~/",
+                    "# on the Pi",
+                    "python3 -m venv ~/edgecnn && . ~/edgecnn/bin/activate",
+                    'pip install "edgecnn[tflite]"',
+                    "edgecnn run model_int8.tflite --source 0 --serve 0.0.0.0:8080",
+                ]
+            )  # fmt: skip
             + "<p>Then open the address it prints (with its access token) on a phone or laptop "
             "on the same network to watch the annotated video and the live label. To try this "
             f"demo's model instead, copy <code>{_e(Path(self.s['live']['model']))}</code>.</p>"

@@ -125,11 +125,17 @@ def export(
     calibration = None
     if any(f in INT8_FORMATS for f in fmts):
         calibration = calibration_set(
-            contract, calib=calib, run_dir=source.run_dir, count=calib_count, seed=seed,
+            contract,
+            calib=calib,
+            run_dir=source.run_dir,
+            count=calib_count,
+            seed=seed,
             progress=bars,
         )
-    say(f"model: {source.model_path} ({contract.num_classes} classes, "
-        f"{contract.width}x{contract.height})")
+    say(
+        f"model: {source.model_path} ({contract.num_classes} classes, "
+        f"{contract.width}x{contract.height})"
+    )
     say(f"check set: {len(checks)} images from {checks.source['dir']}{_skipped(checks)}")
     if calibration is not None:
         say(
@@ -217,9 +223,7 @@ class _Job:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             probs, backend = artifact_probs(tmp, self.checks.pixels)
-            parity = compare(
-                fmt, probs, self.reference, self.checks.targets, backend=backend
-            )
+            parity = compare(fmt, probs, self.reference, self.checks.targets, backend=backend)
             entry = {
                 "file": final.name,
                 "bytes": len(data),
@@ -277,8 +281,12 @@ class _Job:
 
         if fmt.startswith("tflite-"):
             flatbuffer = _tflite.convert(
-                self.model, self.contract, fmt, calib_inputs=self.calib_inputs,
-                int8_io=self.int8.io, per_channel=self.int8.per_channel,
+                self.model,
+                self.contract,
+                fmt,
+                calib_inputs=self.calib_inputs,
+                int8_io=self.int8.io,
+                per_channel=self.int8.per_channel,
             )
             described = _tflite.describe(flatbuffer)
             data = _metadata.add_tflite_metadata(
@@ -322,8 +330,11 @@ class _Job:
         self.say("    int8 agreement below 99.5%: measuring per-layer quantisation error")
         if fmt == "tflite-int8":
             layers = _debug.int8_layer_errors(
-                self.model, self.contract, calib_inputs=self.calib_inputs,
-                debug_inputs=self.check_inputs, per_channel=self.int8.per_channel,
+                self.model,
+                self.contract,
+                calib_inputs=self.calib_inputs,
+                debug_inputs=self.check_inputs,
+                per_channel=self.int8.per_channel,
             )
             self.say(_debug.format_layers(layers))
         else:
@@ -415,7 +426,15 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("edgecnn", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
+    for pkg in (
+        "edgecnn",
+        "tensorflow",
+        "keras",
+        "tf2onnx",
+        "onnx",
+        "onnxruntime",
+        "ai-edge-litert",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -114,7 +114,9 @@ def _existing_dir(path: str | os.PathLike, option: str) -> Path:
     path = Path(path)
     if not path.is_dir():
         what = "is a file" if path.exists() else "no such folder"
-        raise InputError(f"{option} {path}: {what}; expected a folder with one sub-folder per class")
+        raise InputError(
+            f"{option} {path}: {what}; expected a folder with one sub-folder per class"
+        )
     return path
 
 
@@ -145,9 +147,7 @@ def _training_images(contract: Contract, run_dir: Path | None) -> tuple[Dataset,
             "(info.data_dir); pass --calib DIR with representative images"
         )
     if not data_dir.is_dir():
-        raise InputError(
-            f"the run's training images {data_dir} are gone; pass --calib DIR"
-        )
+        raise InputError(f"the run's training images {data_dir} are gone; pass --calib DIR")
     dataset = list_dataset(data_dir, classes=contract.labels)
     split = _val_split(contract) if not contract.info.get("val_dir") else None
     if split is not None:

@@ -37,7 +37,11 @@ def int8_layer_errors(
     import tensorflow as tf
 
     converter = make_converter(
-        model, contract, "tflite-int8", calib_inputs=calib_inputs, int8_io="float",
+        model,
+        contract,
+        "tflite-int8",
+        calib_inputs=calib_inputs,
+        int8_io="float",
         per_channel=per_channel,
     )
     with warnings.catch_warnings():
@@ -81,9 +85,7 @@ def _float(value: str | None) -> float | None:
 def format_layers(layers: list[dict[str, Any]]) -> str:
     lines = ["  largest int8 error (RMSE in quantisation steps):"]
     for r in layers:
-        lines.append(
-            f"    {r['rmse_per_scale']:7.2f}  {r['op']:<18} {r['tensor'].split(';')[0]}"
-        )
+        lines.append(f"    {r['rmse_per_scale']:7.2f}  {r['op']:<18} {r['tensor'].split(';')[0]}")
     return "\n".join(lines)
 
 

@@ -30,7 +30,9 @@ def convert(model: Any, contract: Contract) -> Any:
     inputs = [i.name for i in proto.graph.input]
     outputs = [o.name for o in proto.graph.output]
     if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
-        raise RuntimeError(f"tf2onnx named the graph {inputs} -> {outputs}, expected image -> probs")
+        raise RuntimeError(
+            f"tf2onnx named the graph {inputs} -> {outputs}, expected image -> probs"
+        )
     onnx.checker.check_model(proto)
     return proto
 

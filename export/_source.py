@@ -88,8 +88,7 @@ def check_exportable(model: Any, contract: Contract, *, source: str) -> None:
     augment = [
         f"{layer.name} ({type(layer).__name__})"
         for layer in iter_layers(model)
-        if type(layer).__name__.startswith("Random")
-        or type(layer).__name__ in _AUGMENTATION_LAYERS
+        if type(layer).__name__.startswith("Random") or type(layer).__name__ in _AUGMENTATION_LAYERS
     ]
     if augment:
         raise InputError(

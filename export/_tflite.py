@@ -97,7 +97,9 @@ def convert(
     except ConverterError as e:  # an op the format cannot hold (e.g. no int8 kernel)
         lines = [ln.strip() for ln in str(e).splitlines() if "error" in ln.lower()]
         reason = (lines or [str(e).strip() or type(e).__name__])[0]
-        raise InputError(f"{fmt}: the TFLite converter cannot convert this model: {reason}") from None
+        raise InputError(
+            f"{fmt}: the TFLite converter cannot convert this model: {reason}"
+        ) from None
     if fmt == "tflite-int8":
         float_ops = describe(flatbuffer)["float_ops"]
         if float_ops:
@@ -112,7 +114,9 @@ def describe(flatbuffer: bytes) -> dict[str, Any]:
     model = schema.Model.GetRootAs(flatbuffer, 0)
     graph = model.Subgraphs(0)
     op_names = {
-        value: name for name, value in vars(schema.BuiltinOperator).items() if isinstance(value, int)
+        value: name
+        for name, value in vars(schema.BuiltinOperator).items()
+        if isinstance(value, int)
     }
     float_ops = []
     for i in range(graph.OperatorsLength()):

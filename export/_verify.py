@@ -63,8 +63,9 @@ def keras_probs(model, pixels: np.ndarray, contract) -> np.ndarray:
     from edgecnn.runtime.preprocess import to_input
 
     out = [
-        np.asarray(model(to_input(pixels[i : i + _BATCH], contract), training=False),
-                   dtype=np.float32)
+        np.asarray(
+            model(to_input(pixels[i : i + _BATCH], contract), training=False), dtype=np.float32
+        )
         for i in range(0, len(pixels), _BATCH)
     ]
     return np.concatenate(out)

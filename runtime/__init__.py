@@ -1,8 +1,8 @@
 """edgecnn.runtime: the part that goes onto the device.  Never imports TensorFlow.
 
-    from edgecnn.runtime import load
-    clf = load("model_int8.tflite", threads=2)
-    clf.predict(bgr_frame)   # [(label, score), ...]
+from edgecnn.runtime import load
+clf = load("model_int8.tflite", threads=2)
+clf.predict(bgr_frame)   # [(label, score), ...]
 """
 
 from __future__ import annotations

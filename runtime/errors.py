@@ -21,9 +21,7 @@ class MissingDependencyError(InputError):
 
     def __init__(self, package: str, extra: str, purpose: str = "") -> None:
         what = f" for {purpose}" if purpose else ""
-        super().__init__(
-            f"{package} is not installed{what}: pip install 'edgecnn[{extra}]'"
-        )
+        super().__init__(f"{package} is not installed{what}: pip install 'edgecnn[{extra}]'")
         self.package = package
         self.extra = extra
 

@@ -26,8 +26,9 @@ def _has_assumed_labels(clf: Classifier) -> bool:
     )
 
 
-def _decode_folder(clf: Classifier, root: str | os.PathLike, progress: bool | None
-                   ) -> tuple[Decoded, tuple[str, ...], str]:
+def _decode_folder(
+    clf: Classifier, root: str | os.PathLike, progress: bool | None
+) -> tuple[Decoded, tuple[str, ...], str]:
     if _has_assumed_labels(clf):
         dataset = list_dataset(root)
         if len(dataset.classes) > clf.num_classes:
@@ -45,8 +46,9 @@ def _decode_folder(clf: Classifier, root: str | os.PathLike, progress: bool | No
     return decoded, names, source
 
 
-def _probs_with_progress(clf: Classifier, pixels: np.ndarray, *, batch: int,
-                         progress: bool | None) -> np.ndarray:
+def _probs_with_progress(
+    clf: Classifier, pixels: np.ndarray, *, batch: int, progress: bool | None
+) -> np.ndarray:
     n = len(pixels)
     batch = max(1, int(batch))
     out = np.empty((n, clf.num_classes), dtype=np.float32)

@@ -113,8 +113,9 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _INK = (40, 40, 40)
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color=_INK,
-          thickness: int = 1) -> None:
+def _text(
+    img: np.ndarray, text: str, org: tuple[int, int], scale: float, color=_INK, thickness: int = 1
+) -> None:
     cv2.putText(img, text, org, _FONT, scale, color, thickness, cv2.LINE_AA)
 
 
@@ -127,8 +128,9 @@ def _shorten(label: str, max_chars: int = 18) -> str:
     return label if len(label) <= max_chars else label[: max_chars - 1] + "~"
 
 
-def render_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], *,
-                     title: str = "") -> np.ndarray:
+def render_confusion(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], *, title: str = ""
+) -> np.ndarray:
     """The confusion matrix as a BGR image: cells shaded by row-normalised share, with counts
     and percentages written in, class names on both axes.  Only ASCII survives OpenCV fonts."""
     cm = np.asarray(matrix, dtype=np.int64)
@@ -181,8 +183,9 @@ def render_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], *,
     return img
 
 
-def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str],
-                  path: str | os.PathLike, title: str = "") -> Path:
+def confusion_png(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str | os.PathLike, title: str = ""
+) -> Path:
     """Draw the confusion matrix and write it as PNG atomically (temp file + os.replace)."""
     path = Path(path)
     img = render_confusion(matrix, labels, title=title)

@@ -207,8 +207,6 @@ def to_input(
     return out
 
 
-def preprocess(
-    image: str | os.PathLike | bytes | np.ndarray, contract: Contract
-) -> np.ndarray:
+def preprocess(image: str | os.PathLike | bytes | np.ndarray, contract: Contract) -> np.ndarray:
     """The whole contract in one call: any image -> float32 HxWx3 model input."""
     return to_input(to_pixels(image, contract), contract)

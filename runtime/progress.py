@@ -51,7 +51,9 @@ class Progress:
         self.close()
 
 
-def track(items: Iterable[T], total: int, desc: str = "", *, enabled: bool | None = None) -> Iterator[T]:
+def track(
+    items: Iterable[T], total: int, desc: str = "", *, enabled: bool | None = None
+) -> Iterator[T]:
     with Progress(total, desc, enabled=enabled) as bar:
         for item in items:
             yield item

@@ -22,8 +22,12 @@ RUN_ARTIFACTS = (
 )
 # What a specific backend can run, best first, when MODEL is a directory.
 _BACKEND_ARTIFACTS = {
-    "tflite": ("export/model_int8.tflite", "export/model_fp32.tflite",
-               "export/model_fp16.tflite", "export/model_drq.tflite"),
+    "tflite": (
+        "export/model_int8.tflite",
+        "export/model_fp32.tflite",
+        "export/model_fp16.tflite",
+        "export/model_drq.tflite",
+    ),
     "onnx": ("export/model.onnx", "export/model_int8.onnx"),
     "opencv": ("export/model.onnx", "export/model_int8.onnx"),
     "keras": ("model.keras",),

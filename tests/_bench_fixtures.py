@@ -25,7 +25,9 @@ SIZE = 32
 def _contract_json(data_dir: Path) -> str:
     from edgecnn.runtime.contract import Contract
 
-    c = Contract(labels=LABELS, height=SIZE, width=SIZE, info={"arch": "tiny", "data_dir": str(data_dir)})
+    c = Contract(
+        labels=LABELS, height=SIZE, width=SIZE, info={"arch": "tiny", "data_dir": str(data_dir)}
+    )
     return c.to_json()
 
 
@@ -153,7 +155,9 @@ def make_float_io_int8(run: Path, out: Path) -> Path:
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     rng = np.random.default_rng(2)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rng.uniform(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32)] for _ in range(4))
+    conv.representative_dataset = lambda: (
+        [rng.uniform(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32)] for _ in range(4)
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

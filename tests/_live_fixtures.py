@@ -41,7 +41,9 @@ class ColourClassifier:
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def solid(colour: str, size: tuple[int, int] = (64, 48), noise: int = 0, seed: int = 0) -> np.ndarray:
+def solid(
+    colour: str, size: tuple[int, int] = (64, 48), noise: int = 0, seed: int = 0
+) -> np.ndarray:
     """A BGR frame of one colour (optionally with noise so JPEG-like codecs have texture)."""
     w, h = size
     img = np.zeros((h, w, 3), np.uint8)

@@ -24,7 +24,9 @@ CHANNEL = {"blue": 2, "green": 1, "red": 0}  # dominant RGB channel of each clas
 SIZE = 32
 
 
-def synthetic_images(n_per_class: int, *, seed: int = 0, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_images(
+    n_per_class: int, *, seed: int = 0, size: int = SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 images whose dominant colour is the class, with noise and a random square."""
     rng = np.random.default_rng(seed)
     xs, ys = [], []
@@ -189,8 +191,13 @@ def write_onnx_int8(fp32_path: Path, path: Path) -> Path:
         prepared = Path(tmp) / "prep.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(
-            str(prepared), str(path), Reader(), quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+            str(prepared),
+            str(path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
         )
     return path
 
@@ -217,8 +224,6 @@ def build_artifacts(root: Path) -> dict[str, Path]:
     )
     out["onnx_bare"] = write_onnx(proto, bare / "plain.onnx", with_contract=False)
     return out
-
-
 
 
 _BUILT: dict[str, dict[str, Path]] = {}

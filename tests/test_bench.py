@@ -34,8 +34,11 @@ def test_rows_cover_every_artifact_backend_and_thread_count(result):
     keys = {(r["artifact"], r["backend"], r["threads"]) for r in result["rows"]}
     expected = {
         (a, b, t)
-        for a, backends in (("model_int8.tflite", ["tflite"]), ("model_fp32.tflite", ["tflite"]),
-                            ("model.onnx", ["onnx", "opencv"]))
+        for a, backends in (
+            ("model_int8.tflite", ["tflite"]),
+            ("model_fp32.tflite", ["tflite"]),
+            ("model.onnx", ["onnx", "opencv"]),
+        )
         for b in backends
         for t in (1, 2)
     }
@@ -79,7 +82,9 @@ def test_failing_backend_gets_an_error_row_and_the_rest_still_run(run_dir, tmp_p
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"\x08\x07" + b"not really an onnx model" * 4)
     good = run_dir / "export" / "model_int8.tflite"
-    res = bench([good, bad], config=BenchConfig(backends=("tflite", "onnx"), **FAST), progress=False)
+    res = bench(
+        [good, bad], config=BenchConfig(backends=("tflite", "onnx"), **FAST), progress=False
+    )
     rows = {(r["artifact"], r["backend"]): r for r in res["rows"]}
     assert rows[("model_int8.tflite", "tflite")]["error"] is None
     assert rows[("model_int8.tflite", "tflite")]["p50_ms"] > 0
@@ -91,10 +96,35 @@ def test_failing_backend_gets_an_error_row_and_the_rest_still_run(run_dir, tmp_p
 
 def test_cli_writes_all_outputs_and_compares(run_dir, tmp_path, capsys):
     model = run_dir / "export" / "model_int8.tflite"
-    args = [str(model), "--runs", "8", "--warmup", "2", "--warmup-seconds", "0", "--min-seconds", "0"]
+    args = [
+        str(model),
+        "--runs",
+        "8",
+        "--warmup",
+        "2",
+        "--warmup-seconds",
+        "0",
+        "--min-seconds",
+        "0",
+    ]
     outs = {k: tmp_path / f"b.{k}" for k in ("json", "csv", "md", "png")}
-    assert main(["bench", *args, "--json", str(outs["json"]), "--csv", str(outs["csv"]),
-                 "--md", str(outs["md"]), "--plot", str(outs["png"])]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                *args,
+                "--json",
+                str(outs["json"]),
+                "--csv",
+                str(outs["csv"]),
+                "--md",
+                str(outs["md"]),
+                "--plot",
+                str(outs["png"]),
+            ]
+        )
+        == 0
+    )
     data = json.loads(outs["json"].read_text())
     assert data["schema"] == "edgecnn-bench/1" and len(data["rows"]) == 1
     with outs["csv"].open() as f:
@@ -122,7 +152,9 @@ def test_compare_flags_regressions(result):
     assert len(items) == len(result["rows"])
     for item in items:
         assert item["p50_ms_ratio"] == pytest.approx(2.0)
-        assert any("slower" in f for f in item["flags"]) and any("accuracy" in f for f in item["flags"])
+        assert any("slower" in f for f in item["flags"]) and any(
+            "accuracy" in f for f in item["flags"]
+        )
     assert "REGRESSION" in report.format_compare(items)
     same = report.compare(result, result)
     assert all(not i["flags"] and i["p50_ms_ratio"] == 1.0 for i in same)
@@ -161,7 +193,11 @@ def test_model_no_backend_can_run_exits_2(tmp_path, capsys):
     corrupt.write_bytes(b"\x00" * 64)
     assert main(["bench", str(corrupt), "--runs", "2", "--warmup", "0", "--no-save"]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "no backend could run" in err and "model.tflite" in err
+    assert (
+        len(err.strip().splitlines()) == 1
+        and "no backend could run" in err
+        and "model.tflite" in err
+    )
 
 
 def test_compare_file_of_another_shape_exits_2(run_dir, tmp_path, capsys):
@@ -172,7 +208,10 @@ def test_compare_file_of_another_shape_exits_2(run_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "not an edgecnn bench result" in err
     # a bench result of other rows: nothing in common
-    foreign = {"schema": "edgecnn-bench/1", "rows": [{"artifact": "x.onnx", "backend": "onnx", "threads": 4}]}
+    foreign = {
+        "schema": "edgecnn-bench/1",
+        "rows": [{"artifact": "x.onnx", "backend": "onnx", "threads": 4}],
+    }
     other.write_text(json.dumps(foreign))
     assert main(["bench", model, "--compare", str(other)]) == 2
     assert "nothing to compare" in capsys.readouterr().err
@@ -197,7 +236,12 @@ def test_pipeline_breakdown_next_to_decode_ceiling(run_dir, tmp_path):
         writer.write(np.full((64, 96, 3), 10 * i, np.uint8))
     writer.release()
     config = BenchConfig(backends=("tflite",), pipeline_frames=20, **FAST)
-    res = bench([run_dir / "export" / "model_int8.tflite"], config=config, pipeline=str(clip), progress=False)
+    res = bench(
+        [run_dir / "export" / "model_int8.tflite"],
+        config=config,
+        pipeline=str(clip),
+        progress=False,
+    )
     ceiling, row = res["pipeline"]
     assert ceiling["artifact"] == "(decode only)" and ceiling["frames"] == 20 and ceiling["fps"] > 0
     assert "error" not in row, row
@@ -220,6 +264,12 @@ def test_two_runs_get_their_own_labels_and_reference(run_dir, tmp_path):
     config = BenchConfig(backends=("tflite",), **FAST)
     targets = [run_dir / "export" / "model_int8.tflite", other / "export" / "model_int8.tflite"]
     res = bench(targets, config=config, progress=False)
-    assert [r["artifact"] for r in res["rows"]] == ["run/model_int8.tflite", "other/model_int8.tflite"]
+    assert [r["artifact"] for r in res["rows"]] == [
+        "run/model_int8.tflite",
+        "other/model_int8.tflite",
+    ]
     # agreement of each file is measured against its own run's Keras model
-    assert [keras_reference([t]) for t in targets] == [run_dir / "model.keras", other / "model.keras"]
+    assert [keras_reference([t]) for t in targets] == [
+        run_dir / "model.keras",
+        other / "model.keras",
+    ]

@@ -54,7 +54,9 @@ def test_demo_replaces_an_earlier_demo_and_writes_every_stage(tiny_demo):
     # flip a tie and fail verification: the demo must then go on without that file.
     for fmt, entry in manifest["artifacts"].items():
         assert (run / "export" / FILENAMES[fmt]).is_file() == entry["passed"], fmt
-    assert manifest["artifacts"]["tflite-fp32"]["passed"] and manifest["artifacts"]["onnx"]["passed"]
+    assert (
+        manifest["artifacts"]["tflite-fp32"]["passed"] and manifest["artifacts"]["onnx"]["passed"]
+    )
     bench = json.loads((run / "bench" / "bench.json").read_text())
     measured = {r["backend"] for r in bench["rows"] if not r.get("error")}
     assert measured == set(BACKENDS)

@@ -80,8 +80,11 @@ def test_exported_files_classify_like_keras(exported):
 
     run, manifest = exported
     clf_keras = keras.models.load_model(run / "model.keras")
-    val = load_pixels(list_dataset(manifest["check"]["dir"], classes=CLASSES),
-                      load(run / "export" / "model.onnx").contract, progress=False)
+    val = load_pixels(
+        list_dataset(manifest["check"]["dir"], classes=CLASSES),
+        load(run / "export" / "model.onnx").contract,
+        progress=False,
+    )
     ref = np.asarray(clf_keras(val.pixels.astype(np.float32))).argmax(1)
     for fmt in FORMATS:
         clf = load(run / "export" / FILENAMES[fmt])
@@ -107,16 +110,18 @@ def test_calibration_sample_depends_on_the_seed_only(exported):
     contract = read_contract(run / "model.keras")
 
     def sample(seed):
-        return calibration_set(contract, calib=None, run_dir=run, count=30, seed=seed,
-                               progress=False).source["pixels_sha256"]
+        return calibration_set(
+            contract, calib=None, run_dir=run, count=30, seed=seed, progress=False
+        ).source["pixels_sha256"]
 
     assert sample(0) == sample(0)
     assert sample(0) != sample(1)
 
 
 def test_int8_io_and_subset_of_formats(run_copy):
-    manifest = export(run_copy, formats="tflite-int8", int8_io="int8", calib_count=30,
-                      progress=False)
+    manifest = export(
+        run_copy, formats="tflite-int8", int8_io="int8", calib_count=30, progress=False
+    )
     entry = manifest["artifacts"]["tflite-int8"]
     assert list(manifest["artifacts"]) == ["tflite-int8"]
     assert entry["input"]["dtype"] == "int8" and entry["output"]["dtype"] == "int8"
@@ -124,17 +129,28 @@ def test_int8_io_and_subset_of_formats(run_copy):
     assert entry["input"]["scale"] == pytest.approx(1.0) and entry["input"]["zero_point"] == -128
     assert entry["passed"]
     assert sorted(p.name for p in (run_copy / "export").iterdir()) == [
-        MANIFEST, "model_int8.tflite"
+        MANIFEST,
+        "model_int8.tflite",
     ]
 
 
 def test_per_tensor_int8_weights_are_smaller(exported, run_copy):
     from tensorflow.lite.python import schema_py_generated as schema
 
-    channel = export(run_copy, formats="tflite-int8,onnx-int8", int8_weights="per-channel",
-                     calib_count=60, progress=False)
-    manifest = export(run_copy, formats="tflite-int8,onnx-int8", int8_weights="per-tensor",
-                      calib_count=60, progress=False)
+    channel = export(
+        run_copy,
+        formats="tflite-int8,onnx-int8",
+        int8_weights="per-channel",
+        calib_count=60,
+        progress=False,
+    )
+    manifest = export(
+        run_copy,
+        formats="tflite-int8,onnx-int8",
+        int8_weights="per-tensor",
+        calib_count=60,
+        progress=False,
+    )
     assert manifest["int8_weights"] == "per-tensor"
     for fmt in ("tflite-int8", "onnx-int8"):
         entry = manifest["artifacts"][fmt]
@@ -206,7 +222,9 @@ def test_int8_drop_reports_the_worst_layers(run_copy, monkeypatch, capsys):
     sqnr = [r["sqnr_db"] for r in onnx_layers]
     assert sqnr == sorted(sqnr) and all(np.isfinite(sqnr))
     err = capsys.readouterr().err
-    assert "largest int8 error" in err and layers[0]["op"] in err and onnx_layers[0]["tensor"] in err
+    assert (
+        "largest int8 error" in err and layers[0]["op"] in err and onnx_layers[0]["tensor"] in err
+    )
 
 
 def test_a_format_that_cannot_hold_the_model_fails_alone(run_copy, monkeypatch, capsys):
@@ -254,13 +272,16 @@ def test_cli_prints_a_table(run_copy, capsys):
     assert "100.00%" in out
 
 
-def test_auto_int8_weights_keep_per_tensor_unless_it_loses_agreement(exported, run_copy,
-                                                                      monkeypatch):
+def test_auto_int8_weights_keep_per_tensor_unless_it_loses_agreement(
+    exported, run_copy, monkeypatch
+):
     import edgecnn.export as ex
 
     assert exported[1]["int8_weights"] == "auto"
     assert {exported[1]["artifacts"][f]["weights"] for f in ("tflite-int8", "onnx-int8")} <= {
-        "per-tensor", "per-channel"}
+        "per-tensor",
+        "per-channel",
+    }
     monkeypatch.setattr(ex, "AUTO_MAX_AGREEMENT_LOSS", 1.0)  # any passing per-tensor file wins
     manifest = export(run_copy, formats="tflite-int8", calib_count=60, progress=False)
     tensor = manifest["artifacts"]["tflite-int8"]
@@ -285,7 +306,8 @@ def test_int8_tflite_takes_raw_pixels_with_the_same_numbers(exported):
     assert int8.takes_raw_pixels
     assert int8.describe()["input"] == {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
     assert not load(run / "export" / "model_fp32.tflite").takes_raw_pixels
-    val = load_pixels(list_dataset(manifest["check"]["dir"], classes=CLASSES), int8.contract,
-                      progress=False)
+    val = load_pixels(
+        list_dataset(manifest["check"]["dir"], classes=CLASSES), int8.contract, progress=False
+    )
     raw = int8.probs_pixels(val.pixels, batch=7)
     np.testing.assert_array_equal(raw, int8.probs(to_input(val.pixels, int8.contract)))

@@ -97,12 +97,16 @@ def test_check_folder_with_unknown_classes(run_copy, tmp_path, capsys):
     other = tmp_path / "other"
     for cls in ("cat", "dog"):
         (other / cls).mkdir(parents=True)
-    _fails_with_one_line(capsys, [str(run_copy), "--check", str(other)], "not among the model's labels")
+    _fails_with_one_line(
+        capsys, [str(run_copy), "--check", str(other)], "not among the model's labels"
+    )
     _no_export_files(run_copy)
 
 
 def test_unknown_format_lists_the_valid_ones(run_copy, capsys):
-    line = _fails_with_one_line(capsys, [str(run_copy), "--formats", "onnx,tflite-int4"], "tflite-int4")
+    line = _fails_with_one_line(
+        capsys, [str(run_copy), "--formats", "onnx,tflite-int4"], "tflite-int4"
+    )
     for valid in ("tflite-fp32", "tflite-fp16", "tflite-drq", "tflite-int8", "onnx", "onnx-int8"):
         assert valid in line
     _no_export_files(run_copy)

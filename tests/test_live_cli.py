@@ -68,7 +68,9 @@ def test_run_jsonl_stdout_and_record(model, clip, tmp_path):
 def test_run_folder_with_max_frames_smoothing_and_jsonl_file(model, tmp_path):
     folder = write_folder(tmp_path / "imgs", ["green"] * 6 + ["blue"] * 6)
     log = tmp_path / "out.jsonl"
-    proc = edgecnn(model, "--source", folder, "--jsonl", log, "--max-frames", "8", "--smooth", "0.5")
+    proc = edgecnn(
+        model, "--source", folder, "--jsonl", log, "--max-frames", "8", "--smooth", "0.5"
+    )
     assert proc.returncode == 0, proc.stderr
     labels = [json.loads(line)["label"] for line in log.read_text().splitlines()]
     assert labels[:6] == ["green"] * 6 and len(labels) == 8
@@ -103,7 +105,9 @@ def test_bad_input_is_exit_2_with_one_line(model, clip, tmp_path, args, message)
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.skipif(has_gui_build(), reason="this OpenCV has a GUI; the headless message cannot show")
+@pytest.mark.skipif(
+    has_gui_build(), reason="this OpenCV has a GUI; the headless message cannot show"
+)
 def test_show_on_headless_opencv_says_what_to_install(model, clip):
     proc = edgecnn(model, "--source", clip, "--show")
     assert proc.returncode == 2

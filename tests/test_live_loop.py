@@ -152,7 +152,8 @@ def test_min_score_gives_uncertain():
 
 
 @pytest.mark.parametrize(
-    "options", [{"smooth": 0.0}, {"smooth": 1.5}, {"min_score": 2.0}, {"max_frames": 0}, {"top_k": 0}]
+    "options",
+    [{"smooth": 0.0}, {"smooth": 1.5}, {"min_score": 2.0}, {"max_frames": 0}, {"top_k": 0}],
 )
 def test_bad_options_rejected(video, options):
     with pytest.raises(InputError):

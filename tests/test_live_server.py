@@ -181,7 +181,9 @@ def test_twenty_clients_connecting_and_vanishing_do_not_stop_the_loop():
                 try:
                     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
                     if (i + j) % 3 == 0:  # reset: close with SO_LINGER 0 mid-stream
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        sock.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
                     if (i + j) % 3 != 2:
                         sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
                         sock.recv(4096 if i % 2 else 100)

@@ -64,7 +64,9 @@ pytestmark = pytest.mark.skipif(
 def _classify(model: Path, images: list[Path]) -> dict:
     proc = subprocess.run(
         [PYTHON, "-c", _SCRIPT, str(model), *map(str, images)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -42,8 +42,21 @@ def _cli(capsys, argv):
 @pytest.mark.parametrize(("artifact", "backend"), CASES, ids=IDS)
 def test_predict_json(arts, capsys, artifact, backend):
     images = _images(arts)
-    code, out, err = _cli(capsys, ["predict", arts[artifact], *images, "--backend", backend,
-                                   "--threads", "1", "--top-k", "2", "--json"])
+    code, out, err = _cli(
+        capsys,
+        [
+            "predict",
+            arts[artifact],
+            *images,
+            "--backend",
+            backend,
+            "--threads",
+            "1",
+            "--top-k",
+            "2",
+            "--json",
+        ],
+    )
     assert code == 0, err
     doc = json.loads(out)
     assert doc["backend"] == backend and doc["labels"] == list(LABELS)
@@ -67,8 +80,9 @@ def test_predict_table(arts, capsys):
 @pytest.mark.parametrize(("artifact", "backend"), CASES, ids=IDS)
 def test_eval_prints_report_and_writes_json_and_png(arts, tmp_path, capsys, artifact, backend):
     report_file = tmp_path / "report.json"
-    code, out, err = _cli(capsys, ["eval", arts[artifact], arts["data"], "--backend", backend,
-                                   "--json", report_file])
+    code, out, err = _cli(
+        capsys, ["eval", arts[artifact], arts["data"], "--backend", backend, "--json", report_file]
+    )
     assert code == 0, err
     report = json.loads(report_file.read_text())
     assert report["backend"] == backend and report["labels"] == list(LABELS)
@@ -106,8 +120,9 @@ def test_eval_and_predict_accept_a_run_directory(arts, tmp_path, capsys):
     assert code == 0, err
     assert f"model {run / 'export' / 'model_int8.tflite'} (backend tflite" in out
     assert png.is_file()
-    code, out, err = _cli(capsys, ["predict", run, _images(arts)[0], "--backend", "opencv",
-                                   "--json"])
+    code, out, err = _cli(
+        capsys, ["predict", run, _images(arts)[0], "--backend", "opencv", "--json"]
+    )
     assert code == 0, err
     doc = json.loads(out)
     assert doc["model"] == str(run / "export" / "model.onnx") and doc["backend"] == "opencv"

@@ -24,8 +24,10 @@ def run_dir(tmp_path_factory):
     return cached_run(tmp_path_factory.getbasetemp())
 
 
-@pytest.mark.parametrize("name", ["export/model_int8.tflite", "export/model_fp32.tflite",
-                                  "export/model.onnx", "model.keras"])
+@pytest.mark.parametrize(
+    "name",
+    ["export/model_int8.tflite", "export/model_fp32.tflite", "export/model.onnx", "model.keras"],
+)
 def test_macs_and_params_per_layer_for_every_format(run_dir, name):
     rep = profile(run_dir / name)
     assert rep["total"]["macs"] == TOTAL_MACS
@@ -53,7 +55,9 @@ def test_int8_quant_error_measured_against_fp32(run_dir):
     assert rep["quant_error_source"].startswith("measured vs model_fp32.tflite on 8 images")
     ops = [e["op"] for e in rep["quant_error"]]
     assert "CONV_2D" in ops and "FULLY_CONNECTED" in ops
-    assert all(math.isfinite(e["relative_rmse"]) and e["relative_rmse"] >= 0 for e in rep["quant_error"])
+    assert all(
+        math.isfinite(e["relative_rmse"]) and e["relative_rmse"] >= 0 for e in rep["quant_error"]
+    )
     text = render(rep)
     assert "per-layer quantisation error" in text and "ops left in float: 0" in text
 
@@ -90,10 +94,13 @@ def test_cli_table_and_json(run_dir, tmp_path, capsys):
     assert data["model"].endswith("model_int8.tflite") and data["total"]["macs"] == TOTAL_MACS
 
 
-@pytest.mark.parametrize("content, suffix, needle", [
-    (b"\x00" * 64, ".tflite", "not a readable .tflite"),
-    (b"hello", ".txt", "unknown model type"),
-])
+@pytest.mark.parametrize(
+    "content, suffix, needle",
+    [
+        (b"\x00" * 64, ".tflite", "not a readable .tflite"),
+        (b"hello", ".txt", "unknown model type"),
+    ],
+)
 def test_bad_model_exits_2_with_one_line(tmp_path, capsys, content, suffix, needle):
     bad = tmp_path / f"bad{suffix}"
     bad.write_bytes(content)
@@ -109,29 +116,40 @@ def test_qdq_onnx_weights_counted_through_dequantize(run_dir, tmp_path):
     class Reader(CalibrationDataReader):
         def __init__(self):
             rng = np.random.default_rng(0)
-            self.items = iter([{"image": rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)} for _ in range(4)])
+            self.items = iter(
+                [
+                    {"image": rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)}
+                    for _ in range(4)
+                ]
+            )
 
         def get_next(self):
             return next(self.items, None)
 
     out = tmp_path / "model_int8.onnx"
-    quantize_static(str(run_dir / "export/model.onnx"), str(out), Reader(), quant_format=QuantFormat.QDQ)
+    quantize_static(
+        str(run_dir / "export/model.onnx"), str(out), Reader(), quant_format=QuantFormat.QDQ
+    )
     rep = profile(out)
     assert rep["quantized"] is True and rep["total"]["macs"] == TOTAL_MACS
     assert rep["total"]["params"] == profile(run_dir / "export/model.onnx")["total"]["params"]
-    assert all(r["params"] == 0 for r in rep["layers"] if r["op"] in ("QuantizeLinear", "DequantizeLinear"))
+    assert all(
+        r["params"] == 0 for r in rep["layers"] if r["op"] in ("QuantizeLinear", "DequantizeLinear")
+    )
 
 
 def test_sequential_keras_model_is_profiled_layer_by_layer(tmp_path):
     """A Sequential saved to .keras loads built but never called: every conv/dense layer must
     still get its MACs (3x3x3x4 per output pixel for the conv, 16x4x... for the dense)."""
     keras = pytest.importorskip("keras")
-    model = keras.Sequential([
-        keras.Input((8, 8, 3)),
-        keras.layers.Conv2D(4, 3, padding="same", name="conv"),
-        keras.layers.Flatten(name="flat"),
-        keras.layers.Dense(2, name="dense"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dense(2, name="dense"),
+        ]
+    )
     path = tmp_path / "seq.keras"
     model.save(path)
     report = profile(path)

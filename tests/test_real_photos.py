@@ -34,8 +34,15 @@ def real_run(tmp_path_factory):
     from edgecnn.export import export
 
     tmp = tmp_path_factory.mktemp("real")
-    run = train(_sample("train", tmp / "train"), val_dir=_sample("test", tmp / "test"),
-                arch="seed", img_size=32, epochs=2, out=tmp / "run", progress=False)
+    run = train(
+        _sample("train", tmp / "train"),
+        val_dir=_sample("test", tmp / "test"),
+        arch="seed",
+        img_size=32,
+        epochs=2,
+        out=tmp / "run",
+        progress=False,
+    )
     manifest = export(run.path, formats="tflite-fp32,onnx", calib_count=16, progress=False)
     return run, manifest
 
@@ -65,4 +72,6 @@ def test_eval_on_real_photos_agrees_with_export(real_run, capsys):
     out = run.path / "eval.json"
     assert main(["eval", str(model), str(manifest["check"]["dir"]), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["accuracy"] == pytest.approx(manifest["artifacts"]["tflite-fp32"]["parity"]["accuracy"])
+    assert report["accuracy"] == pytest.approx(
+        manifest["artifacts"]["tflite-fp32"]["parity"]["accuracy"]
+    )

@@ -91,8 +91,14 @@ def test_batch_paths_agree_with_single_predictions(arts, frames, artifact, backe
     assert [s[0] for s in single] == [b[0] for b in batch]
     np.testing.assert_allclose([s[1] for s in single], [b[1] for b in batch], atol=1e-5)
 
-    pixels = np.stack([cv2.cvtColor(cv2.resize(i, (SIZE, SIZE), interpolation=cv2.INTER_AREA),
-                                    cv2.COLOR_BGR2RGB) for i in images])
+    pixels = np.stack(
+        [
+            cv2.cvtColor(
+                cv2.resize(i, (SIZE, SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
+            )
+            for i in images
+        ]
+    )
     p1 = clf.probs(to_input(pixels, clf.contract))
     p2 = clf.probs_pixels(pixels, batch=4)  # uneven chunks: 4 + 4 + ... exercise batch resizing
     assert p1.dtype == np.float32 and p1.shape == (len(images), len(LABELS))
@@ -101,7 +107,9 @@ def test_batch_paths_agree_with_single_predictions(arts, frames, artifact, backe
     assert clf.probs(np.zeros((0, SIZE, SIZE, 3), np.float32)).shape == (0, len(LABELS))
 
 
-@pytest.mark.parametrize(("artifact", "backend"), FP32_CASES, ids=[f"{a}-{b}" for a, b in FP32_CASES])
+@pytest.mark.parametrize(
+    ("artifact", "backend"), FP32_CASES, ids=[f"{a}-{b}" for a, b in FP32_CASES]
+)
 def test_fp32_backends_match_keras(arts, keras_clf, artifact, backend):
     """Parity: the same top-1 as the Keras model on every image, and near-identical scores."""
     clf = open_case(arts, artifact, backend)
@@ -131,7 +139,9 @@ def test_opencv_runs_per_channel_qdq_int8_onnx(arts, keras_clf):
     assert (clf.probs(x).argmax(1) == keras_clf.probs(x).argmax(1)).mean() >= 0.9
 
 
-@pytest.mark.parametrize(("artifact", "dtype"), [("tflite_int8", "int8"), ("tflite_uint8", "uint8")])
+@pytest.mark.parametrize(
+    ("artifact", "dtype"), [("tflite_int8", "int8"), ("tflite_uint8", "uint8")]
+)
 def test_int8_tflite_quantisation_comes_from_the_file(arts, artifact, dtype):
     info = open_case(arts, artifact, "tflite").describe()
     assert info["input"]["dtype"] == dtype and info["input"]["scale"] > 0
@@ -266,8 +276,9 @@ def test_evaluate_matches_folder_names_not_folder_order(arts, tmp_path):
 
 def test_evaluate_on_decoded_pixels(arts):
     clf = open_case(arts, "onnx_int8", "onnx")
-    decoded = load_pixels(list_dataset(arts["data"], classes=clf.labels), clf.contract,
-                          progress=False)
+    decoded = load_pixels(
+        list_dataset(arts["data"], classes=clf.labels), clf.contract, progress=False
+    )
     report = evaluate(clf, decoded)
     assert report["count"] == len(decoded.targets) and report["data"] is None
     assert report["accuracy"] == evaluate(clf, arts["data"])["accuracy"]
@@ -317,8 +328,9 @@ def test_tflite_falls_back_to_tensorflow_lite_without_litert(arts, monkeypatch):
 
     real = importlib.util.find_spec
     hidden = {"ai_edge_litert", "tflite_runtime"}
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in hidden else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in hidden else real(name, *a)
+    )
     interpreter, module = tflite_backend.find_interpreter()
     assert module.startswith("tensorflow ")
     clf = load(arts["tflite_int8"], backend="tflite", threads=1)

@@ -41,8 +41,7 @@ def _bad_model_files(arts, tmp: Path) -> dict[str, tuple[Path, str]]:
         "wrong-extension": (tmp / "model.pb", "unknown model type '.pb'"),
         "no-extension": (tmp / "noext", "unknown model type"),
         "truncated-tflite": (_truncate(arts["tflite"], tmp / "t.tflite"), "cannot load TFLite"),
-        "truncated-int8-tflite": (
-            _truncate(arts["tflite_int8"], tmp / "t8.tflite", 0.9), "TFLite"),
+        "truncated-int8-tflite": (_truncate(arts["tflite_int8"], tmp / "t8.tflite", 0.9), "TFLite"),
         "header-only-tflite": (_truncate(arts["tflite"], tmp / "h.tflite", 0.01), "TFLite"),
         "garbage-tflite": (tmp / "garbage.tflite", "not a TFLite flatbuffer"),
         "truncated-onnx": (_truncate(arts["onnx"], tmp / "t.onnx"), "not a valid ONNX file"),
@@ -54,9 +53,18 @@ def _bad_model_files(arts, tmp: Path) -> dict[str, tuple[Path, str]]:
 
 
 BAD_MODELS = [
-    "missing", "wrong-extension", "no-extension", "truncated-tflite", "truncated-int8-tflite",
-    "header-only-tflite", "garbage-tflite", "truncated-onnx", "empty-onnx", "text-onnx",
-    "truncated-keras", "junk-keras",
+    "missing",
+    "wrong-extension",
+    "no-extension",
+    "truncated-tflite",
+    "truncated-int8-tflite",
+    "header-only-tflite",
+    "garbage-tflite",
+    "truncated-onnx",
+    "empty-onnx",
+    "text-onnx",
+    "truncated-keras",
+    "junk-keras",
 ]
 
 
@@ -198,8 +206,11 @@ def test_cli_predict_bad_input(arts, tmp_path, capsys, argv_tail, text):
     bad = tmp_path / "not_an_image.png"
     bad.write_text("hello, I am text\n" * 5)
     good = next((arts["data"] / "red").iterdir())
-    sub = {"IMAGE_NOT_IMAGE": str(bad), "IMAGE_MISSING": str(tmp_path / "nope.jpg"),
-           "ONNX": str(good)}
+    sub = {
+        "IMAGE_NOT_IMAGE": str(bad),
+        "IMAGE_MISSING": str(tmp_path / "nope.jpg"),
+        "ONNX": str(good),
+    }
     tail = [sub.get(a, a) for a in argv_tail]
     if "--" in tail:  # unsupported backend: the MODEL is the .onnx file
         i = tail.index("--")
@@ -240,7 +251,9 @@ def test_cli_error_is_one_line_at_the_process_level(arts, tmp_path, artifact):
     good = next((arts["data"] / "red").iterdir())
     proc = subprocess.run(
         [sys.executable, "-m", "edgecnn", "predict", str(arts[artifact]), str(good), str(bad)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""

@@ -33,16 +33,20 @@ def arts(tmp_path_factory):
 
 def _probe(body: str) -> dict:
     code = PROBE.format(heavy=HEAVY, body=body)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize(
     ("artifact", "backend"),
-    [("tflite", "auto"), ("tflite_int8", "tflite"), ("onnx", "auto"), ("onnx_int8", "opencv"),
-     ("onnx_bare", "onnx")],
+    [
+        ("tflite", "auto"),
+        ("tflite_int8", "tflite"),
+        ("onnx", "auto"),
+        ("onnx_int8", "opencv"),
+        ("onnx_bare", "onnx"),
+    ],
 )
 def test_predict_with_runtime_files_imports_no_tensorflow(arts, artifact, backend):
     image = next((arts["data"] / "red").iterdir())

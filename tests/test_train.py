@@ -231,7 +231,6 @@ def test_mirrored_strategy_over_two_logical_cpus(data, tmp_path):
     assert model.output_shape == (None, 3)
 
 
-
 def test_resume_without_epochs_continues_to_the_runs_own_count(data, tmp_path):
     """`--resume` with no `--epochs` finishes the interrupted run's epochs (and LR schedule),
     not the default architecture's epoch count."""
@@ -240,6 +239,11 @@ def test_resume_without_epochs_continues_to_the_runs_own_count(data, tmp_path):
     opts = {**FAST, "epochs": 2}
     with pytest.raises(TrainingInterrupted):
         train(train_dir, val_dir=val_dir, out=out, callbacks=[_InterruptAt(1)], **opts)
-    resumed = train(train_dir, val_dir=val_dir, out=out, resume=True,
-                    **{k: v for k, v in opts.items() if k != "epochs"})
+    resumed = train(
+        train_dir,
+        val_dir=val_dir,
+        out=out,
+        resume=True,
+        **{k: v for k, v in opts.items() if k != "epochs"},
+    )
     assert [int(r["epoch"]) for r in resumed.history] == [1, 2]

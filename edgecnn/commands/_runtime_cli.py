@@ -9,8 +9,9 @@ from edgecnn.runtime import Classifier, load
 from edgecnn.runtime.classifier import MetadataWarning
 
 
-def load_reporting_warnings(model: str, *, backend: str, threads: int | None,
-                            command: str) -> Classifier:
+def load_reporting_warnings(
+    model: str, *, backend: str, threads: int | None, command: str
+) -> Classifier:
     """`load`, with a missing-metadata warning printed as one `edgecnn CMD: warning:` line
     instead of Python's two-line warning format."""
     with warnings.catch_warnings(record=True) as caught:

@@ -8,25 +8,61 @@ from edgecnn.runtime.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("targets", nargs="+", metavar="RUN_DIR|MODEL", help="run directories or model files")
-    parser.add_argument("--backends", help="comma-separated: tflite,onnx,opencv,keras (default: all that fit)")
+    parser.add_argument(
+        "targets", nargs="+", metavar="RUN_DIR|MODEL", help="run directories or model files"
+    )
+    parser.add_argument(
+        "--backends", help="comma-separated: tflite,onnx,opencv,keras (default: all that fit)"
+    )
     parser.add_argument("--threads", default="1", help="comma-separated thread counts (default: 1)")
     parser.add_argument("--runs", type=int, default=200, help="timed runs per row (default: 200)")
-    parser.add_argument("--warmup", type=int, default=20, help="warm-up runs before timing (default: 20)")
-    parser.add_argument("--warmup-seconds", type=float, default=1.0,
-                        help="also warm up for at least this long (default: 1.0)")
-    parser.add_argument("--min-seconds", type=float, default=1.0,
-                        help="time each row for at least this long (default: 1.0)")
-    parser.add_argument("--data", metavar="DIR", help="class-folder images: accuracy and agreement with Keras")
-    parser.add_argument("--max-images", type=int, default=500, help="images used from --data (default: 500)")
-    parser.add_argument("--pipeline", metavar="SOURCE", help="also measure the live loop on this video/folder")
-    parser.add_argument("--pipeline-frames", type=int, default=300,
-                        help="frames per backend for --pipeline (default: 300)")
-    parser.add_argument("--json", metavar="FILE", help="write the result as JSON (default: RUN_DIR/bench/bench.json)")
-    parser.add_argument("--csv", metavar="FILE", help="write the rows as CSV (default: RUN_DIR/bench/bench.csv)")
-    parser.add_argument("--md", metavar="FILE", help="write a Markdown report (default: RUN_DIR/bench/bench.md)")
-    parser.add_argument("--plot", metavar="FILE", help="write a PNG plot (default: RUN_DIR/bench/bench.png)")
-    parser.add_argument("--compare", metavar="OLD.json", help="ratios against an earlier bench.json")
+    parser.add_argument(
+        "--warmup", type=int, default=20, help="warm-up runs before timing (default: 20)"
+    )
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=1.0,
+        help="also warm up for at least this long (default: 1.0)",
+    )
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=1.0,
+        help="time each row for at least this long (default: 1.0)",
+    )
+    parser.add_argument(
+        "--data", metavar="DIR", help="class-folder images: accuracy and agreement with Keras"
+    )
+    parser.add_argument(
+        "--max-images", type=int, default=500, help="images used from --data (default: 500)"
+    )
+    parser.add_argument(
+        "--pipeline", metavar="SOURCE", help="also measure the live loop on this video/folder"
+    )
+    parser.add_argument(
+        "--pipeline-frames",
+        type=int,
+        default=300,
+        help="frames per backend for --pipeline (default: 300)",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write the result as JSON (default: RUN_DIR/bench/bench.json)",
+    )
+    parser.add_argument(
+        "--csv", metavar="FILE", help="write the rows as CSV (default: RUN_DIR/bench/bench.csv)"
+    )
+    parser.add_argument(
+        "--md", metavar="FILE", help="write a Markdown report (default: RUN_DIR/bench/bench.md)"
+    )
+    parser.add_argument(
+        "--plot", metavar="FILE", help="write a PNG plot (default: RUN_DIR/bench/bench.png)"
+    )
+    parser.add_argument(
+        "--compare", metavar="OLD.json", help="ratios against an earlier bench.json"
+    )
     parser.add_argument("--no-save", action="store_true", help="only print; write no default files")
 
 
@@ -44,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     from edgecnn import bench_report as report
     from edgecnn.bench import BenchConfig, bench, default_output_dir, planned_rows
 
-    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip()) if args.backends else None
+    backends = (
+        tuple(b.strip() for b in args.backends.split(",") if b.strip()) if args.backends else None
+    )
     config = BenchConfig(
         backends=backends,
         threads=_int_list(args.threads, "threads"),
@@ -62,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
     print(report.render_text(result))
     if all(r.get("error") for r in result["rows"]):  # nothing measured: bad input, not a result
         first = result["rows"][0]
-        raise InputError(f"no backend could run {'the model' if len(result['rows']) == 1 else 'any model'} "
-                         f"({first['artifact']} on {first['backend']}: {first['error']})")
+        raise InputError(
+            f"no backend could run {'the model' if len(result['rows']) == 1 else 'any model'} "
+            f"({first['artifact']} on {first['backend']}: {first['error']})"
+        )
     comparison = report.compare(result, old, source=args.compare) if old is not None else None
     if comparison is not None:
         result["comparison"] = {"against": args.compare, "rows": comparison}

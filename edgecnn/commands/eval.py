@@ -12,18 +12,31 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edgecnn.runtime.backends import BACKEND_CHOICES
 
-    parser.add_argument("model", metavar="MODEL",
-                        help=".tflite, .onnx or .keras file, or a run directory")
+    parser.add_argument(
+        "model", metavar="MODEL", help=".tflite, .onnx or .keras file, or a run directory"
+    )
     parser.add_argument("data", metavar="DATA_DIR", help="folder with one sub-folder per class")
-    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
-                        help="inference backend (default: auto, by file type)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKEND_CHOICES,
+        help="inference backend (default: auto, by file type)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--batch", type=int, default=32, help="images per inference call")
-    parser.add_argument("--json", metavar="FILE", default=None,
-                        help="write the full report as JSON (use - for stdout)")
-    parser.add_argument("--confusion", metavar="PNG", default=None,
-                        help="confusion matrix picture (default: MODEL_STEM_BACKEND_confusion.png "
-                             "beside the --json file, else beside the model)")
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        default=None,
+        help="write the full report as JSON (use - for stdout)",
+    )
+    parser.add_argument(
+        "--confusion",
+        metavar="PNG",
+        default=None,
+        help="confusion matrix picture (default: MODEL_STEM_BACKEND_confusion.png "
+        "beside the --json file, else beside the model)",
+    )
 
 
 def default_confusion_path(model: Path, backend: str, json_file: str | None) -> Path:
@@ -42,16 +55,24 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--batch must be at least 1, got {args.batch}")
     if args.json and args.json != "-" and not Path(args.json).parent.is_dir():
         raise InputError(f"--json {args.json}: folder {Path(args.json).parent} does not exist")
-    clf = load_reporting_warnings(args.model, backend=args.backend, threads=args.threads,
-                                  command="eval")
+    clf = load_reporting_warnings(
+        args.model, backend=args.backend, threads=args.threads, command="eval"
+    )
     report = evaluate(clf, args.data, batch=args.batch)
-    png = Path(args.confusion) if args.confusion else default_confusion_path(
-        clf.path, clf.backend, args.json)
-    title = f"{clf.path.name} ({clf.backend}) acc {report['accuracy']:.3f} on {Path(args.data).name}"
+    png = (
+        Path(args.confusion)
+        if args.confusion
+        else default_confusion_path(clf.path, clf.backend, args.json)
+    )
+    title = (
+        f"{clf.path.name} ({clf.backend}) acc {report['accuracy']:.3f} on {Path(args.data).name}"
+    )
     confusion_png(report["confusion_matrix"], report["labels"], png, title=title)
     report["confusion_png"] = str(png)
     out = sys.stderr if args.json == "-" else sys.stdout
-    print(f"model {clf.path} (backend {clf.backend}, {clf.describe().get('version', '')})", file=out)
+    print(
+        f"model {clf.path} (backend {clf.backend}, {clf.describe().get('version', '')})", file=out
+    )
     print(format_report(report), file=out)
     for item in report["skipped"]:
         print(f"skipped {item['path']}: {item['reason']}", file=out)

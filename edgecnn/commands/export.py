@@ -16,19 +16,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"comma-separated subset of {','.join(FORMATS)} (default: all)",
     )
-    parser.add_argument("--calib", metavar="DIR", help="int8 calibration images "
-                        "(default: the run's training images)")
-    parser.add_argument("--check", metavar="DIR", help="labelled images to verify every file "
-                        "on (default: the run's validation images)")
-    parser.add_argument("--int8-io", choices=INT8_IO, default="uint8",
-                        help="input/output dtype of model_int8.tflite; ops inside are int8 "
-                        "either way (default uint8: raw pixels, what MediaPipe Tasks accepts)")
-    parser.add_argument("--int8-weights", choices=INT8_WEIGHTS, default="auto",
-                        help="weight scales of the int8 files: per-tensor (smaller), "
-                        "per-channel (robust), or auto (default: builds both, keeps per-tensor "
-                        "unless it loses > 0.5 points of agreement with Keras)")
-    parser.add_argument("--calib-count", type=int, default=300, metavar="N",
-                        help="calibration sample size (default 300)")
+    parser.add_argument(
+        "--calib",
+        metavar="DIR",
+        help="int8 calibration images (default: the run's training images)",
+    )
+    parser.add_argument(
+        "--check",
+        metavar="DIR",
+        help="labelled images to verify every file on (default: the run's validation images)",
+    )
+    parser.add_argument(
+        "--int8-io",
+        choices=INT8_IO,
+        default="uint8",
+        help="input/output dtype of model_int8.tflite; ops inside are int8 "
+        "either way (default uint8: raw pixels, what MediaPipe Tasks accepts)",
+    )
+    parser.add_argument(
+        "--int8-weights",
+        choices=INT8_WEIGHTS,
+        default="auto",
+        help="weight scales of the int8 files: per-tensor (smaller), "
+        "per-channel (robust), or auto (default: builds both, keeps per-tensor "
+        "unless it loses > 0.5 points of agreement with Keras)",
+    )
+    parser.add_argument(
+        "--calib-count",
+        type=int,
+        default=300,
+        metavar="N",
+        help="calibration sample size (default 300)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="calibration sample seed")
 
 

@@ -11,12 +11,21 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edgecnn.runtime.backends import BACKEND_CHOICES
 
-    parser.add_argument("model", metavar="MODEL",
-                        help=".tflite, .onnx or .keras file, or a run directory")
-    parser.add_argument("images", metavar="IMAGE", nargs="+",
-                        help="image files to classify (a folder: every image file in it)")
-    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
-                        help="inference backend (default: auto, by file type)")
+    parser.add_argument(
+        "model", metavar="MODEL", help=".tflite, .onnx or .keras file, or a run directory"
+    )
+    parser.add_argument(
+        "images",
+        metavar="IMAGE",
+        nargs="+",
+        help="image files to classify (a folder: every image file in it)",
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKEND_CHOICES,
+        help="inference backend (default: auto, by file type)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--top-k", type=int, default=3, help="labels shown per image (default 3)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -30,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {args.top_k}")
-    clf = load_reporting_warnings(args.model, backend=args.backend, threads=args.threads,
-                                  command="predict")
+    clf = load_reporting_warnings(
+        args.model, backend=args.backend, threads=args.threads, command="predict"
+    )
     images = _expand(args.images)
     c = clf.contract
     pixels = np.empty((len(images), c.height, c.width, 3), dtype=np.uint8)
@@ -42,13 +52,19 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for image, row in zip(images, probs):
         order = np.argsort(-row, kind="stable")[:k]
-        results.append({
-            "image": image,
-            "predictions": [{"label": clf.labels[j], "score": float(row[j])} for j in order],
-        })
+        results.append(
+            {
+                "image": image,
+                "predictions": [{"label": clf.labels[j], "score": float(row[j])} for j in order],
+            }
+        )
     if args.json:
-        doc = {"model": str(clf.path), "backend": clf.backend, "labels": list(clf.labels),
-               "results": results}
+        doc = {
+            "model": str(clf.path),
+            "backend": clf.backend,
+            "labels": list(clf.labels),
+            "results": results,
+        }
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:

@@ -7,12 +7,22 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help=".tflite, .onnx, .keras file or a run directory")
-    parser.add_argument("--data", metavar="DIR",
-                        help="class-folder images: measure the int8 error of every layer against the fp32 "
-                        "file (default: export.json's worst layers, else the run's own images)")
-    parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                        help="write the profile as JSON to FILE (or stdout with no FILE)")
+    parser.add_argument(
+        "model", metavar="MODEL", help=".tflite, .onnx, .keras file or a run directory"
+    )
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="class-folder images: measure the int8 error of every layer against the fp32 "
+        "file (default: export.json's worst layers, else the run's own images)",
+    )
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="write the profile as JSON to FILE (or stdout with no FILE)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

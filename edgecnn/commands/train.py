@@ -29,7 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--img-size", type=int, metavar="N", help="input size (default per arch)")
     parser.add_argument(
-        "--epochs", type=int, metavar="N", help="maximum epochs (default per arch: edge 60, seed 25)"
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="maximum epochs (default per arch: edge 60, seed 25)",
     )
     parser.add_argument("--batch", type=int, default=32, metavar="N", help="batch size (32)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (0)")

@@ -23,7 +23,9 @@ import flatbuffers
 # namespace: tflite
 
 from flatbuffers.compat import import_numpy
+
 np = import_numpy()
+
 
 class AssociatedFileType(object):
     UNKNOWN = 0
@@ -60,8 +62,10 @@ class ContentProperties(object):
     BoundingBoxProperties = 3
     AudioProperties = 4
 
+
 def ContentPropertiesCreator(unionType, table):
     from flatbuffers.table import Table
+
     if not isinstance(table, Table):
         return None
     if unionType == ContentProperties.FeatureProperties:
@@ -90,8 +94,10 @@ class ProcessUnitOptions(object):
     SentencePieceTokenizerOptions = 5
     RegexTokenizerOptions = 6
 
+
 def ProcessUnitOptionsCreator(unionType, table):
     from flatbuffers.table import Table
+
     if not isinstance(table, Table):
         return None
     if unionType == ProcessUnitOptions.NormalizationOptions:
@@ -110,7 +116,7 @@ def ProcessUnitOptionsCreator(unionType, table):
 
 
 class AssociatedFile(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -123,9 +129,12 @@ class AssociatedFile(object):
     def GetRootAsAssociatedFile(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def AssociatedFileBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # AssociatedFile
     def Init(self, buf, pos):
@@ -166,39 +175,50 @@ class AssociatedFile(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
+
 def AssociatedFileStart(builder):
     builder.StartObject(5)
+
 
 def AssociatedFileAddName(builder, name):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
 
+
 def AssociatedFileAddDescription(builder, description):
-    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(description), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(description), 0
+    )
+
 
 def AssociatedFileAddType(builder, type):
     builder.PrependInt8Slot(2, type, 0)
 
+
 def AssociatedFileAddLocale(builder, locale):
-    builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(locale), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        3, flatbuffers.number_types.UOffsetTFlags.py_type(locale), 0
+    )
+
 
 def AssociatedFileAddVersion(builder, version):
-    builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(version), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        4, flatbuffers.number_types.UOffsetTFlags.py_type(version), 0
+    )
+
 
 def AssociatedFileEnd(builder):
     return builder.EndObject()
 
 
-
 class AssociatedFileT(object):
-
     # AssociatedFileT
     def __init__(
         self,
-        name = None,
-        description = None,
-        type = 0,
-        locale = None,
-        version = None,
+        name=None,
+        description=None,
+        type=0,
+        locale=None,
+        version=None,
     ):
         self.name = name  # type: Optional[str]
         self.description = description  # type: Optional[str]
@@ -215,7 +235,7 @@ class AssociatedFileT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, associatedFile):
@@ -258,7 +278,7 @@ class AssociatedFileT(object):
 
 
 class FeatureProperties(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -271,24 +291,27 @@ class FeatureProperties(object):
     def GetRootAsFeatureProperties(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def FeaturePropertiesBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # FeatureProperties
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
 
+
 def FeaturePropertiesStart(builder):
     builder.StartObject(0)
+
 
 def FeaturePropertiesEnd(builder):
     return builder.EndObject()
 
 
-
 class FeaturePropertiesT(object):
-
     # FeaturePropertiesT
     def __init__(
         self,
@@ -304,7 +327,7 @@ class FeaturePropertiesT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, featureProperties):
@@ -325,7 +348,7 @@ class FeaturePropertiesT(object):
 
 
 class ImageSize(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -338,9 +361,12 @@ class ImageSize(object):
     def GetRootAsImageSize(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def ImageSizeBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # ImageSize
     def Init(self, buf, pos):
@@ -360,27 +386,29 @@ class ImageSize(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
+
 def ImageSizeStart(builder):
     builder.StartObject(2)
+
 
 def ImageSizeAddWidth(builder, width):
     builder.PrependUint32Slot(0, width, 0)
 
+
 def ImageSizeAddHeight(builder, height):
     builder.PrependUint32Slot(1, height, 0)
+
 
 def ImageSizeEnd(builder):
     return builder.EndObject()
 
 
-
 class ImageSizeT(object):
-
     # ImageSizeT
     def __init__(
         self,
-        width = 0,
-        height = 0,
+        width=0,
+        height=0,
     ):
         self.width = width  # type: int
         self.height = height  # type: int
@@ -394,7 +422,7 @@ class ImageSizeT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, imageSize):
@@ -419,7 +447,7 @@ class ImageSizeT(object):
 
 
 class ImageProperties(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -432,9 +460,12 @@ class ImageProperties(object):
     def GetRootAsImageProperties(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def ImagePropertiesBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # ImageProperties
     def Init(self, buf, pos):
@@ -457,14 +488,20 @@ class ImageProperties(object):
             return obj
         return None
 
+
 def ImagePropertiesStart(builder):
     builder.StartObject(2)
+
 
 def ImagePropertiesAddColorSpace(builder, colorSpace):
     builder.PrependInt8Slot(0, colorSpace, 0)
 
+
 def ImagePropertiesAddDefaultSize(builder, defaultSize):
-    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(defaultSize), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(defaultSize), 0
+    )
+
 
 def ImagePropertiesEnd(builder):
     return builder.EndObject()
@@ -475,13 +512,13 @@ try:
 except:
     pass
 
-class ImagePropertiesT(object):
 
+class ImagePropertiesT(object):
     # ImagePropertiesT
     def __init__(
         self,
-        colorSpace = 0,
-        defaultSize = None,
+        colorSpace=0,
+        defaultSize=None,
     ):
         self.colorSpace = colorSpace  # type: int
         self.defaultSize = defaultSize  # type: Optional[ImageSizeT]
@@ -495,7 +532,7 @@ class ImagePropertiesT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, imageProperties):
@@ -524,7 +561,7 @@ class ImagePropertiesT(object):
 
 
 class AudioProperties(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -537,9 +574,12 @@ class AudioProperties(object):
     def GetRootAsAudioProperties(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def AudioPropertiesBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # AudioProperties
     def Init(self, buf, pos):
@@ -559,27 +599,29 @@ class AudioProperties(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
+
 def AudioPropertiesStart(builder):
     builder.StartObject(2)
+
 
 def AudioPropertiesAddSampleRate(builder, sampleRate):
     builder.PrependUint32Slot(0, sampleRate, 0)
 
+
 def AudioPropertiesAddChannels(builder, channels):
     builder.PrependUint32Slot(1, channels, 0)
+
 
 def AudioPropertiesEnd(builder):
     return builder.EndObject()
 
 
-
 class AudioPropertiesT(object):
-
     # AudioPropertiesT
     def __init__(
         self,
-        sampleRate = 0,
-        channels = 0,
+        sampleRate=0,
+        channels=0,
     ):
         self.sampleRate = sampleRate  # type: int
         self.channels = channels  # type: int
@@ -593,7 +635,7 @@ class AudioPropertiesT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, audioProperties):
@@ -618,7 +660,7 @@ class AudioPropertiesT(object):
 
 
 class BoundingBoxProperties(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -631,9 +673,12 @@ class BoundingBoxProperties(object):
     def GetRootAsBoundingBoxProperties(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def BoundingBoxPropertiesBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # BoundingBoxProperties
     def Init(self, buf, pos):
@@ -644,7 +689,10 @@ class BoundingBoxProperties(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Uint32Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
+            return self._tab.Get(
+                flatbuffers.number_types.Uint32Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4),
+            )
         return 0
 
     # BoundingBoxProperties
@@ -680,20 +728,26 @@ class BoundingBoxProperties(object):
             return self._tab.Get(flatbuffers.number_types.Int8Flags, o + self._tab.Pos)
         return 0
 
+
 def BoundingBoxPropertiesStart(builder):
     builder.StartObject(3)
+
 
 def BoundingBoxPropertiesAddIndex(builder, index):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(index), 0)
 
+
 def BoundingBoxPropertiesStartIndexVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
+
 
 def BoundingBoxPropertiesAddType(builder, type):
     builder.PrependInt8Slot(1, type, 0)
 
+
 def BoundingBoxPropertiesAddCoordinateType(builder, coordinateType):
     builder.PrependInt8Slot(2, coordinateType, 0)
+
 
 def BoundingBoxPropertiesEnd(builder):
     return builder.EndObject()
@@ -704,14 +758,14 @@ try:
 except:
     pass
 
-class BoundingBoxPropertiesT(object):
 
+class BoundingBoxPropertiesT(object):
     # BoundingBoxPropertiesT
     def __init__(
         self,
-        index = None,
-        type = 0,
-        coordinateType = 0,
+        index=None,
+        type=0,
+        coordinateType=0,
     ):
         self.index = index  # type: Optional[List[int]]
         self.type = type  # type: int
@@ -726,7 +780,7 @@ class BoundingBoxPropertiesT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, boundingBoxProperties):
@@ -768,7 +822,7 @@ class BoundingBoxPropertiesT(object):
 
 
 class ValueRange(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -781,9 +835,12 @@ class ValueRange(object):
     def GetRootAsValueRange(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def ValueRangeBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # ValueRange
     def Init(self, buf, pos):
@@ -803,27 +860,29 @@ class ValueRange(object):
             return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
         return 0
 
+
 def ValueRangeStart(builder):
     builder.StartObject(2)
+
 
 def ValueRangeAddMin(builder, min):
     builder.PrependInt32Slot(0, min, 0)
 
+
 def ValueRangeAddMax(builder, max):
     builder.PrependInt32Slot(1, max, 0)
+
 
 def ValueRangeEnd(builder):
     return builder.EndObject()
 
 
-
 class ValueRangeT(object):
-
     # ValueRangeT
     def __init__(
         self,
-        min = 0,
-        max = 0,
+        min=0,
+        max=0,
     ):
         self.min = min  # type: int
         self.max = max  # type: int
@@ -837,7 +896,7 @@ class ValueRangeT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, valueRange):
@@ -862,7 +921,7 @@ class ValueRangeT(object):
 
 
 class Content(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -875,9 +934,12 @@ class Content(object):
     def GetRootAsContent(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def ContentBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # Content
     def Init(self, buf, pos):
@@ -895,6 +957,7 @@ class Content(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             from flatbuffers.table import Table
+
             obj = Table(bytearray(), 0)
             self._tab.Union(obj, o)
             return obj
@@ -910,17 +973,24 @@ class Content(object):
             return obj
         return None
 
+
 def ContentStart(builder):
     builder.StartObject(3)
+
 
 def ContentAddContentPropertiesType(builder, contentPropertiesType):
     builder.PrependUint8Slot(0, contentPropertiesType, 0)
 
+
 def ContentAddContentProperties(builder, contentProperties):
-    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(contentProperties), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(contentProperties), 0
+    )
+
 
 def ContentAddRange(builder, range):
     builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(range), 0)
+
 
 def ContentEnd(builder):
     return builder.EndObject()
@@ -931,14 +1001,14 @@ try:
 except:
     pass
 
-class ContentT(object):
 
+class ContentT(object):
     # ContentT
     def __init__(
         self,
-        contentPropertiesType = 0,
-        contentProperties = None,
-        range = None,
+        contentPropertiesType=0,
+        contentProperties=None,
+        range=None,
     ):
         self.contentPropertiesType = contentPropertiesType  # type: int
         self.contentProperties = contentProperties  # type: Union[None, 'FeaturePropertiesT', 'ImagePropertiesT', 'BoundingBoxPropertiesT', 'AudioPropertiesT']
@@ -953,7 +1023,7 @@ class ContentT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, content):
@@ -966,7 +1036,9 @@ class ContentT(object):
         if content is None:
             return
         self.contentPropertiesType = content.ContentPropertiesType()
-        self.contentProperties = ContentPropertiesCreator(self.contentPropertiesType, content.ContentProperties())
+        self.contentProperties = ContentPropertiesCreator(
+            self.contentPropertiesType, content.ContentProperties()
+        )
         if content.Range() is not None:
             self.range = ValueRangeT.InitFromObj(content.Range())
 
@@ -987,7 +1059,7 @@ class ContentT(object):
 
 
 class NormalizationOptions(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -1000,9 +1072,12 @@ class NormalizationOptions(object):
     def GetRootAsNormalizationOptions(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def NormalizationOptionsBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # NormalizationOptions
     def Init(self, buf, pos):
@@ -1013,7 +1088,10 @@ class NormalizationOptions(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Float32Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
+            return self._tab.Get(
+                flatbuffers.number_types.Float32Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4),
+            )
         return 0
 
     # NormalizationOptions
@@ -1040,7 +1118,10 @@ class NormalizationOptions(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Float32Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
+            return self._tab.Get(
+                flatbuffers.number_types.Float32Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4),
+            )
         return 0
 
     # NormalizationOptions
@@ -1062,20 +1143,26 @@ class NormalizationOptions(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         return o == 0
 
+
 def NormalizationOptionsStart(builder):
     builder.StartObject(2)
+
 
 def NormalizationOptionsAddMean(builder, mean):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(mean), 0)
 
+
 def NormalizationOptionsStartMeanVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
+
 
 def NormalizationOptionsAddStd(builder, std):
     builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(std), 0)
 
+
 def NormalizationOptionsStartStdVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
+
 
 def NormalizationOptionsEnd(builder):
     return builder.EndObject()
@@ -1086,13 +1173,13 @@ try:
 except:
     pass
 
-class NormalizationOptionsT(object):
 
+class NormalizationOptionsT(object):
     # NormalizationOptionsT
     def __init__(
         self,
-        mean = None,
-        std = None,
+        mean=None,
+        std=None,
     ):
         self.mean = mean  # type: Optional[List[float]]
         self.std = std  # type: Optional[List[float]]
@@ -1106,7 +1193,7 @@ class NormalizationOptionsT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, normalizationOptions):
@@ -1161,7 +1248,7 @@ class NormalizationOptionsT(object):
 
 
 class ScoreCalibrationOptions(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -1174,9 +1261,12 @@ class ScoreCalibrationOptions(object):
     def GetRootAsScoreCalibrationOptions(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def ScoreCalibrationOptionsBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # ScoreCalibrationOptions
     def Init(self, buf, pos):
@@ -1196,27 +1286,29 @@ class ScoreCalibrationOptions(object):
             return self._tab.Get(flatbuffers.number_types.Float32Flags, o + self._tab.Pos)
         return 0.0
 
+
 def ScoreCalibrationOptionsStart(builder):
     builder.StartObject(2)
+
 
 def ScoreCalibrationOptionsAddScoreTransformation(builder, scoreTransformation):
     builder.PrependInt8Slot(0, scoreTransformation, 0)
 
+
 def ScoreCalibrationOptionsAddDefaultScore(builder, defaultScore):
     builder.PrependFloat32Slot(1, defaultScore, 0.0)
+
 
 def ScoreCalibrationOptionsEnd(builder):
     return builder.EndObject()
 
 
-
 class ScoreCalibrationOptionsT(object):
-
     # ScoreCalibrationOptionsT
     def __init__(
         self,
-        scoreTransformation = 0,
-        defaultScore = 0.0,
+        scoreTransformation=0,
+        defaultScore=0.0,
     ):
         self.scoreTransformation = scoreTransformation  # type: int
         self.defaultScore = defaultScore  # type: float
@@ -1230,7 +1322,7 @@ class ScoreCalibrationOptionsT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, scoreCalibrationOptions):
@@ -1255,7 +1347,7 @@ class ScoreCalibrationOptionsT(object):
 
 
 class ScoreThresholdingOptions(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -1268,9 +1360,12 @@ class ScoreThresholdingOptions(object):
     def GetRootAsScoreThresholdingOptions(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def ScoreThresholdingOptionsBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # ScoreThresholdingOptions
     def Init(self, buf, pos):
@@ -1283,23 +1378,24 @@ class ScoreThresholdingOptions(object):
             return self._tab.Get(flatbuffers.number_types.Float32Flags, o + self._tab.Pos)
         return 0.0
 
+
 def ScoreThresholdingOptionsStart(builder):
     builder.StartObject(1)
 
+
 def ScoreThresholdingOptionsAddGlobalScoreThreshold(builder, globalScoreThreshold):
     builder.PrependFloat32Slot(0, globalScoreThreshold, 0.0)
+
 
 def ScoreThresholdingOptionsEnd(builder):
     return builder.EndObject()
 
 
-
 class ScoreThresholdingOptionsT(object):
-
     # ScoreThresholdingOptionsT
     def __init__(
         self,
-        globalScoreThreshold = 0.0,
+        globalScoreThreshold=0.0,
     ):
         self.globalScoreThreshold = globalScoreThreshold  # type: float
 
@@ -1312,7 +1408,7 @@ class ScoreThresholdingOptionsT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, scoreThresholdingOptions):
@@ -1335,7 +1431,7 @@ class ScoreThresholdingOptionsT(object):
 
 
 class BertTokenizerOptions(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -1348,9 +1444,12 @@ class BertTokenizerOptions(object):
     def GetRootAsBertTokenizerOptions(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def BertTokenizerOptionsBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # BertTokenizerOptions
     def Init(self, buf, pos):
@@ -1380,14 +1479,20 @@ class BertTokenizerOptions(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
         return o == 0
 
+
 def BertTokenizerOptionsStart(builder):
     builder.StartObject(1)
 
+
 def BertTokenizerOptionsAddVocabFile(builder, vocabFile):
-    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(vocabFile), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        0, flatbuffers.number_types.UOffsetTFlags.py_type(vocabFile), 0
+    )
+
 
 def BertTokenizerOptionsStartVocabFileVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
+
 
 def BertTokenizerOptionsEnd(builder):
     return builder.EndObject()
@@ -1398,12 +1503,12 @@ try:
 except:
     pass
 
-class BertTokenizerOptionsT(object):
 
+class BertTokenizerOptionsT(object):
     # BertTokenizerOptionsT
     def __init__(
         self,
-        vocabFile = None,
+        vocabFile=None,
     ):
         self.vocabFile = vocabFile  # type: Optional[List[AssociatedFileT]]
 
@@ -1416,7 +1521,7 @@ class BertTokenizerOptionsT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, bertTokenizerOptions):
@@ -1455,7 +1560,7 @@ class BertTokenizerOptionsT(object):
 
 
 class SentencePieceTokenizerOptions(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -1468,9 +1573,12 @@ class SentencePieceTokenizerOptions(object):
     def GetRootAsSentencePieceTokenizerOptions(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def SentencePieceTokenizerOptionsBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # SentencePieceTokenizerOptions
     def Init(self, buf, pos):
@@ -1524,20 +1632,30 @@ class SentencePieceTokenizerOptions(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         return o == 0
 
+
 def SentencePieceTokenizerOptionsStart(builder):
     builder.StartObject(2)
 
+
 def SentencePieceTokenizerOptionsAddSentencePieceModel(builder, sentencePieceModel):
-    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(sentencePieceModel), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        0, flatbuffers.number_types.UOffsetTFlags.py_type(sentencePieceModel), 0
+    )
+
 
 def SentencePieceTokenizerOptionsStartSentencePieceModelVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def SentencePieceTokenizerOptionsAddVocabFile(builder, vocabFile):
-    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(vocabFile), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(vocabFile), 0
+    )
+
 
 def SentencePieceTokenizerOptionsStartVocabFileVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
+
 
 def SentencePieceTokenizerOptionsEnd(builder):
     return builder.EndObject()
@@ -1548,13 +1666,13 @@ try:
 except:
     pass
 
-class SentencePieceTokenizerOptionsT(object):
 
+class SentencePieceTokenizerOptionsT(object):
     # SentencePieceTokenizerOptionsT
     def __init__(
         self,
-        sentencePieceModel = None,
-        vocabFile = None,
+        sentencePieceModel=None,
+        vocabFile=None,
     ):
         self.sentencePieceModel = sentencePieceModel  # type: Optional[List[AssociatedFileT]]
         self.vocabFile = vocabFile  # type: Optional[List[AssociatedFileT]]
@@ -1568,7 +1686,7 @@ class SentencePieceTokenizerOptionsT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, sentencePieceTokenizerOptions):
@@ -1586,7 +1704,9 @@ class SentencePieceTokenizerOptionsT(object):
                 if sentencePieceTokenizerOptions.SentencePieceModel(i) is None:
                     self.sentencePieceModel.append(None)
                 else:
-                    associatedFile_ = AssociatedFileT.InitFromObj(sentencePieceTokenizerOptions.SentencePieceModel(i))
+                    associatedFile_ = AssociatedFileT.InitFromObj(
+                        sentencePieceTokenizerOptions.SentencePieceModel(i)
+                    )
                     self.sentencePieceModel.append(associatedFile_)
         if not sentencePieceTokenizerOptions.VocabFileIsNone():
             self.vocabFile = []
@@ -1594,7 +1714,9 @@ class SentencePieceTokenizerOptionsT(object):
                 if sentencePieceTokenizerOptions.VocabFile(i) is None:
                     self.vocabFile.append(None)
                 else:
-                    associatedFile_ = AssociatedFileT.InitFromObj(sentencePieceTokenizerOptions.VocabFile(i))
+                    associatedFile_ = AssociatedFileT.InitFromObj(
+                        sentencePieceTokenizerOptions.VocabFile(i)
+                    )
                     self.vocabFile.append(associatedFile_)
 
     # SentencePieceTokenizerOptionsT
@@ -1603,7 +1725,9 @@ class SentencePieceTokenizerOptionsT(object):
             sentencePieceModellist = []
             for i in range(len(self.sentencePieceModel)):
                 sentencePieceModellist.append(self.sentencePieceModel[i].Pack(builder))
-            SentencePieceTokenizerOptionsStartSentencePieceModelVector(builder, len(self.sentencePieceModel))
+            SentencePieceTokenizerOptionsStartSentencePieceModelVector(
+                builder, len(self.sentencePieceModel)
+            )
             for i in reversed(range(len(self.sentencePieceModel))):
                 builder.PrependUOffsetTRelative(sentencePieceModellist[i])
             sentencePieceModel = builder.EndVector()
@@ -1625,7 +1749,7 @@ class SentencePieceTokenizerOptionsT(object):
 
 
 class RegexTokenizerOptions(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -1638,9 +1762,12 @@ class RegexTokenizerOptions(object):
     def GetRootAsRegexTokenizerOptions(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def RegexTokenizerOptionsBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # RegexTokenizerOptions
     def Init(self, buf, pos):
@@ -1677,17 +1804,26 @@ class RegexTokenizerOptions(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         return o == 0
 
+
 def RegexTokenizerOptionsStart(builder):
     builder.StartObject(2)
 
+
 def RegexTokenizerOptionsAddDelimRegexPattern(builder, delimRegexPattern):
-    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(delimRegexPattern), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        0, flatbuffers.number_types.UOffsetTFlags.py_type(delimRegexPattern), 0
+    )
+
 
 def RegexTokenizerOptionsAddVocabFile(builder, vocabFile):
-    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(vocabFile), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(vocabFile), 0
+    )
+
 
 def RegexTokenizerOptionsStartVocabFileVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
+
 
 def RegexTokenizerOptionsEnd(builder):
     return builder.EndObject()
@@ -1698,13 +1834,13 @@ try:
 except:
     pass
 
-class RegexTokenizerOptionsT(object):
 
+class RegexTokenizerOptionsT(object):
     # RegexTokenizerOptionsT
     def __init__(
         self,
-        delimRegexPattern = None,
-        vocabFile = None,
+        delimRegexPattern=None,
+        vocabFile=None,
     ):
         self.delimRegexPattern = delimRegexPattern  # type: Optional[str]
         self.vocabFile = vocabFile  # type: Optional[List[AssociatedFileT]]
@@ -1718,7 +1854,7 @@ class RegexTokenizerOptionsT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, regexTokenizerOptions):
@@ -1737,7 +1873,9 @@ class RegexTokenizerOptionsT(object):
                 if regexTokenizerOptions.VocabFile(i) is None:
                     self.vocabFile.append(None)
                 else:
-                    associatedFile_ = AssociatedFileT.InitFromObj(regexTokenizerOptions.VocabFile(i))
+                    associatedFile_ = AssociatedFileT.InitFromObj(
+                        regexTokenizerOptions.VocabFile(i)
+                    )
                     self.vocabFile.append(associatedFile_)
 
     # RegexTokenizerOptionsT
@@ -1762,7 +1900,7 @@ class RegexTokenizerOptionsT(object):
 
 
 class ProcessUnit(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -1775,9 +1913,12 @@ class ProcessUnit(object):
     def GetRootAsProcessUnit(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def ProcessUnitBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # ProcessUnit
     def Init(self, buf, pos):
@@ -1795,19 +1936,26 @@ class ProcessUnit(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             from flatbuffers.table import Table
+
             obj = Table(bytearray(), 0)
             self._tab.Union(obj, o)
             return obj
         return None
 
+
 def ProcessUnitStart(builder):
     builder.StartObject(2)
+
 
 def ProcessUnitAddOptionsType(builder, optionsType):
     builder.PrependUint8Slot(0, optionsType, 0)
 
+
 def ProcessUnitAddOptions(builder, options):
-    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(options), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(options), 0
+    )
+
 
 def ProcessUnitEnd(builder):
     return builder.EndObject()
@@ -1818,13 +1966,13 @@ try:
 except:
     pass
 
-class ProcessUnitT(object):
 
+class ProcessUnitT(object):
     # ProcessUnitT
     def __init__(
         self,
-        optionsType = 0,
-        options = None,
+        optionsType=0,
+        options=None,
     ):
         self.optionsType = optionsType  # type: int
         self.options = options  # type: Union[None, 'NormalizationOptionsT', 'ScoreCalibrationOptionsT', 'ScoreThresholdingOptionsT', 'BertTokenizerOptionsT', 'SentencePieceTokenizerOptionsT', 'RegexTokenizerOptionsT']
@@ -1838,7 +1986,7 @@ class ProcessUnitT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, processUnit):
@@ -1866,7 +2014,7 @@ class ProcessUnitT(object):
 
 
 class Stats(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -1879,9 +2027,12 @@ class Stats(object):
     def GetRootAsStats(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def StatsBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # Stats
     def Init(self, buf, pos):
@@ -1892,7 +2043,10 @@ class Stats(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Float32Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
+            return self._tab.Get(
+                flatbuffers.number_types.Float32Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4),
+            )
         return 0
 
     # Stats
@@ -1919,7 +2073,10 @@ class Stats(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Float32Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
+            return self._tab.Get(
+                flatbuffers.number_types.Float32Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4),
+            )
         return 0
 
     # Stats
@@ -1941,20 +2098,26 @@ class Stats(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         return o == 0
 
+
 def StatsStart(builder):
     builder.StartObject(2)
+
 
 def StatsAddMax(builder, max):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(max), 0)
 
+
 def StatsStartMaxVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
+
 
 def StatsAddMin(builder, min):
     builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(min), 0)
 
+
 def StatsStartMinVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
+
 
 def StatsEnd(builder):
     return builder.EndObject()
@@ -1965,13 +2128,13 @@ try:
 except:
     pass
 
-class StatsT(object):
 
+class StatsT(object):
     # StatsT
     def __init__(
         self,
-        max = None,
-        min = None,
+        max=None,
+        min=None,
     ):
         self.max = max  # type: Optional[List[float]]
         self.min = min  # type: Optional[List[float]]
@@ -1985,7 +2148,7 @@ class StatsT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, stats):
@@ -2040,7 +2203,7 @@ class StatsT(object):
 
 
 class TensorGroup(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -2053,9 +2216,12 @@ class TensorGroup(object):
     def GetRootAsTensorGroup(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def TensorGroupBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # TensorGroup
     def Init(self, buf, pos):
@@ -2088,17 +2254,24 @@ class TensorGroup(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         return o == 0
 
+
 def TensorGroupStart(builder):
     builder.StartObject(2)
+
 
 def TensorGroupAddName(builder, name):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
 
+
 def TensorGroupAddTensorNames(builder, tensorNames):
-    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(tensorNames), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(tensorNames), 0
+    )
+
 
 def TensorGroupStartTensorNamesVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
+
 
 def TensorGroupEnd(builder):
     return builder.EndObject()
@@ -2109,13 +2282,13 @@ try:
 except:
     pass
 
-class TensorGroupT(object):
 
+class TensorGroupT(object):
     # TensorGroupT
     def __init__(
         self,
-        name = None,
-        tensorNames = None,
+        name=None,
+        tensorNames=None,
     ):
         self.name = name  # type: Optional[str]
         self.tensorNames = tensorNames  # type: Optional[List[Optional[str]]]
@@ -2129,7 +2302,7 @@ class TensorGroupT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, tensorGroup):
@@ -2169,7 +2342,7 @@ class TensorGroupT(object):
 
 
 class TensorMetadata(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -2182,9 +2355,12 @@ class TensorMetadata(object):
     def GetRootAsTensorMetadata(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def TensorMetadataBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # TensorMetadata
     def Init(self, buf, pos):
@@ -2292,38 +2468,60 @@ class TensorMetadata(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
         return o == 0
 
+
 def TensorMetadataStart(builder):
     builder.StartObject(7)
+
 
 def TensorMetadataAddName(builder, name):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
 
+
 def TensorMetadataAddDescription(builder, description):
-    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(description), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(description), 0
+    )
+
 
 def TensorMetadataAddDimensionNames(builder, dimensionNames):
-    builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(dimensionNames), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        2, flatbuffers.number_types.UOffsetTFlags.py_type(dimensionNames), 0
+    )
+
 
 def TensorMetadataStartDimensionNamesVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def TensorMetadataAddContent(builder, content):
-    builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(content), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        3, flatbuffers.number_types.UOffsetTFlags.py_type(content), 0
+    )
+
 
 def TensorMetadataAddProcessUnits(builder, processUnits):
-    builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(processUnits), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        4, flatbuffers.number_types.UOffsetTFlags.py_type(processUnits), 0
+    )
+
 
 def TensorMetadataStartProcessUnitsVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def TensorMetadataAddStats(builder, stats):
     builder.PrependUOffsetTRelativeSlot(5, flatbuffers.number_types.UOffsetTFlags.py_type(stats), 0)
 
+
 def TensorMetadataAddAssociatedFiles(builder, associatedFiles):
-    builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(associatedFiles), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        6, flatbuffers.number_types.UOffsetTFlags.py_type(associatedFiles), 0
+    )
+
 
 def TensorMetadataStartAssociatedFilesVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
+
 
 def TensorMetadataEnd(builder):
     return builder.EndObject()
@@ -2334,18 +2532,18 @@ try:
 except:
     pass
 
-class TensorMetadataT(object):
 
+class TensorMetadataT(object):
     # TensorMetadataT
     def __init__(
         self,
-        name = None,
-        description = None,
-        dimensionNames = None,
-        content = None,
-        processUnits = None,
-        stats = None,
-        associatedFiles = None,
+        name=None,
+        description=None,
+        dimensionNames=None,
+        content=None,
+        processUnits=None,
+        stats=None,
+        associatedFiles=None,
     ):
         self.name = name  # type: Optional[str]
         self.description = description  # type: Optional[str]
@@ -2364,7 +2562,7 @@ class TensorMetadataT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, tensorMetadata):
@@ -2457,7 +2655,7 @@ class TensorMetadataT(object):
 
 
 class CustomMetadata(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -2470,9 +2668,12 @@ class CustomMetadata(object):
     def GetRootAsCustomMetadata(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def CustomMetadataBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # CustomMetadata
     def Init(self, buf, pos):
@@ -2490,7 +2691,10 @@ class CustomMetadata(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+            return self._tab.Get(
+                flatbuffers.number_types.Uint8Flags,
+                a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1),
+            )
         return 0
 
     # CustomMetadata
@@ -2512,17 +2716,22 @@ class CustomMetadata(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         return o == 0
 
+
 def CustomMetadataStart(builder):
     builder.StartObject(2)
+
 
 def CustomMetadataAddName(builder, name):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
 
+
 def CustomMetadataAddData(builder, data):
     builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(data), 0)
 
+
 def CustomMetadataStartDataVector(builder, numElems):
     return builder.StartVector(1, numElems, 1)
+
 
 def CustomMetadataEnd(builder):
     return builder.EndObject()
@@ -2533,13 +2742,13 @@ try:
 except:
     pass
 
-class CustomMetadataT(object):
 
+class CustomMetadataT(object):
     # CustomMetadataT
     def __init__(
         self,
-        name = None,
-        data = None,
+        name=None,
+        data=None,
     ):
         self.name = name  # type: Optional[str]
         self.data = data  # type: Optional[List[int]]
@@ -2553,7 +2762,7 @@ class CustomMetadataT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, customMetadata):
@@ -2596,7 +2805,7 @@ class CustomMetadataT(object):
 
 
 class SubGraphMetadata(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -2609,9 +2818,12 @@ class SubGraphMetadata(object):
     def GetRootAsSubGraphMetadata(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def SubGraphMetadataBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # SubGraphMetadata
     def Init(self, buf, pos):
@@ -2823,62 +3035,100 @@ class SubGraphMetadata(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
         return o == 0
 
+
 def SubGraphMetadataStart(builder):
     builder.StartObject(10)
+
 
 def SubGraphMetadataAddName(builder, name):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
 
+
 def SubGraphMetadataAddDescription(builder, description):
-    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(description), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(description), 0
+    )
+
 
 def SubGraphMetadataAddInputTensorMetadata(builder, inputTensorMetadata):
-    builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(inputTensorMetadata), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        2, flatbuffers.number_types.UOffsetTFlags.py_type(inputTensorMetadata), 0
+    )
+
 
 def SubGraphMetadataStartInputTensorMetadataVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def SubGraphMetadataAddOutputTensorMetadata(builder, outputTensorMetadata):
-    builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(outputTensorMetadata), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        3, flatbuffers.number_types.UOffsetTFlags.py_type(outputTensorMetadata), 0
+    )
+
 
 def SubGraphMetadataStartOutputTensorMetadataVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def SubGraphMetadataAddAssociatedFiles(builder, associatedFiles):
-    builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(associatedFiles), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        4, flatbuffers.number_types.UOffsetTFlags.py_type(associatedFiles), 0
+    )
+
 
 def SubGraphMetadataStartAssociatedFilesVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def SubGraphMetadataAddInputProcessUnits(builder, inputProcessUnits):
-    builder.PrependUOffsetTRelativeSlot(5, flatbuffers.number_types.UOffsetTFlags.py_type(inputProcessUnits), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        5, flatbuffers.number_types.UOffsetTFlags.py_type(inputProcessUnits), 0
+    )
+
 
 def SubGraphMetadataStartInputProcessUnitsVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def SubGraphMetadataAddOutputProcessUnits(builder, outputProcessUnits):
-    builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(outputProcessUnits), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        6, flatbuffers.number_types.UOffsetTFlags.py_type(outputProcessUnits), 0
+    )
+
 
 def SubGraphMetadataStartOutputProcessUnitsVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def SubGraphMetadataAddInputTensorGroups(builder, inputTensorGroups):
-    builder.PrependUOffsetTRelativeSlot(7, flatbuffers.number_types.UOffsetTFlags.py_type(inputTensorGroups), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        7, flatbuffers.number_types.UOffsetTFlags.py_type(inputTensorGroups), 0
+    )
+
 
 def SubGraphMetadataStartInputTensorGroupsVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def SubGraphMetadataAddOutputTensorGroups(builder, outputTensorGroups):
-    builder.PrependUOffsetTRelativeSlot(8, flatbuffers.number_types.UOffsetTFlags.py_type(outputTensorGroups), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        8, flatbuffers.number_types.UOffsetTFlags.py_type(outputTensorGroups), 0
+    )
+
 
 def SubGraphMetadataStartOutputTensorGroupsVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def SubGraphMetadataAddCustomMetadata(builder, customMetadata):
-    builder.PrependUOffsetTRelativeSlot(9, flatbuffers.number_types.UOffsetTFlags.py_type(customMetadata), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        9, flatbuffers.number_types.UOffsetTFlags.py_type(customMetadata), 0
+    )
+
 
 def SubGraphMetadataStartCustomMetadataVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
+
 
 def SubGraphMetadataEnd(builder):
     return builder.EndObject()
@@ -2889,21 +3139,21 @@ try:
 except:
     pass
 
-class SubGraphMetadataT(object):
 
+class SubGraphMetadataT(object):
     # SubGraphMetadataT
     def __init__(
         self,
-        name = None,
-        description = None,
-        inputTensorMetadata = None,
-        outputTensorMetadata = None,
-        associatedFiles = None,
-        inputProcessUnits = None,
-        outputProcessUnits = None,
-        inputTensorGroups = None,
-        outputTensorGroups = None,
-        customMetadata = None,
+        name=None,
+        description=None,
+        inputTensorMetadata=None,
+        outputTensorMetadata=None,
+        associatedFiles=None,
+        inputProcessUnits=None,
+        outputProcessUnits=None,
+        inputTensorGroups=None,
+        outputTensorGroups=None,
+        customMetadata=None,
     ):
         self.name = name  # type: Optional[str]
         self.description = description  # type: Optional[str]
@@ -2925,7 +3175,7 @@ class SubGraphMetadataT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, subGraphMetadata):
@@ -2945,7 +3195,9 @@ class SubGraphMetadataT(object):
                 if subGraphMetadata.InputTensorMetadata(i) is None:
                     self.inputTensorMetadata.append(None)
                 else:
-                    tensorMetadata_ = TensorMetadataT.InitFromObj(subGraphMetadata.InputTensorMetadata(i))
+                    tensorMetadata_ = TensorMetadataT.InitFromObj(
+                        subGraphMetadata.InputTensorMetadata(i)
+                    )
                     self.inputTensorMetadata.append(tensorMetadata_)
         if not subGraphMetadata.OutputTensorMetadataIsNone():
             self.outputTensorMetadata = []
@@ -2953,7 +3205,9 @@ class SubGraphMetadataT(object):
                 if subGraphMetadata.OutputTensorMetadata(i) is None:
                     self.outputTensorMetadata.append(None)
                 else:
-                    tensorMetadata_ = TensorMetadataT.InitFromObj(subGraphMetadata.OutputTensorMetadata(i))
+                    tensorMetadata_ = TensorMetadataT.InitFromObj(
+                        subGraphMetadata.OutputTensorMetadata(i)
+                    )
                     self.outputTensorMetadata.append(tensorMetadata_)
         if not subGraphMetadata.AssociatedFilesIsNone():
             self.associatedFiles = []
@@ -2961,7 +3215,9 @@ class SubGraphMetadataT(object):
                 if subGraphMetadata.AssociatedFiles(i) is None:
                     self.associatedFiles.append(None)
                 else:
-                    associatedFile_ = AssociatedFileT.InitFromObj(subGraphMetadata.AssociatedFiles(i))
+                    associatedFile_ = AssociatedFileT.InitFromObj(
+                        subGraphMetadata.AssociatedFiles(i)
+                    )
                     self.associatedFiles.append(associatedFile_)
         if not subGraphMetadata.InputProcessUnitsIsNone():
             self.inputProcessUnits = []
@@ -3001,7 +3257,9 @@ class SubGraphMetadataT(object):
                 if subGraphMetadata.CustomMetadata(i) is None:
                     self.customMetadata.append(None)
                 else:
-                    customMetadata_ = CustomMetadataT.InitFromObj(subGraphMetadata.CustomMetadata(i))
+                    customMetadata_ = CustomMetadataT.InitFromObj(
+                        subGraphMetadata.CustomMetadata(i)
+                    )
                     self.customMetadata.append(customMetadata_)
 
     # SubGraphMetadataT
@@ -3100,7 +3358,7 @@ class SubGraphMetadataT(object):
 
 
 class ModelMetadata(object):
-    __slots__ = ['_tab']
+    __slots__ = ["_tab"]
 
     @classmethod
     def GetRootAs(cls, buf, offset=0):
@@ -3113,9 +3371,12 @@ class ModelMetadata(object):
     def GetRootAsModelMetadata(cls, buf, offset=0):
         """This method is deprecated. Please switch to GetRootAs."""
         return cls.GetRootAs(buf, offset)
+
     @classmethod
     def ModelMetadataBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x4D\x30\x30\x31", size_prefixed=size_prefixed)
+        return flatbuffers.util.BufferHasIdentifier(
+            buf, offset, b"\x4d\x30\x30\x31", size_prefixed=size_prefixed
+        )
 
     # ModelMetadata
     def Init(self, buf, pos):
@@ -3211,38 +3472,64 @@ class ModelMetadata(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
+
 def ModelMetadataStart(builder):
     builder.StartObject(8)
+
 
 def ModelMetadataAddName(builder, name):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
 
+
 def ModelMetadataAddDescription(builder, description):
-    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(description), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        1, flatbuffers.number_types.UOffsetTFlags.py_type(description), 0
+    )
+
 
 def ModelMetadataAddVersion(builder, version):
-    builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(version), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        2, flatbuffers.number_types.UOffsetTFlags.py_type(version), 0
+    )
+
 
 def ModelMetadataAddSubgraphMetadata(builder, subgraphMetadata):
-    builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(subgraphMetadata), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        3, flatbuffers.number_types.UOffsetTFlags.py_type(subgraphMetadata), 0
+    )
+
 
 def ModelMetadataStartSubgraphMetadataVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def ModelMetadataAddAuthor(builder, author):
-    builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(author), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        4, flatbuffers.number_types.UOffsetTFlags.py_type(author), 0
+    )
+
 
 def ModelMetadataAddLicense(builder, license):
-    builder.PrependUOffsetTRelativeSlot(5, flatbuffers.number_types.UOffsetTFlags.py_type(license), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        5, flatbuffers.number_types.UOffsetTFlags.py_type(license), 0
+    )
+
 
 def ModelMetadataAddAssociatedFiles(builder, associatedFiles):
-    builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(associatedFiles), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        6, flatbuffers.number_types.UOffsetTFlags.py_type(associatedFiles), 0
+    )
+
 
 def ModelMetadataStartAssociatedFilesVector(builder, numElems):
     return builder.StartVector(4, numElems, 4)
 
+
 def ModelMetadataAddMinParserVersion(builder, minParserVersion):
-    builder.PrependUOffsetTRelativeSlot(7, flatbuffers.number_types.UOffsetTFlags.py_type(minParserVersion), 0)
+    builder.PrependUOffsetTRelativeSlot(
+        7, flatbuffers.number_types.UOffsetTFlags.py_type(minParserVersion), 0
+    )
+
 
 def ModelMetadataEnd(builder):
     return builder.EndObject()
@@ -3253,19 +3540,19 @@ try:
 except:
     pass
 
-class ModelMetadataT(object):
 
+class ModelMetadataT(object):
     # ModelMetadataT
     def __init__(
         self,
-        name = None,
-        description = None,
-        version = None,
-        subgraphMetadata = None,
-        author = None,
-        license = None,
-        associatedFiles = None,
-        minParserVersion = None,
+        name=None,
+        description=None,
+        version=None,
+        subgraphMetadata=None,
+        author=None,
+        license=None,
+        associatedFiles=None,
+        minParserVersion=None,
     ):
         self.name = name  # type: Optional[str]
         self.description = description  # type: Optional[str]
@@ -3285,7 +3572,7 @@ class ModelMetadataT(object):
     @classmethod
     def InitFromPackedBuf(cls, buf, pos=0):
         n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
-        return cls.InitFromBuf(buf, pos+n)
+        return cls.InitFromBuf(buf, pos + n)
 
     @classmethod
     def InitFromObj(cls, modelMetadata):
@@ -3306,7 +3593,9 @@ class ModelMetadataT(object):
                 if modelMetadata.SubgraphMetadata(i) is None:
                     self.subgraphMetadata.append(None)
                 else:
-                    subGraphMetadata_ = SubGraphMetadataT.InitFromObj(modelMetadata.SubgraphMetadata(i))
+                    subGraphMetadata_ = SubGraphMetadataT.InitFromObj(
+                        modelMetadata.SubgraphMetadata(i)
+                    )
                     self.subgraphMetadata.append(subGraphMetadata_)
         self.author = modelMetadata.Author()
         self.license = modelMetadata.License()
@@ -3369,5 +3658,3 @@ class ModelMetadataT(object):
             ModelMetadataAddMinParserVersion(builder, minParserVersion)
         modelMetadata = ModelMetadataEnd(builder)
         return modelMetadata
-
-

@@ -1,9 +1,9 @@
 """Runtime backends: one module each behind `base.Backend`, imported only when chosen.
 
-    BACKENDS            name -> "module:Class" (the registry; adding a backend is one line here)
-    get_backend(name)   the Backend class (imports its module, not its package)
-    available_backends() names whose package is installed, checked without importing it
-    choose_backend(kind, requested) the backend for a model file kind ("tflite"/"onnx"/"keras")
+BACKENDS            name -> "module:Class" (the registry; adding a backend is one line here)
+get_backend(name)   the Backend class (imports its module, not its package)
+available_backends() names whose package is installed, checked without importing it
+choose_backend(kind, requested) the backend for a model file kind ("tflite"/"onnx"/"keras")
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "keras": ("keras",),
 }
 _EXTRA_FOR_KIND = {"tflite": "tflite", "onnx": "onnx", "keras": "train"}
-_PACKAGE_FOR_KIND = {"tflite": "ai-edge-litert (LiteRT)", "onnx": "onnxruntime",
-                     "keras": "tensorflow/keras"}
+_PACKAGE_FOR_KIND = {
+    "tflite": "ai-edge-litert (LiteRT)",
+    "onnx": "onnxruntime",
+    "keras": "tensorflow/keras",
+}
 
 
 def get_backend(name: str) -> type[Backend]:
@@ -60,8 +63,9 @@ def choose_backend(kind: str, requested: str = "auto", *, path: object = "") -> 
             cls = get_backend(name)
             if cls.is_available():
                 return cls
-        raise MissingDependencyError(_PACKAGE_FOR_KIND[kind], _EXTRA_FOR_KIND[kind],
-                                     f"running .{kind} files")
+        raise MissingDependencyError(
+            _PACKAGE_FOR_KIND[kind], _EXTRA_FOR_KIND[kind], f"running .{kind} files"
+        )
     cls = get_backend(requested)
     if kind not in cls.kinds:
         raise InputError(

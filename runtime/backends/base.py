@@ -89,9 +89,7 @@ def check_threads(threads: int | None) -> int:
 def nhwc_shape(dims: list[Any], *, source: str) -> tuple[int | None, int | None, int | None]:
     """(H, W, C) from a 4-d NHWC input shape whose entries may be ints, -1, None or names."""
     if len(dims) != 4:
-        raise InputError(
-            f"{source}: expected a 4-d NHWC image input, found shape {list(dims)}"
-        )
+        raise InputError(f"{source}: expected a 4-d NHWC image input, found shape {list(dims)}")
     hwc = tuple(int(d) if isinstance(d, (int, np.integer)) and d > 0 else None for d in dims[1:])
     if hwc[2] not in (None, 3):
         raise InputError(

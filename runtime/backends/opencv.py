@@ -29,9 +29,15 @@ class OpenCVBackend(Backend):
     packages = ("cv2",)
     extra = "all"  # OpenCV is a core dependency: never missing where edgecnn imports
 
-    def __init__(self, path: Path, threads: int, net: Any, engine: str,
-                 input_shape: tuple[int | None, int | None, int | None],
-                 num_classes: int | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int,
+        net: Any,
+        engine: str,
+        input_shape: tuple[int | None, int | None, int | None],
+        num_classes: int | None,
+    ) -> None:
         self.path = path
         self.threads = threads
         self.version = f"opencv {cv2.__version__}"
@@ -64,9 +70,14 @@ class OpenCVBackend(Backend):
         raise InputError(f"{path}: OpenCV DNN cannot run this ONNX file ({'; '.join(failures)})")
 
     @classmethod
-    def _try_engine(cls, path: Path, threads: int, engine: str,
-                    shape: tuple[int | None, int | None, int | None],
-                    num_classes: int | None) -> OpenCVBackend:
+    def _try_engine(
+        cls,
+        path: Path,
+        threads: int,
+        engine: str,
+        shape: tuple[int | None, int | None, int | None],
+        num_classes: int | None,
+    ) -> OpenCVBackend:
         if engine == "default":
             net = cv2.dnn.readNetFromONNX(str(path))
         else:
@@ -82,8 +93,12 @@ class OpenCVBackend(Backend):
         return probs_2d(out, x.shape[0], source=str(self.path))
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "module": self.version, "engine": self.engine,
-                "target": "CPU (OpenCV kernels)"}
+        return {
+            **super().describe(),
+            "module": self.version,
+            "engine": self.engine,
+            "target": "CPU (OpenCV kernels)",
+        }
 
 
 def _engines() -> tuple[str, ...]:

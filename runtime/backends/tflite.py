@@ -70,7 +70,8 @@ def _drop_native_info_lines() -> Iterator[None]:
             os.close(saved)
             capture.seek(0)
             kept = [
-                line for line in capture.read().decode("utf-8", "replace").splitlines(True)
+                line
+                for line in capture.read().decode("utf-8", "replace").splitlines(True)
                 if not line.startswith("INFO: ")
             ]
             if kept:
@@ -152,7 +153,9 @@ class TFLiteBackend(Backend):
         with path.open("rb") as f:
             head = f.read(8)
         if head[4:8] != _TFLITE_IDENTIFIER:
-            raise InputError(f"{path}: not a TFLite flatbuffer (corrupt, truncated or another format)")
+            raise InputError(
+                f"{path}: not a TFLite flatbuffer (corrupt, truncated or another format)"
+            )
         interpreter_cls, module = find_interpreter()
         try:
             with _drop_native_info_lines():
@@ -183,8 +186,9 @@ class TFLiteBackend(Backend):
         one OpenCV pass (rounding and saturation included) instead of four numpy passes."""
         q = self._qin
         flat = np.ascontiguousarray(x, dtype=np.float32).reshape(self._qflat.shape)
-        cv2.addWeighted(flat, 1.0 / q.scale, flat, 0.0, float(q.zero_point),
-                        dst=self._qflat, dtype=q.cv_depth)
+        cv2.addWeighted(
+            flat, 1.0 / q.scale, flat, 0.0, float(q.zero_point), dst=self._qflat, dtype=q.cv_depth
+        )
         return self._qbuf
 
     @property

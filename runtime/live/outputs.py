@@ -176,7 +176,10 @@ class Recorder(Output):
         if self._writer is None and self.fps is None:
             self._pending.append((time.monotonic(), image))
             first = self._pending[0][0]
-            if len(self._pending) < RATE_WARMUP_FRAMES and self._pending[-1][0] - first < RATE_WARMUP_S:
+            if (
+                len(self._pending) < RATE_WARMUP_FRAMES
+                and self._pending[-1][0] - first < RATE_WARMUP_S
+            ):
                 return
             self.fps = _measured_rate([t for t, _ in self._pending])
             pending, self._pending = self._pending, []

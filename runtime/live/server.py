@@ -58,7 +58,9 @@ def parse_address(text: str) -> tuple[str, int]:
         host, port_text = value.rsplit(":", 1)
         host = host or DEFAULT_HOST
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise InputError(f"--serve {text}: expected HOST:PORT with a port 0-65535, e.g. 0.0.0.0:8080")
+        raise InputError(
+            f"--serve {text}: expected HOST:PORT with a port 0-65535, e.g. 0.0.0.0:8080"
+        )
     if not host or any(c in host for c in "/ ?#@"):
         raise InputError(f"--serve {text}: {host!r} is not a host name or address")
     return host, int(port_text)
@@ -175,7 +177,9 @@ class LiveServer:
         try:
             self._httpd = server_cls((self.host, self.port), _handler_for(self))
         except OSError as e:
-            raise InputError(f"--serve {self.host}:{self.port}: cannot listen ({e.strerror or e})") from None
+            raise InputError(
+                f"--serve {self.host}:{self.port}: cannot listen ({e.strerror or e})"
+            ) from None
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
@@ -336,7 +340,9 @@ class _Handler(BaseHTTPRequestHandler):
             if not jpeg:
                 time.sleep(0.05)
                 continue
-            head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+            head = (
+                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+            )
             self.wfile.write(head.encode() + jpeg + b"\r\n")
             self.wfile.flush()
 

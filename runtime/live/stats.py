@@ -86,7 +86,10 @@ class Summary:
             "fps": round(self.fps, 2),
             "p50_ms": {k: round(v[0], 3) for k, v in self.percentiles.items()},
             "p99_ms": {k: round(v[1], 3) for k, v in self.percentiles.items()},
-            "frame_age_ms": {"p50": round(self.frame_age[0], 3), "p99": round(self.frame_age[1], 3)},
+            "frame_age_ms": {
+                "p50": round(self.frame_age[0], 3),
+                "p99": round(self.frame_age[1], 3),
+            },
         }
 
     def format(self) -> str:
