@@ -1,0 +1,57 @@
+"""Flip test-time augmentation baked into the saved `edge` model, through export and the runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _train_fixtures import FAST, tiny_split
+
+from edgecnn import train
+
+
+@pytest.fixture(scope="module")
+def tta_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tta")
+    train_dir, val_dir = tiny_split(root / "data", train=12, val=6)
+    options = {**FAST, "arch": "edge", "epochs": 2}
+    return train(train_dir, val_dir=val_dir, out=root / "run", **options)
+
+
+def test_edge_saves_the_average_over_the_photo_and_its_mirror(tta_run):
+    import keras
+
+    model = keras.models.load_model(tta_run.model_path)
+    inner = model.get_layer("edge")  # the trained net, called on both views
+    x = np.random.default_rng(0).uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
+    expected = (inner(x).numpy() + inner(x[:, :, ::-1]).numpy()) / 2
+    np.testing.assert_allclose(model(x).numpy(), expected, atol=1e-6)
+    # a mirrored photo gets the same answer: the average is symmetric by construction
+    np.testing.assert_allclose(model(x[:, :, ::-1]).numpy(), model(x).numpy(), atol=1e-5)
+    assert json.loads((tta_run.path / "edgecnn.json").read_text())["info"]["flip_tta"] is True
+
+
+def test_flip_tta_model_exports_to_int8_with_no_float_op_and_passes_verification(tta_run):
+    from edgecnn.export import export
+    from edgecnn.runtime import load
+
+    manifest = export(tta_run.path, formats=["tflite-int8", "onnx"], progress=False)
+    # export refuses a file with a float op or below the agreement thresholds (exit 1)
+    for fmt, entry in manifest["artifacts"].items():
+        assert (tta_run.path / "export" / entry["file"]).is_file(), fmt
+        assert entry["parity"]["agreement"] >= 0.9, (fmt, entry["parity"])
+    int8 = load(tta_run.path / "export" / "model_int8.tflite")
+    x = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    p, p_mirror = int8.probs_pixels(x), int8.probs_pixels(x[:, :, ::-1].copy())
+    assert np.abs(p - p_mirror).max() <= 2 / 256  # symmetric up to int8 rounding
+
+
+def test_no_flip_tta_saves_the_plain_model(tmp_path):
+    import keras
+
+    train_dir, val_dir = tiny_split(tmp_path / "data", classes=2, train=8, val=4)
+    run = train(train_dir, val_dir=val_dir, out=tmp_path / "run", flip_tta=False,
+                **{**FAST, "arch": "edge"})  # fmt: skip
+    model = keras.models.load_model(run.model_path)
+    assert model.name == "edge" and "flip_width" not in [layer.name for layer in model.layers]
