@@ -143,6 +143,8 @@ class TFLiteBackend(Backend):
             self._qout = _Quant(self._out)
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
+        q = self._qin
+        self._raw = q.active and q.dtype == np.uint8 and q.scale == 1.0 and q.zero_point == 0
         out_shape = list(self._out["shape"])
         self.num_classes = int(out_shape[-1]) if out_shape and out_shape[-1] > 0 else None
         self._batch = 0
@@ -193,12 +195,11 @@ class TFLiteBackend(Backend):
 
     @property
     def takes_raw_pixels(self) -> bool:
-        q = self._qin
-        return q.active and q.dtype == np.uint8 and q.scale == 1.0 and q.zero_point == 0
+        return self._raw
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         self._ensure_batch(x.shape[0])
-        if x.dtype == np.uint8 and self.takes_raw_pixels:
+        if self._raw and x.dtype == np.uint8:
             feed = np.ascontiguousarray(x)
         elif self._qin.active:
             feed = self._quantise(x)

@@ -5,20 +5,25 @@
     for r in live("model_int8.tflite", "0", smooth=0.5, min_score=0.6):
         print(r.index, r.label, f"{r.score:.2f}", f"{r.timings['total']:.1f} ms")
 
-A capture thread reads (and decodes) the next frame while this thread preprocesses and runs the
-model on the current one, so the loop approaches the speed of the slower of the two.  Each
-result carries the frame, the (optionally smoothed) probabilities, the top-k, the age of the
-frame when the loop picked it up, and the time of every stage.
+Three threads form a pipeline: the capture thread reads, decodes and (when it is ahead) resizes
+the next frame; an inference thread does nothing but run the model, back to back; the thread
+iterating builds the results (smoothing, top-k, timings, statistics) and feeds the outputs while
+the next frame is being classified.  The loop therefore approaches the speed of the slower of
+decoding and inference.  Each result carries the frame, the (optionally smoothed)
+probabilities, the top-k, the age of the frame when the model picked it up, and the time of
+every stage.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -30,6 +35,7 @@ from .sources import Source, open_source
 from .stats import RateMeter, RunStats, Summary
 
 UNCERTAIN = "uncertain"
+_IDLE = object()  # from the inference thread: no frame arrived for IDLE_POLL_S
 IDLE_POLL_S = 0.1
 log = logging.getLogger("edgecnn.live")
 
@@ -44,6 +50,21 @@ class ClassifierLike(Protocol):
     def probs(self, x: np.ndarray) -> np.ndarray: ...
 
 
+class _Inferred(NamedTuple):
+    frame: Frame
+    probs: np.ndarray
+    t_pick: float  # when the inference thread took the frame
+    t_pre: float  # preprocessing done
+    t_inf: float  # inference done
+
+
+class _Finished:
+    """From the inference thread: no more results (end of the source, stop, or an error)."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
 @dataclass(frozen=True)
 class Result:
     """One classified frame.
@@ -51,8 +72,10 @@ class Result:
     `label` is the top class, or "uncertain" when its score is below `min_score`; `topk` is
     always the real ranking.  Timings are milliseconds: `capture` (time the capture thread spent
     in the source's read: decoding for a file, waiting for the next frame for a camera),
-    `preprocess`, `inference`, `postprocess`, and `total`: capture-to-result latency, from the
-    moment the frame was available to the result (= frame age + the three loop stages).
+    `preprocess`, `inference`, `postprocess` (from the model's output to the finished result:
+    the hand-over from the inference thread, smoothing, top-k), and `total`: capture-to-result
+    latency, from the moment the frame was available to the result (= frame age + the three
+    loop stages).  `frame_age_ms` is how old the frame was when the model picked it up.
     """
 
     frame: np.ndarray
@@ -129,6 +152,10 @@ class Live:
         self._ema: np.ndarray | None = None
         self._stopped = False
         self._started = False
+        # live sources: one result in hand at most, so what is shown is never several frames
+        # old; files: a few, so the model never waits for the outputs
+        self._inferred: queue.Queue = queue.Queue(maxsize=1 if self._capture.latest_mode else 4)
+        self._worker = threading.Thread(target=self._infer_loop, name="edgecnn-infer", daemon=True)
         # int8 TFLite with uint8 input takes the pixels as they are: no float detour per frame
         self._raw = bool(getattr(classifier, "takes_raw_pixels", False))
         h, w = self.contract.height, self.contract.width
@@ -142,21 +169,60 @@ class Live:
             raise RuntimeError("a Live loop can be iterated only once")
         self._started = True
         self._capture.start()
+        self._worker.start()
         try:
-            self._warm_up()
             index = 0
             while not self._stopped and (self.max_frames is None or index < self.max_frames):
+                try:
+                    item = self._inferred.get(timeout=IDLE_POLL_S)
+                except queue.Empty:  # the model is slow, or stop() was called
+                    continue
+                if item is _IDLE:
+                    self._idle()
+                    continue
+                if isinstance(item, _Finished):
+                    if item.error is not None:
+                        raise item.error
+                    break
+                yield self._result(item, index)
+                index += 1
+        finally:
+            self.close()
+
+    # --- the inference thread ----------------------------------------------------------------
+
+    def _infer_loop(self) -> None:
+        """Take frames from the capture thread, run the model, hand the probabilities on.
+
+        This thread does nothing but inference (plus the resize when the capture thread did not
+        do it), so the model runs back to back; results, statistics and outputs are built by
+        the iterating thread while the next frame is being classified.
+        """
+        end = _Finished()
+        try:
+            self._warm_up()
+            done = 0
+            while not self._stopped and (self.max_frames is None or done < self.max_frames):
                 try:
                     frame = self._capture.get(IDLE_POLL_S)
                 except StopIteration:
                     break
                 if frame is None:
-                    self._idle()
+                    self._hand_on(_IDLE)
                     continue
-                yield self._process(frame, index)
-                index += 1
-        finally:
-            self.close()
+                self._hand_on(self._infer(frame))
+                done += 1
+        except BaseException as e:  # handed to the iterating thread, which re-raises it
+            end = _Finished(e)
+        self._hand_on(end)
+
+    def _hand_on(self, item: object) -> None:
+        while not self._stopped:
+            try:
+                self._inferred.put(item, timeout=IDLE_POLL_S)
+                return
+            except queue.Full:
+                continue
 
     def _warm_up(self) -> None:
         """One inference on a blank input while the first frame is decoded: backends allocate
@@ -164,15 +230,32 @@ class Live:
         self._x.fill(0.0)
         self.classifier.probs(self._x)
 
+    def _infer(self, frame: Frame) -> _Inferred:
+        t_pick = time.monotonic()
+        pixels = frame.pixels
+        if pixels is None:
+            pixels = to_pixels(frame.image, self.contract, out=self._pixels)
+        if self._raw:
+            t_pre = time.monotonic()
+            probs = self.classifier.probs_pixels(pixels[None])[0]
+        else:
+            to_input(pixels, self.contract, out=self._x[0])
+            t_pre = time.monotonic()
+            probs = np.array(self.classifier.probs(self._x)[0], dtype=np.float32)
+        return _Inferred(frame, probs, t_pick, t_pre, time.monotonic())
+
     def stop(self) -> None:
         """End the loop after the current frame (thread-safe)."""
         self._stopped = True
 
     def close(self) -> None:
-        """Stop the capture thread; it closes the source itself (closing it here while the
-        thread may still be inside a blocking read could crash the driver)."""
+        """Stop the inference and capture threads; the capture thread closes the source itself
+        (closing it here while the thread may still be inside a blocking read could crash the
+        driver)."""
         self._stopped = True
         self._capture.stop()
+        if self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(timeout=2.0)
 
     @property
     def status(self) -> str:
@@ -202,19 +285,8 @@ class Live:
         """Resize in the capture thread (a fresh array: it crosses threads)."""
         return to_pixels(image, self.contract)
 
-    def _process(self, frame: Frame, index: int) -> Result:
-        t_pick = time.monotonic()
-        pixels = frame.pixels
-        if pixels is None:
-            pixels = to_pixels(frame.image, self.contract, out=self._pixels)
-        if self._raw:
-            t_pre = time.monotonic()
-            probs = self.classifier.probs_pixels(pixels[None])[0]
-        else:
-            to_input(pixels, self.contract, out=self._x[0])
-            t_pre = time.monotonic()
-            probs = np.array(self.classifier.probs(self._x)[0], dtype=np.float32)
-        t_inf = time.monotonic()
+    def _result(self, inferred: _Inferred, index: int) -> Result:
+        frame, probs, t_pick, t_pre, t_inf = inferred
         probs = self._smoothed(probs)
         order = np.argsort(-probs)[: self.top_k]
         topk = tuple((self.labels[i], float(probs[i])) for i in order)

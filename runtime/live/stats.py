@@ -17,22 +17,26 @@ STAGES = ("capture", "preprocess", "inference", "postprocess", "total")
 _LO_MS = 1e-3
 _GROWTH = 1.01
 _BINS = int(math.log(1e6 / _LO_MS) / math.log(_GROWTH)) + 2
+_INV_LOG_GROWTH = 1.0 / math.log(_GROWTH)
 
 
 class Histogram:
     """Counts of millisecond values in 1%-wide log bins; `percentile(q)` for q in 0..100."""
 
     def __init__(self) -> None:
-        self.counts = np.zeros(_BINS, dtype=np.int64)
+        self.counts = [0] * _BINS  # a list: adding to it per frame is ~5x cheaper than numpy
         self.n = 0
         self.max = 0.0
 
     def add(self, ms: float) -> None:
-        ms = max(ms, _LO_MS)
-        i = min(_BINS - 1, int(math.log(ms / _LO_MS) / math.log(_GROWTH)) + 1)
+        if ms > _LO_MS:
+            i = min(_BINS - 1, int(math.log(ms / _LO_MS) * _INV_LOG_GROWTH) + 1)
+        else:
+            ms, i = _LO_MS, 0
         self.counts[i] += 1
         self.n += 1
-        self.max = max(self.max, ms)
+        if ms > self.max:
+            self.max = ms
 
     def percentile(self, q: float) -> float:
         if self.n == 0:
