@@ -56,8 +56,12 @@ def profile(path: str | os.PathLike, *, data: str | os.PathLike | None = None) -
         report = _profile_keras(path)
     report.update(model=str(path), format=kind, file_bytes=path.stat().st_size)
     layers = report["layers"]
+    # a weight used by several ops (a net called twice, as in flip TTA) counts once
+    unique: dict = {}
+    for r in layers:
+        unique.update(r.pop("_weights", None) or {(id(r), "row"): r["params"]})
     report["total"] = {
-        "params": int(sum(r["params"] for r in layers)),
+        "params": int(sum(unique.values())),
         "macs": int(sum(r["macs"] for r in layers)),
         "weight_bytes": int(report.pop("weight_bytes")),
         "peak_activation_bytes": int(report.pop("peak_activation_bytes")),
@@ -204,6 +208,12 @@ def _profile_tflite(path: Path) -> dict:
             ),
             "weight_bytes": sum(nbytes(tensors[t]) for t in weights),
             "macs": _tflite_macs(name, tensors, ins, outs),
+            "_weights": {
+                ("t", tensors[t].buffer if tensors[t].buffer else t): _prod(
+                    tensors[t].shape if tensors[t].shape is not None else []
+                )
+                for t in weights
+            },
         }
         layers.append(layer)
         moving = [t for t in ins + outs if t >= 0 and t not in const]
@@ -290,6 +300,7 @@ def _profile_onnx(path: Path) -> dict:
                 "params": int(sum(weights_of[w].size for w in weights)),
                 "weight_bytes": int(sum(weights_of[w].nbytes for w in weights)),
                 "macs": 0 if is_qdq else _onnx_macs(node, weights_of, shapes),
+                "_weights": {("o", const_dq.get(w, w)): int(weights_of[w].size) for w in weights},
             }
         )
         for i in node.input:
@@ -372,7 +383,7 @@ def _profile_keras(path: Path) -> dict:
     except Exception as e:  # Keras raises many types for a bad archive
         raise InputError(f"{path}: not a loadable Keras model ({type(e).__name__}: {e})") from None
     model = _with_graph(keras, model)
-    layers, tensor_bytes, produced, last_use = [], {}, {}, {}
+    tensor_bytes, produced, last_use = {}, {}, {}
     flatten = keras.tree.flatten
     for idx, layer in enumerate(model.layers):
         try:
@@ -386,10 +397,40 @@ def _profile_keras(path: Path) -> dict:
         for t in outs:
             produced[id(t)] = idx
             tensor_bytes[id(t)] = _prod(t.shape[1:]) * np.dtype(t.dtype).itemsize
-        layers.append(
+    n = len(model.layers)
+    for t in flatten(model.output):
+        last_use[id(t)] = n
+    layers = _keras_rows(keras, model)
+    for i, row in enumerate(layers):
+        row["index"] = i
+    return {
+        "layers": layers,
+        "weight_bytes": int(sum(r["weight_bytes"] for r in layers)),
+        "peak_activation_bytes": _peak_activation(n, tensor_bytes, produced, last_use),
+        "quantized": False,
+        "float_ops": [],
+    }
+
+
+def _keras_rows(keras, model, prefix: str = "", calls: int = 1) -> list[dict]:
+    """One row per layer; a nested model (a backbone, or the net inside the flip-TTA wrapper)
+    is expanded into its own layers, named `outer/inner`, with MACs counted once per call and
+    parameters once."""
+    rows = []
+    flatten = keras.tree.flatten
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            inner = _with_graph(keras, layer)
+            times = calls * max(1, len(getattr(layer, "_inbound_nodes", None) or [1]))
+            rows += _keras_rows(keras, inner, f"{prefix}{layer.name}/", times)
+            continue
+        try:
+            ins, outs = flatten(layer.input), flatten(layer.output)
+        except (AttributeError, ValueError):  # shared layers have no single input/output
+            ins, outs = [], []
+        rows.append(
             {
-                "index": idx,
-                "name": layer.name,
+                "name": prefix + layer.name,
                 "op": type(layer).__name__,
                 "output_shape": [
                     int(d) if d is not None else 1 for d in (outs[0].shape if outs else [])
@@ -399,18 +440,10 @@ def _profile_keras(path: Path) -> dict:
                 "weight_bytes": int(
                     sum(np.prod(w.shape) * np.dtype(w.dtype).itemsize for w in layer.weights)
                 ),
-                "macs": _keras_macs(layer, ins, outs),
+                "macs": _keras_macs(layer, ins, outs) * calls,
             }
         )
-    for t in flatten(model.output):
-        last_use[id(t)] = len(layers)
-    return {
-        "layers": layers,
-        "weight_bytes": int(sum(r["weight_bytes"] for r in layers)),
-        "peak_activation_bytes": _peak_activation(len(layers), tensor_bytes, produced, last_use),
-        "quantized": False,
-        "float_ops": [],
-    }
+    return rows
 
 
 def _keras_macs(layer, ins: list, outs: list) -> int:

@@ -32,11 +32,19 @@ def test_edge_saves_the_average_over_the_photo_and_its_mirror(tta_run):
     assert json.loads((tta_run.path / "edgecnn.json").read_text())["info"]["flip_tta"] is True
 
 
-def test_flip_tta_model_exports_to_int8_with_no_float_op_and_passes_verification(tta_run):
+@pytest.fixture(scope="module")
+def tta_manifest(tta_run):
     from edgecnn.export import export
+
+    return export(tta_run.path, formats=["tflite-int8", "onnx"], progress=False)
+
+
+def test_flip_tta_model_exports_to_int8_with_no_float_op_and_passes_verification(
+    tta_run, tta_manifest
+):
     from edgecnn.runtime import load
 
-    manifest = export(tta_run.path, formats=["tflite-int8", "onnx"], progress=False)
+    manifest = tta_manifest
     # export refuses a file with a float op or below the agreement thresholds (exit 1)
     for fmt, entry in manifest["artifacts"].items():
         assert (tta_run.path / "export" / entry["file"]).is_file(), fmt
@@ -55,3 +63,22 @@ def test_no_flip_tta_saves_the_plain_model(tmp_path):
                 **{**FAST, "arch": "edge"})  # fmt: skip
     model = keras.models.load_model(run.model_path)
     assert model.name == "edge" and "flip_width" not in [layer.name for layer in model.layers]
+
+
+def test_profile_counts_the_shared_net_once_and_its_work_twice(tta_run, tta_manifest, tmp_path):
+    import keras
+
+    from edgecnn.profile import profile
+
+    model = keras.models.load_model(tta_run.model_path)
+    keras_total = profile(tta_run.model_path)["total"]
+    assert keras_total["params"] == model.count_params()
+    plain = keras.Model(model.get_layer("edge").input, model.get_layer("edge").output)
+    tmp = tmp_path / "inner.keras"
+    plain.save(tmp)
+    inner = profile(tmp)["total"]
+    flip = 32 * 3 * 32 * 32  # the mirror's Dense: 32x32 weights applied to 32 rows x 3 channels
+    assert keras_total["macs"] == 2 * inner["macs"] + flip
+    tflite_total = profile(tta_run.path / "export" / "model_int8.tflite")["total"]
+    assert tflite_total["params"] < 1.2 * inner["params"]  # not counted once per call
+    assert tflite_total["macs"] >= 2 * inner["macs"] * 0.95
