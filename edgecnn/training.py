@@ -138,7 +138,7 @@ def train(
     local GPUs, else all logical CPUs) or `multiworker` (TF_CONFIG).  `precision` is `float32`,
     `mixed_bfloat16` or `auto` (bfloat16 compute on CPUs with native bf16 units, which trains
     about 1.7x faster there; the saved model is float32 either way).  `flip_tta` saves the model
-    averaged over the photo and its mirror image (`edgecnn.models.with_flip_tta`: about 1 point
+    averaged over the photo and its mirror image (`edgecnn.models.with_flip_tta`: 0.5-1 point
     more accurate, twice the inference cost); None takes the architecture's default (on for
     `edge`).  Per-epoch validation figures are the plain model's; the final report, the saved
     model and everything exported include the mirror view.  `callbacks` are extra
