@@ -9,8 +9,11 @@ the window, or on Ctrl-C; in every case the outputs are closed properly and the 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import IO
 
 import numpy as np
@@ -116,17 +119,43 @@ def _drive(loop: Live, outputs: list[Output], server: LiveServer | None, say) ->
             loop.stop()
 
     loop.idle_hooks.append(idle)
+    interrupted = False
+
+    def on_interrupt(signum, frame) -> None:
+        nonlocal interrupted
+        if interrupted:  # a second Ctrl-C: stop waiting for the current frame
+            raise KeyboardInterrupt
+        interrupted = True
+        loop.stop()  # the loop ends after the current frame; outputs close normally
+
     try:
-        for result in loop:
-            annotated = _annotate(result) if need_frame else None
-            for o in outputs:
-                o.write(result, annotated)
-            if server is not None:
-                server.hub.publish(result, annotated)
-            if any(o.quit_requested for o in outputs):
-                break
+        with _handling_sigint(on_interrupt):
+            for result in loop:
+                annotated = _annotate(result) if need_frame else None
+                for o in outputs:
+                    o.write(result, annotated)
+                if server is not None:
+                    server.hub.publish(result, annotated)
+                if any(o.quit_requested for o in outputs):
+                    break
     except KeyboardInterrupt:
+        interrupted = True
+    if interrupted:
         say("interrupted")
+
+
+@contextmanager
+def _handling_sigint(handler):
+    """Ctrl-C calls `handler` instead of raising KeyboardInterrupt at an arbitrary point (inside
+    a video writer, say) while the block runs; only the main thread can install it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _annotate(result: Result) -> np.ndarray:

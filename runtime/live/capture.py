@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,14 @@ import numpy as np
 from .sources import Source
 
 QUEUE_DEPTH = 3
+
+
+def block_interrupts() -> None:
+    """Keep Ctrl-C (SIGINT) and SIGTERM away from the calling helper thread, so the kernel
+    delivers them to the main thread: a camera or FFmpeg read in a helper thread is never cut
+    short by them (EINTR), and the main thread's handler always sees them.  No-op on Windows."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,7 @@ class Capture:
     # --- producer side -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        block_interrupts()
         try:
             if self.source.is_live:
                 self._run_live()

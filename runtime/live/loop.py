@@ -30,7 +30,7 @@ import numpy as np
 from ..contract import Contract
 from ..errors import InputError
 from ..preprocess import to_input, to_pixels
-from .capture import Backoff, Capture, Frame
+from .capture import Backoff, Capture, Frame, block_interrupts
 from .sources import Source, open_source
 from .stats import RateMeter, RunStats, Summary
 
@@ -198,6 +198,7 @@ class Live:
         do it), so the model runs back to back; results, statistics and outputs are built by
         the iterating thread while the next frame is being classified.
         """
+        block_interrupts()
         end = _Finished()
         try:
             self._warm_up()
