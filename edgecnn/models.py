@@ -29,7 +29,7 @@ Architectures:
   batch 32, 60 epochs with early stopping (patience 10) keeping the best validation epoch;
   augmentation in the input pipeline (flip, zoom/crop up to 20%, rotation +-12 deg, shift 8%,
   brightness/contrast/saturation jitter).  On a 2-core CPU the budget is epochs, not latency
-  (int8 inference has ~5x headroom under 3 ms), so resolution and width were chosen for
+  (the plain net is 0.54 ms int8, ~5x under 3 ms), so resolution and width were chosen for
   training cost per epoch: on a validation split of the training photos a 96 px net matched
   a 112 px one at equal epochs for ~20% less CPU, and AdamW beat SGD+Nesterov.  Also tried on
   a 1,600/400 split of the training photos and rejected (val accuracy vs 80.8% for this
