@@ -42,6 +42,7 @@ class Classifier:
 
     def __init__(self, backend: Backend, contract: Contract, path: Path) -> None:
         self._backend = backend
+        self._raw = contract.is_identity_scaling and backend.takes_raw_pixels
         self.contract = contract
         self.path = path
         self.labels: tuple[str, ...] = tuple(contract.labels)
@@ -65,7 +66,7 @@ class Classifier:
     @property
     def takes_raw_pixels(self) -> bool:
         """Whether `probs_pixels` hands uint8 pixels to the model as they are (no float step)."""
-        return self.contract.is_identity_scaling and self._backend.takes_raw_pixels
+        return self._raw
 
     def describe(self) -> dict[str, Any]:
         """Backend, module/version, delegate, threads: what a benchmark should record."""

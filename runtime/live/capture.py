@@ -68,7 +68,8 @@ class Frame:
 
 
 class _End:
-    """Sentinel: the source is finished (end of file) or the capture thread failed."""
+    """Sentinel: no more frames/results (end of file, stop) or the handing thread failed.  The
+    capture thread hands it to the loop, and the loop's inference thread to the iterator."""
 
     def __init__(self, error: BaseException | None = None) -> None:
         self.error = error

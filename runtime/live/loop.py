@@ -30,7 +30,7 @@ import numpy as np
 from ..contract import Contract
 from ..errors import InputError
 from ..preprocess import to_input, to_pixels
-from .capture import Backoff, Capture, Frame, block_interrupts
+from .capture import Backoff, Capture, Frame, _End, block_interrupts
 from .sources import Source, open_source
 from .stats import RateMeter, RunStats, Summary
 
@@ -56,13 +56,6 @@ class _Inferred(NamedTuple):
     t_pick: float  # when the inference thread took the frame
     t_pre: float  # preprocessing done
     t_inf: float  # inference done
-
-
-class _Finished:
-    """From the inference thread: no more results (end of the source, stop, or an error)."""
-
-    def __init__(self, error: BaseException | None = None) -> None:
-        self.error = error
 
 
 @dataclass(frozen=True)
@@ -180,7 +173,7 @@ class Live:
                 if item is _IDLE:
                     self._idle()
                     continue
-                if isinstance(item, _Finished):
+                if isinstance(item, _End):
                     if item.error is not None:
                         raise item.error
                     break
@@ -199,7 +192,7 @@ class Live:
         the iterating thread while the next frame is being classified.
         """
         block_interrupts()
-        end = _Finished()
+        end = _End()
         try:
             self._warm_up()
             done = 0
@@ -214,7 +207,7 @@ class Live:
                 self._hand_on(self._infer(frame))
                 done += 1
         except BaseException as e:  # handed to the iterating thread, which re-raises it
-            end = _Finished(e)
+            end = _End(e)
         self._hand_on(end)
 
     def _hand_on(self, item: object) -> None:
