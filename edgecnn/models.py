@@ -60,6 +60,11 @@ MIN_IMG_SIZE = 32
 # Keras' default 0.99 needs hundreds of steps before the moving statistics used at inference
 # catch up; photo folders of a few thousand images give a few dozen steps an epoch.
 BN_MOMENTUM = 0.9
+# The saved model's test-time view: the centre 85% of the photo (see `with_flip_tta`).  Chosen
+# on a validation split of the training photos, never the test ones: over six trained nets,
+# centre crops of 80/85/90/95% + mirror beat the whole photo + mirror by +1.6/+1.6/+1.1/+1.6
+# points on average (85%: better on 6 of 6 nets).
+TTA_CROP = 0.85
 
 
 @dataclass(frozen=True)
@@ -198,31 +203,70 @@ def build_edge(
     return model
 
 
-def with_flip_tta(model):
-    """`model` averaged over the photo and its mirror image: `(f(x) + f(flip(x))) / 2`.
+def with_flip_tta(model, crop: float = TTA_CROP):
+    """`model` averaged over the photo's centre and its mirror image: `(f(v) + f(flip(v))) / 2`.
 
-    Test-time augmentation baked into the graph, so every exported file and every runtime gets
-    it: a cat seen in a mirror is still a cat, and averaging both views removes part of the
-    model's left/right noise (on a validation split of cats-vs-dogs: +0.5 to +0.75 points).  It doubles the
-    inference cost and costs nothing in training.  Built from standard layers only, so the
-    `.keras` file loads anywhere and every op has an int8 TFLite kernel: the flip is a fixed
-    permutation matrix applied along the width (Permute -> Dense -> Permute: exact in float; in
-    int8 its weights quantise to exactly 1, so the mirrored pixels stay within one quantisation
-    step), and the trained model is called on both views with shared weights.
+    `v` is the centre `crop` of the photo (each side trimmed by `(1 - crop) / 2`) scaled back to
+    the model's input size; `crop=1` uses the whole photo.  Test-time augmentation baked into
+    the graph, so every exported file and every runtime gets it, for twice the inference cost
+    and nothing in training:
+
+    - the mirror: a cat seen in a mirror is still a cat, and averaging both views removes part
+      of the model's left/right noise;
+    - the centre crop: `Augment`'s zoom trains on views cropped in by 0-20% (10% on average,
+      and rotation trims the corners further), so the whole photo shows every animal smaller
+      than the net saw it in training (the train/test object-size discrepancy of Touvron et
+      al., "Fixing the train-test resolution discrepancy", 2019); the centre 85% matches.
+
+    Built from standard layers only, so the `.keras` file loads anywhere, and every op has an
+    int8 TFLite kernel: cropping, bilinear zoom and mirror are fixed linear maps along the
+    height and the width, each a frozen `Dense` between two `Permute`s (exact in float; about
+    5% of the net's MACs at 96 px).  Not Keras' `Resizing` layer, whose call defaults to
+    `training=True` and leaks it into the BatchNormalization layers after it whenever the model
+    is called without a `training` argument.  The trained model is called on both views with
+    shared weights.  The crop is symmetric, so a mirrored photo gets the same answer.
     """
     import keras
-    import numpy as np
     from keras import layers
 
+    if not 0.0 < crop <= 1.0:
+        raise InputError(f"the test-time crop must be in (0, 1], got {crop}")
     h, w, c = model.input_shape[1:]
+    trim_h, trim_w = round(h * (1.0 - crop) / 2), round(w * (1.0 - crop) / 2)
+
+    def along(x, axis_last, matrix, name):
+        """Apply `matrix` (in x out) along the height (`axis_last=(3, 2, 1)`) or width axis."""
+        x = layers.Permute(axis_last, name=f"{name}_last")(x)
+        dense = layers.Dense(matrix.shape[1], use_bias=False, trainable=False, name=name)
+        x = dense(x)
+        dense.set_weights([matrix])
+        return layers.Permute(axis_last, name=f"{name}_restore")(x)
+
     inputs = keras.Input((h, w, c), name="pixels")
-    x = layers.Permute((1, 3, 2), name="flip_width_last")(inputs)
-    mirror = layers.Dense(w, use_bias=False, trainable=False, name="flip_width")
-    x = mirror(x)
-    mirror.set_weights([np.eye(w, dtype="float32")[::-1]])
-    mirrored = layers.Permute((1, 3, 2), name="flip_restore")(x)
-    outputs = layers.Average(name="probs")([model(inputs), model(mirrored)])
+    rows = inputs
+    if trim_h:
+        rows = along(rows, (3, 2, 1), _crop_zoom(h, trim_h), "centre_rows")
+    cols = _crop_zoom(w, trim_w)
+    view = along(rows, (1, 3, 2), cols, "centre_cols") if trim_w else rows
+    mirrored = along(rows, (1, 3, 2), cols[:, ::-1].copy(), "flip_width")
+    outputs = layers.Average(name="probs")([model(view), model(mirrored)])
     return keras.Model(inputs, outputs, name=f"{model.name}_fliptta")
+
+
+def _crop_zoom(size: int, trim: int):
+    """(size, size) matrix: the centre `size - 2 * trim` pixels of a line, bilinearly scaled
+    back to `size` (half-pixel centres, as `tf.image.resize`); `trim=0` gives the identity."""
+    import numpy as np
+
+    n = size - 2 * trim
+    matrix = np.zeros((size, size), np.float32)
+    for out in range(size):
+        src = min(max((out + 0.5) * n / size - 0.5, 0.0), n - 1.0)
+        lo = int(src)
+        hi = min(lo + 1, n - 1)
+        matrix[trim + lo, out] += 1.0 - (src - lo)
+        matrix[trim + hi, out] += src - lo
+    return matrix
 
 
 def build_mobilenetv3small(num_classes: int, img_size: int, *, weights: str | None = None):

@@ -19,13 +19,19 @@ def tta_run(tmp_path_factory):
     return train(train_dir, val_dir=val_dir, out=root / "run", **options)
 
 
-def test_edge_saves_the_average_over_the_photo_and_its_mirror(tta_run):
+def test_edge_saves_the_average_over_the_photo_centre_and_its_mirror(tta_run):
     import keras
+    import tensorflow as tf
+
+    from edgecnn.models import TTA_CROP
 
     model = keras.models.load_model(tta_run.model_path)
     inner = model.get_layer("edge")  # the trained net, called on both views
     x = np.random.default_rng(0).uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
-    expected = (inner(x).numpy() + inner(x[:, :, ::-1]).numpy()) / 2
+    trim = round(32 * (1 - TTA_CROP) / 2)
+    assert trim == 2  # 32 px: the centre 28x28, scaled back to 32x32
+    centre = tf.image.resize(x[:, trim:-trim, trim:-trim], (32, 32), method="bilinear").numpy()
+    expected = (inner(centre).numpy() + inner(centre[:, :, ::-1]).numpy()) / 2
     np.testing.assert_allclose(model(x).numpy(), expected, atol=1e-6)
     # a mirrored photo gets the same answer: the average is symmetric by construction
     np.testing.assert_allclose(model(x[:, :, ::-1]).numpy(), model(x).numpy(), atol=1e-5)
@@ -77,8 +83,23 @@ def test_profile_counts_the_shared_net_once_and_its_work_twice(tta_run, tta_mani
     tmp = tmp_path / "inner.keras"
     plain.save(tmp)
     inner = profile(tmp)["total"]
-    flip = 32 * 3 * 32 * 32  # the mirror's Dense: 32x32 weights applied to 32 rows x 3 channels
-    assert keras_total["macs"] == 2 * inner["macs"] + flip
+    line = 32 * 3 * 32 * 32  # a 32x32 line map applied to 32 lines x 3 channels
+    assert keras_total["macs"] == 2 * inner["macs"] + 3 * line  # rows, columns, mirrored columns
     tflite_total = profile(tta_run.path / "export" / "model_int8.tflite")["total"]
     assert tflite_total["params"] < 1.2 * inner["params"]  # not counted once per call
     assert tflite_total["macs"] >= 2 * inner["macs"] * 0.95
+
+
+def test_crop_one_keeps_the_whole_photo_and_bad_crops_are_refused():
+    from edgecnn.models import build_edge, with_flip_tta
+    from edgecnn.runtime.errors import InputError
+
+    net = build_edge(2, 32)
+    whole = with_flip_tta(net, crop=1.0)
+    assert {layer.name for layer in whole.layers}.isdisjoint({"centre_rows", "centre_cols"})
+    x = np.random.default_rng(2).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    expected = (net(x).numpy() + net(x[:, :, ::-1]).numpy()) / 2
+    np.testing.assert_allclose(whole(x).numpy(), expected, atol=1e-6)
+    for bad in (0.0, 1.5):
+        with pytest.raises(InputError, match="crop"):
+            with_flip_tta(net, crop=bad)

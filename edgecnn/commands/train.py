@@ -61,13 +61,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="flip_tta",
         action="store_true",
         default=None,
-        help="save the model averaged over the photo and its mirror image (default for edge)",
+        help="save the model averaged over the photo's centre 85%% and its mirror image "
+        "(default for edge)",
     )
     tta.add_argument(
         "--no-flip-tta",
         dest="flip_tta",
         action="store_false",
-        help="save the plain model: half the inference cost, ~1 point less accurate",
+        help="save the plain model on the whole photo: half the inference cost, 1-2 points less "
+        "accurate",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
