@@ -223,8 +223,8 @@ def with_flip_tta(model, crop: float = TTA_CROP):
 
     Built from standard layers only, so the `.keras` file loads anywhere, and every op has an
     int8 TFLite kernel: cropping, bilinear zoom and mirror are fixed linear maps along the
-    height and the width, each a frozen `Dense` between two `Permute`s (exact in float; about
-    5% of the net's MACs at 96 px).  Not Keras' `Resizing` layer, whose call defaults to
+    height and the width, each a frozen 1x1 convolution between two `Permute`s (exact in float;
+    about 5% of the net's MACs at 96 px).  Not Keras' `Resizing` layer, whose call defaults to
     `training=True` and leaks it into the BatchNormalization layers after it whenever the model
     is called without a `training` argument.  The trained model is called on both views with
     shared weights.  The crop is symmetric, so a mirrored photo gets the same answer.
@@ -238,11 +238,15 @@ def with_flip_tta(model, crop: float = TTA_CROP):
     trim_h, trim_w = round(h * (1.0 - crop) / 2), round(w * (1.0 - crop) / 2)
 
     def along(x, axis_last, matrix, name):
-        """Apply `matrix` (in x out) along the height (`axis_last=(3, 2, 1)`) or width axis."""
+        """Apply `matrix` (in x out) along the height (`axis_last=(3, 2, 1)`) or width axis.
+
+        A 1x1 convolution over the permuted tensor (the axis as channels), not a `Dense`: same
+        arithmetic, but it converts to one static CONV_2D instead of a Tensordot with run-time
+        shape ops."""
         x = layers.Permute(axis_last, name=f"{name}_last")(x)
-        dense = layers.Dense(matrix.shape[1], use_bias=False, trainable=False, name=name)
-        x = dense(x)
-        dense.set_weights([matrix])
+        conv = layers.Conv2D(matrix.shape[1], 1, use_bias=False, trainable=False, name=name)
+        x = conv(x)
+        conv.set_weights([matrix[None, None]])
         return layers.Permute(axis_last, name=f"{name}_restore")(x)
 
     inputs = keras.Input((h, w, c), name="pixels")

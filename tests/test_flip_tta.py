@@ -87,7 +87,8 @@ def test_profile_counts_the_shared_net_once_and_its_work_twice(tta_run, tta_mani
     assert keras_total["macs"] == 2 * inner["macs"] + 3 * line  # rows, columns, mirrored columns
     tflite_total = profile(tta_run.path / "export" / "model_int8.tflite")["total"]
     assert tflite_total["params"] < 1.2 * inner["params"]  # not counted once per call
-    assert tflite_total["macs"] >= 2 * inner["macs"] * 0.95
+    # the int8 graph does the same work, line maps included: all static ops, none sized at run time
+    assert tflite_total["macs"] == keras_total["macs"]
 
 
 def test_crop_one_keeps_the_whole_photo_and_bad_crops_are_refused():
