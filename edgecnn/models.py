@@ -38,10 +38,12 @@ Architectures:
   weight decay 0.15 + dropout 0.5 (79.5%), label smoothing 0.1 (79.25%),
   a deeper 24/12/6-px layout (on par at half-way); and, compute-matched, a stem-then-stride-2
   layout at 160 px (76.5%), deeper stages (77.5%, 79.0%), less regularisation (79.75%).  The
-  same recipe re-run scored 76.75%: every variant is within run-to-run noise.  The test-time
-  centre crop + mirror (`with_flip_tta`) added 2.0 points over the plain photo on average (8 nets).
-  Measured on cats-vs-dogs (2,000 photos, 2 cores, idle): 86.1% Keras and 86.3% int8 on the
-  test photos, 12:58 wall to train; the 88% target of issue 6 is not reached yet.
+  same recipe re-run a session later (one thread, revised resize) scored 76.75%: the
+  variants are all within the noise.  The test-time centre crop + mirror (`with_flip_tta`)
+  added 2.0 points over the plain photo on average (8 nets).
+  Measured on cats-vs-dogs (2,000 photos, 2 cores): 86.1% Keras and 86.4% int8 on the test
+  photos, 12:58-14:13 wall to train (two runs, both 86.1% Keras); the 88% target of issue 6
+  is not reached yet.
 - `mobilenetv3small`: `keras.applications.MobileNetV3Small` built with `weights=None` (nothing
   downloads); `weights=PATH` loads a local ImageNet weights file into the backbone.
 
