@@ -20,10 +20,10 @@ Architectures:
   96x96.  The saved model averages it over the photo's centre 85% and that centre's mirror
   image (`with_flip_tta`, ~183M MACs, ~1.2 ms int8 at 1 thread on a 2-core EPYC).  Why:
   TensorFlow trains plain 3x3 convs ~2x faster per MAC than depthwise ones on a CPU, and
-  early layers with few channels learn better as plain convs (EfficientNetV2's Fused-MBConv); depthwise-separable blocks pay off
-  where channels are many.  BatchNorm (momentum 0.9, folded at export), ReLU6 (bounded ranges
-  calibrate well), residual Adds and GAP all have int8 TFLite kernels; nothing falls back to
-  float.  Width, depth and input size are the knobs of `EdgeConfig`.
+  early layers with few channels learn better as plain convs (EfficientNetV2's
+  Fused-MBConv); depthwise-separable blocks pay off where channels are many.  BatchNorm
+  (momentum 0.9, folded at export), ReLU6 (bounded ranges calibrate well), residual Adds and
+  GAP all have int8 TFLite kernels; nothing falls back to float.  Width, depth and input size are the knobs of `EdgeConfig`.
   The recipe (`ARCHITECTURES["edge"]` + `edgecnn.training` + `edgecnn.data.Augment`): 96x96
   input, AdamW lr 2e-3 with decoupled weight decay 0.05, one warm-up epoch then cosine decay,
   batch 32, 60 epochs with early stopping (patience 10) keeping the best validation epoch;

@@ -143,8 +143,8 @@ def train(
     1-2 points more accurate on a validation split, twice the inference cost); None takes the
     architecture's default (on for `edge`).  Per-epoch validation figures are the plain model's
     on the whole photo; the final report, the saved model and everything exported use the two
-    views.  `callbacks` are extra
-    Keras callbacks.  Ctrl-C raises `TrainingInterrupted` after the last finished epoch is saved.
+    views.  `callbacks` are extra Keras callbacks.  Ctrl-C raises `TrainingInterrupted` after
+    the last finished epoch is saved.
 
     Raises InputError for unusable data or options, before anything is written.
     """
