@@ -23,7 +23,8 @@ Architectures:
   early layers with few channels learn better as plain convs (EfficientNetV2's
   Fused-MBConv); depthwise-separable blocks pay off where channels are many.  BatchNorm
   (momentum 0.9, folded at export), ReLU6 (bounded ranges calibrate well), residual Adds and
-  GAP all have int8 TFLite kernels; nothing falls back to float.  Width, depth and input size are the knobs of `EdgeConfig`.
+  GAP all have int8 TFLite kernels; nothing falls back to float.  Width, depth and input size
+  are the knobs of `EdgeConfig`.
   The recipe (`ARCHITECTURES["edge"]` + `edgecnn.training` + `edgecnn.data.Augment`): 96x96
   input, AdamW lr 2e-3 with decoupled weight decay 0.05, one warm-up epoch then cosine decay,
   batch 32, 60 epochs with early stopping (patience 10) keeping the best validation epoch;
