@@ -165,8 +165,11 @@ def _profile_tflite(path: Path) -> dict:
     def dtype(t) -> str:
         return type_names.get(t.type, str(t.type))
 
+    def elements(t) -> int:
+        return _prod(t.shape if t.shape is not None else [])
+
     def nbytes(t) -> int:
-        return _prod(t.shape if t.shape is not None else []) * _ITEMSIZE.get(dtype(t), 4)
+        return elements(t) * _ITEMSIZE.get(dtype(t), 4)
 
     const = {i for i, t in enumerate(tensors) if is_const(t)}
     layers, produced, last_use, float_ops = [], {}, {}, []
@@ -194,6 +197,8 @@ def _profile_tflite(path: Path) -> dict:
             and t in const
             and (name in _WEIGHTED_OPS or dtype(tensors[t]) not in ("INT32", "INT64"))
         ]
+        # keyed by buffer: a weight shared by several ops (a net called twice) counts once
+        sized = [(("t", tensors[t].buffer or t), elements(tensors[t])) for t in weights]
         out_t = tensors[outs[0]] if outs else None
         layer = {
             "index": idx,
@@ -203,17 +208,10 @@ def _profile_tflite(path: Path) -> dict:
             if out_t is not None and out_t.shape is not None
             else [],
             "dtype": dtype(out_t) if out_t is not None else "",
-            "params": sum(
-                _prod(tensors[t].shape if tensors[t].shape is not None else []) for t in weights
-            ),
+            "params": sum(n for _, n in sized),
             "weight_bytes": sum(nbytes(tensors[t]) for t in weights),
             "macs": _tflite_macs(name, tensors, ins, outs),
-            "_weights": {
-                ("t", tensors[t].buffer if tensors[t].buffer else t): _prod(
-                    tensors[t].shape if tensors[t].shape is not None else []
-                )
-                for t in weights
-            },
+            "_weights": dict(sized),
         }
         layers.append(layer)
         moving = [t for t in ins + outs if t >= 0 and t not in const]
