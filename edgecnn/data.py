@@ -3,7 +3,8 @@
 1. `prepare(...)` lists the folders (`edgecnn.runtime.dataset`), splits off validation (a
    `--val-dir` or a seeded stratified `--val-split`), screens out images too small to carry
    anything, and decodes every image ONCE with the runtime's own `to_pixels` into uint8 tensors
-   at model resolution.  Train and serve share that function, so there is no skew.
+   at model resolution (training images at the training resolution when the net trains at a
+   lower one than it runs at).  Train and serve share that function, so there is no skew.
 2. `train_dataset(...)` turns the cached tensors into an endless, seeded `tf.data` pipeline:
    each epoch is a stateless shuffle, each batch is gathered from the cache and augmented with
    batched tf ops (one affine warp for flip + zoom + rotation + shift, then colour jitter).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,12 @@ def prepare(
     val_split: float = 0.2,
     seed: int = 0,
     progress: bool | None = None,
+    train_size: int | None = None,
 ) -> Splits:
     """List, split, screen and decode the training data at `img_size` (see the module docstring).
+
+    `train_size` decodes the training images at that size instead (validation stays at
+    `img_size`): for nets trained at a lower resolution than they run at.
 
     The returned `Splits.contract` is the preprocessing contract (labels = sorted class folders)
     that the data was decoded with, and that the trained model will carry.
@@ -106,7 +111,10 @@ def prepare(
     train_set, small_train = screen_small(train_set)
     val_set, small_val = screen_small(val_set)
     contract = Contract(labels=train_set.classes, height=img_size, width=img_size)
-    train = load_pixels(train_set, contract, desc="decoding train", progress=progress)
+    train_contract = contract
+    if train_size is not None and train_size != img_size:
+        train_contract = replace(contract, height=train_size, width=train_size)
+    train = load_pixels(train_set, train_contract, desc="decoding train", progress=progress)
     val = load_pixels(val_set, contract, desc="decoding val", progress=progress)
     _require_every_class(train, train_set.classes, "training")
     return Splits(

@@ -47,6 +47,7 @@ from edgecnn.models import (
     build_model,
     get_architecture,
     resolve_img_size,
+    resolve_train_size,
     with_flip_tta,
 )
 from edgecnn.runtime.contract import Contract
@@ -106,6 +107,12 @@ class _Config:
     patience: int
     precision: str
     flip_tta: bool = False
+    train_size: int | None = None  # None (checkpoints before it existed): img_size
+
+    @property
+    def fit_size(self) -> int:
+        """The size training photos are decoded and augmented at."""
+        return self.train_size or self.img_size
 
 
 def train(
@@ -129,6 +136,7 @@ def train(
     callbacks: list | None = None,
     precision: str = "auto",
     flip_tta: bool | None = None,
+    train_size: int | None = None,
 ) -> Run:
     """Train `arch` on the folder-per-class images in `data_dir`; returns the finished `Run`.
 
@@ -141,10 +149,12 @@ def train(
     about 1.7x faster there; the saved model is float32 either way).  `flip_tta` saves the model
     averaged over the photo's centre 85% and its mirror image (`edgecnn.models.with_flip_tta`:
     1-2 points more accurate on a validation split, twice the inference cost); None takes the
-    architecture's default (on for `edge`).  Per-epoch validation figures are the plain model's
-    on the whole photo; the final report, the saved model and everything exported use the two
-    views.  `callbacks` are extra Keras callbacks.  Ctrl-C raises `TrainingInterrupted` after
-    the last finished epoch is saved.
+    architecture's default (on for `edge`).  `train_size` decodes and augments the training
+    photos at that size while validation, the saved model and every export run at `img_size`
+    (fully convolutional nets only, e.g. `edge`; default: `img_size`).  Per-epoch validation
+    figures are the plain model's on the whole photo; the final report, the saved model and
+    everything exported use the two views.  `callbacks` are extra Keras callbacks.  Ctrl-C
+    raises `TrainingInterrupted` after the last finished epoch is saved.
 
     Raises InputError for unusable data or options, before anything is written.
     """
@@ -168,18 +178,20 @@ def train(
         config = _Config(**state["config"])
     else:
         _refuse_existing(out_dir, force=force)
+        size = resolve_img_size(arch, img_size)
         config = _Config(
             data_dir=str(data_dir),
             val_dir=str(val_dir) if val_dir is not None else None,
             val_split=None if val_dir is not None else float(val_split),
             arch=get_architecture(arch).name,
-            img_size=resolve_img_size(arch, img_size),
+            img_size=size,
             batch=int(batch),
             seed=int(seed),
             weights=os.fspath(weights) if weights else None,
             patience=int(patience),
             precision=resolve_precision(precision),
             flip_tta=get_architecture(arch).flip_tta if flip_tta is None else bool(flip_tta),
+            train_size=resolve_train_size(arch, size, train_size),
         )
     splits = prepare(
         config.data_dir,
@@ -188,6 +200,7 @@ def train(
         val_split=config.val_split or 0.2,
         seed=config.seed,
         progress=None if progress else False,  # None: a bar only on a terminal
+        train_size=config.fit_size,
     )
     _print_skipped(splits.skipped)
     if state is not None and state["fingerprint"] != splits.fingerprint:
@@ -411,7 +424,12 @@ class _Trainer:
         if self.state["epochs_done"] > 0:
             return keras.models.load_model(self.ckpt / "last.keras")
         model = build_model(
-            c.arch, len(self.splits.classes), c.img_size, weights=c.weights, precision=c.precision
+            c.arch,
+            len(self.splits.classes),
+            c.img_size,
+            weights=c.weights,
+            precision=c.precision,
+            any_size=c.fit_size != c.img_size,  # trains at fit_size, validates at img_size
         )
         steps = steps_per_epoch(len(self.splits.train.targets), c.batch)
         _compile(model, c.arch, steps_per_call=self._steps_per_call(steps))
@@ -581,6 +599,7 @@ class _Trainer:
             training_precision=c.precision,
             flip_tta=c.flip_tta,
             tta_crop=TTA_CROP if c.flip_tta else None,
+            train_size=c.fit_size,
             versions={
                 "edgecnn": __version__,
                 "tensorflow": tf.__version__,

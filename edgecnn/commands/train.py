@@ -27,7 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(ARCHITECTURES),
         help=f"architecture (default {DEFAULT_ARCH})",
     )
-    parser.add_argument("--img-size", type=int, metavar="N", help="input size (default per arch)")
+    parser.add_argument(
+        "--img-size", type=int, metavar="N", help="model input size (default per arch: edge 96)"
+    )
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        metavar="N",
+        help="decode and augment training photos at this size and run the model at --img-size "
+        "(edge only: it is fully convolutional; default: the input size)",
+    )
     parser.add_argument(
         "--epochs",
         type=int,
@@ -84,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             val_split=args.val_split,
             arch=args.arch,
             img_size=args.img_size,
+            train_size=args.train_size,
             epochs=args.epochs,
             batch=args.batch,
             seed=args.seed,
