@@ -47,7 +47,7 @@ Architectures:
   nets) but only +0.75 on a second split, and 84.4% Keras / 84.9% int8 on the test photos:
   not a reliable gain, so the default trains at the input size.
   Measured on cats-vs-dogs (2,000 photos, 2 cores): 86.1% Keras and 86.4% int8 on the test
-  photos, 12:58-14:13 wall to train (two runs, both 86.1% Keras); the 88% target of issue 6
+  photos, 12:45-14:13 wall to train (three runs, all 86.1% Keras); the 88% target of issue 6
   is not reached yet.
 - `mobilenetv3small`: `keras.applications.MobileNetV3Small` built with `weights=None` (nothing
   downloads); `weights=PATH` loads a local ImageNet weights file into the backbone.
