@@ -46,7 +46,7 @@ Architectures:
   FixRes-style) scored 84.25% and 82.5% on that split (two seeds, vs 80.1% for five 96 px
   nets) but only +0.75 on a second split, and 84.4% Keras / 84.9% int8 on the test photos:
   not a reliable gain, so the default trains at the input size.  Training and running at
-  80 px for 80 epochs beat the 96 px recipe on three splits (+2.6/-0.4, +2.5, +2.25) but
+  80 px for 80-86 epochs beat the 96 px recipe on three splits (+2.6/-0.4, +2.5, +2.25) but
   early-stopped at epoch 57 at 83.5% Keras on the test photos.
   Measured on cats-vs-dogs (2,000 photos, 2 cores): 86.1% Keras and 86.4% int8 on the test
   photos, 12:45-14:13 wall to train (three runs, all 86.1% Keras); the 88% target of issue 6
