@@ -316,7 +316,9 @@ class _Job:
         from . import _metadata, _onnx
 
         if self._float_onnx is None:
-            proto = _onnx.convert(self.model, self.contract)
+            proto, notes = _onnx.convert(self.model, self.contract)
+            for note in notes:
+                self.say(f"    note: {note}; the file is verified below")
             proto = _metadata.add_onnx_metadata(proto, self.contract)
             data = proto.SerializeToString()
             _onnx.check_loads(data, self.check_inputs[:2])

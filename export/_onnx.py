@@ -6,6 +6,9 @@ tf2onnx can exit 0 with a model ONNX Runtime cannot load, so the model is checke
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -18,15 +21,23 @@ OPSET = 17
 SCHEME = "float32 (tf2onnx, opset 17)"
 
 
-def convert(model: Any, contract: Contract) -> Any:
-    """The ONNX ModelProto of the Keras model, with named input/output, checked."""
+def convert(model: Any, contract: Contract) -> tuple[Any, list[str]]:
+    """The ONNX ModelProto of the Keras model, with named input/output, checked; plus notes.
+
+    The notes are one line per graph optimisation tf2onnx gave up on.  tf2onnx catches those
+    itself and keeps the graph as it was at that pass (the `edge` net's test-time line maps
+    trip its transpose optimiser's Add handler on a scalar), but it logs each with a full
+    traceback; the export reports them as one line each instead, and the verification that
+    follows is what says whether the file is right.
+    """
     import onnx
     import tf2onnx
 
     fn = inference_function(model, contract)
-    proto, _ = tf2onnx.convert.from_function(
-        fn, input_signature=[input_spec(contract)], opset=OPSET
-    )
+    with _optimizer_failures() as notes:
+        proto, _ = tf2onnx.convert.from_function(
+            fn, input_signature=[input_spec(contract)], opset=OPSET
+        )
     inputs = [i.name for i in proto.graph.input]
     outputs = [o.name for o in proto.graph.output]
     if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
@@ -34,7 +45,30 @@ def convert(model: Any, contract: Contract) -> Any:
             f"tf2onnx named the graph {inputs} -> {outputs}, expected image -> probs"
         )
     onnx.checker.check_model(proto)
-    return proto
+    return proto, notes
+
+
+@contextmanager
+def _optimizer_failures() -> Iterator[list[str]]:
+    """Collect (and keep off stderr) the "Failed to apply <pass>" warnings of tf2onnx's optimiser."""
+    logger = logging.getLogger("tf2onnx.optimizer")
+    notes: list[str] = []
+
+    def swallow(record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Failed to apply"):
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        why = f" ({type(error).__name__}: {error})" if error is not None else ""
+        note = f"tf2onnx skipped its {record.getMessage().removeprefix('Failed to apply ')}{why}"
+        if note not in notes:
+            notes.append(note)
+        return False
+
+    logger.addFilter(swallow)
+    try:
+        yield notes
+    finally:
+        logger.removeFilter(swallow)
 
 
 def check_loads(data: bytes, sample: np.ndarray) -> None:

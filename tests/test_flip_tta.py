@@ -104,3 +104,25 @@ def test_crop_one_keeps_the_whole_photo_and_bad_crops_are_refused():
     for bad in (0.0, 1.5):
         with pytest.raises(InputError, match="crop"):
             with_flip_tta(net, crop=bad)
+
+
+def test_onnx_export_prints_no_traceback_for_tf2onnx_optimiser_failures(tta_run, tmp_path, capfd):
+    import logging
+    import shutil
+
+    from edgecnn.export import export
+    from edgecnn.export._onnx import _optimizer_failures
+
+    with _optimizer_failures() as notes:
+        try:
+            max(())
+        except ValueError:
+            logging.getLogger("tf2onnx.optimizer").warning("Failed to apply %s", "x", exc_info=1)
+    assert notes == ["tf2onnx skipped its x (ValueError: max() arg is an empty sequence)"]
+    assert "Traceback" not in capfd.readouterr().err
+    # the real conversion of the edge net's test-time views, with its progress lines
+    run = tmp_path / "run"
+    shutil.copytree(tta_run.path, run, ignore=shutil.ignore_patterns("export"))
+    export(run, formats=["onnx"], progress=True)
+    err = capfd.readouterr().err
+    assert "ok  model.onnx" in err and "Traceback" not in err
