@@ -27,7 +27,8 @@ Architectures:
   are the knobs of `EdgeConfig`.
   The recipe (`ARCHITECTURES["edge"]` + `edgecnn.training` + `edgecnn.data.Augment`): 96x96
   input, AdamW lr 2e-3 with decoupled weight decay 0.05, one warm-up epoch then cosine decay,
-  batch 32, 60 epochs with early stopping (patience 10) keeping the best validation epoch;
+  batch 32, 60 epochs with early stopping (patience 10, counted over the last quarter of the
+  schedule only, see `edgecnn.training.EARLY_STOP_FROM`) keeping the best validation epoch;
   augmentation in the input pipeline (flip, zoom/crop up to 20%, rotation +-12 deg, shift 8%,
   brightness/contrast/saturation jitter).  On a 2-core CPU the budget is epochs, not latency
   (the plain net is 0.54 ms int8, ~5x under 3 ms), so resolution and width were chosen for

@@ -11,9 +11,10 @@ The story of one run:
           and listing what cannot be used; split off validation.
 2. model  `edgecnn.models.build_model(arch)` under a `tf.distribute` strategy.
 3. fit    seeded tf.data augmentation pipeline, cosine learning-rate schedule with warm-up, early
-          stopping on validation accuracy, balanced class weights when folders are imbalanced,
-          and a checkpoint after every epoch (`checkpoint/`), so Ctrl-C or a crash loses at most
-          one epoch and `resume=True` continues exactly where it stopped.
+          stopping on validation accuracy (armed for the last quarter of the schedule), balanced
+          class weights when folders are imbalanced, and a checkpoint after every epoch
+          (`checkpoint/`), so Ctrl-C or a crash loses at most one epoch and `resume=True`
+          continues exactly where it stopped.
 4. report the best epoch's weights become `model.keras` (the inference model: no augmentation,
           no optimizer; the contract is inside it as the zip entry `edgecnn.json`), plus
           `labels.txt`, `edgecnn.json`, `history.csv`, `training.png`, `metrics.json`,
@@ -69,6 +70,12 @@ HISTORY_FIELDS = (
 DEFAULT_EPOCHS = None  # None: the architecture's own default (models.Architecture.epochs)
 DEFAULT_BATCH = 32
 DEFAULT_PATIENCE = 10
+# Early stopping counts only epochs in the last quarter of the schedule.  Under cosine decay the
+# learning rate is still above 15% of its peak before that, so validation accuracy plateaus and
+# dips there are the high rate, not overfitting: on validation splits of cats-vs-dogs, patience
+# 10 from the start would have stopped all eight logged 60-86 epoch runs at epochs 20-56, and
+# six of them reached a better validation epoch later (+0.75 to +8 points).
+EARLY_STOP_FROM = 0.75
 _GENERIC_FOLDER_NAMES = {"train", "training", "training_set", "data", "images", "photos"}
 
 
@@ -326,6 +333,14 @@ def _is_chief(strategy) -> bool:
     )
 
 
+def earliest_stop(epochs: int) -> int:
+    """The first epoch (1-based) of the window in which early stopping counts, for `epochs`.
+
+    A run stops once `patience` epochs inside that window have brought no gain, so the earliest
+    stop is `earliest_stop(epochs) + patience - 1`."""
+    return max(1, math.ceil(EARLY_STOP_FROM * epochs))
+
+
 def lr_at(epoch: int, *, base: float, epochs: int, warmup: int = 1) -> float:
     """Linear warm-up for `warmup` epochs, then cosine decay to 1% of `base` at the last epoch."""
     warmup = warmup if epochs > 3 * warmup else 0
@@ -522,7 +537,9 @@ class _Trainer:
             _save_weights(model, self.ckpt / "best.weights.h5")
         else:
             s["wait"] += 1
-            if s["wait"] >= self.config.patience:
+            # the patience clock runs from the start of the armed window at the earliest
+            armed = epoch + 1 - max(s["best_epoch"], earliest_stop(self.epochs) - 1)
+            if min(s["wait"], armed) >= self.config.patience:
                 s["stopped_early"] = True
                 model.stop_training = True
         _save_model(model, self.ckpt / "last.keras")

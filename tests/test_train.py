@@ -21,7 +21,13 @@ from edgecnn.runtime.metadata import read_contract
 keras = pytest.importorskip("keras")
 
 from edgecnn import train  # noqa: E402
-from edgecnn.training import HISTORY_FIELDS, TrainingInterrupted, data_name, lr_at  # noqa: E402
+from edgecnn.training import (  # noqa: E402
+    HISTORY_FIELDS,
+    TrainingInterrupted,
+    data_name,
+    earliest_stop,
+    lr_at,
+)
 
 RUN_FILES = {
     "model.keras",
@@ -191,6 +197,22 @@ def test_learning_rate_schedule_warms_up_then_decays():
     lrs = [lr_at(e, base=1e-3, epochs=10) for e in range(10)]
     assert lrs[0] < lrs[1] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] == pytest.approx(1e-5)
+
+
+def test_early_stopping_waits_for_the_last_quarter_of_the_schedule(data, tmp_path):
+    class Plateau(keras.callbacks.Callback):
+        """Validation that never improves after epoch 1 (runs before the trainer's checkpoint)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs.update(val_accuracy=0.5, val_loss=1.0)
+
+    train_dir, val_dir = data
+    options = {**FAST, "epochs": 8, "patience": 2, "callbacks": [Plateau()]}
+    run = train(train_dir, val_dir=val_dir, out=tmp_path / "r", **options)
+    assert [earliest_stop(n) for n in (1, 4, 8, 80)] == [1, 3, 6, 60]
+    # patience 2 is used up at epoch 3, but only epochs 6 and 7 (the last quarter) count
+    assert len(run.history) == 7 and run.metrics["epochs_run"] == 7
+    assert run.metrics["stopped_early"] and run.metrics["best_epoch"] == 1
 
 
 def test_default_run_name_uses_the_dataset_name(tmp_path):
