@@ -537,9 +537,10 @@ class _Trainer:
             _save_weights(model, self.ckpt / "best.weights.h5")
         else:
             s["wait"] += 1
-            # the patience clock runs from the start of the armed window at the earliest
+            # epochs without a gain, counted from the start of the window at the earliest
+            # (never more than `wait`, which counts from the best epoch)
             armed = epoch + 1 - max(s["best_epoch"], earliest_stop(self.epochs) - 1)
-            if min(s["wait"], armed) >= self.config.patience:
+            if armed >= self.config.patience:
                 s["stopped_early"] = True
                 model.stop_training = True
         _save_model(model, self.ckpt / "last.keras")
