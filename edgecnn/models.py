@@ -96,6 +96,7 @@ class Architecture:
     epochs: int = 30  # default training length (early stopping may end it sooner)
     flip_tta: bool = False  # the saved model averages its predictions on x and mirrored x
     any_size: bool = False  # fully convolutional: the build accepts img_size=None (any size)
+    training_graph: bool = False  # the build accepts training_graph=True (faster to fit)
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,14 @@ def build_edge(
     *,
     weights: str | None = None,
     config: EdgeConfig | None = None,
+    training_graph: bool = False,
 ):
     """The default edge net (see the module docstring and `EdgeConfig`); `img_size=None`: any size.
+
+    `training_graph=True` builds the same net, with the same weights in the same order, from
+    the faster-to-train twins in `edgecnn._train_graph` (fused BatchNorm, strided depthwise
+    convs as stride 1 + `EveryOther`): what `edgecnn.training` fits.  The model it saves is
+    rebuilt with `training_graph=False`, from standard Keras layers only.
 
     Every block is Conv/DepthwiseConv (no bias) -> BatchNorm -> ReLU6, with identity (or 1x1
     strided projection) shortcuts added before the block's last ReLU6: BatchNorm folds into the
@@ -167,9 +174,14 @@ def build_edge(
     from keras import layers
 
     cfg = config or EdgeConfig()
+    batch_norm = layers.BatchNormalization
+    if training_graph:
+        from edgecnn import _train_graph
+
+        batch_norm = _train_graph.FusedBatchNorm
 
     def bn(x, name):
-        return layers.BatchNormalization(momentum=cfg.bn_momentum, name=name)(x)
+        return batch_norm(momentum=cfg.bn_momentum, name=name)(x)
 
     def conv_bn(x, filters, kernel, stride, name, relu=True):
         x = layers.Conv2D(
@@ -179,9 +191,12 @@ def build_edge(
         return layers.ReLU(6.0, name=f"{name}_relu")(x) if relu else x
 
     def dw_bn(x, stride, name):
+        subsample = training_graph and stride == 2
         x = layers.DepthwiseConv2D(
-            3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw"
+            3, strides=1 if subsample else stride, padding="same", use_bias=False, name=f"{name}_dw"
         )(x)
+        if subsample:
+            x = _train_graph.EveryOther(name=f"{name}_dw_s2")(x)
         return bn(x, f"{name}_dw_bn")
 
     def residual(x, y, filters, stride, name):
@@ -370,6 +385,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             60,
             flip_tta=True,
             any_size=True,
+            training_graph=True,
         ),
         Architecture(
             "mobilenetv3small",
@@ -427,6 +443,7 @@ def build_model(
     weights: str | os.PathLike | None = None,
     precision: str = "float32",
     any_size: bool = False,
+    training_graph: bool = False,
 ):
     """Build architecture `arch` for `num_classes` classes at `img_size` (default per arch).
 
@@ -448,9 +465,13 @@ def build_model(
         raise InputError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
     if any_size and not spec.any_size:
         raise InputError(f"{arch} needs a fixed input size")
+    extra = {"training_graph": True} if training_graph and spec.training_graph else {}
     with _dtype_policy(precision):
         return spec.build(
-            num_classes, None if any_size else size, weights=os.fspath(weights) if weights else None
+            num_classes,
+            None if any_size else size,
+            weights=os.fspath(weights) if weights else None,
+            **extra,
         )
 
 

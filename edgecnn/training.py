@@ -437,6 +437,8 @@ class _Trainer:
 
         c = self.config
         if self.state["epochs_done"] > 0:
+            from edgecnn import _train_graph  # noqa: F401  (registers its layers for loading)
+
             return keras.models.load_model(self.ckpt / "last.keras")
         model = build_model(
             c.arch,
@@ -445,6 +447,7 @@ class _Trainer:
             weights=c.weights,
             precision=c.precision,
             any_size=c.fit_size != c.img_size,  # trains at fit_size, validates at img_size
+            training_graph=True,  # same weights, less CPU; _finish saves the standard build
         )
         steps = steps_per_epoch(len(self.splits.train.targets), c.batch)
         _compile(model, c.arch, steps_per_call=self._steps_per_call(steps))

@@ -1,0 +1,84 @@
+"""Training step cost of the `edge` net: the standard Keras graph vs edgecnn's training graph.
+
+`edgecnn.train` fits `build_model(..., training_graph=True)` (fused BatchNorm, strided
+depthwise convs as stride 1 + `EveryOther`; see `edgecnn/_train_graph.py`) and saves the
+standard build with the same weights.  This times both graphs on the same random batches,
+interleaved `--repeats` times (a shared machine drifts), and prints the median wall and CPU
+seconds per epoch of `--images` images, the ratio, and the largest difference between the two
+graphs' predictions from the same weights.
+
+    .venv/bin/python benchmarks/train_graph.py                 # 96 px, batch 32, precision auto
+    .venv/bin/python benchmarks/train_graph.py --img-size 64 --precision float32
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--img-size", type=int, default=96)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--images", type=int, default=2048, help="images per timed epoch")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--precision", default="auto", help="auto, float32 or bfloat16")
+    a = p.parse_args()
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from edgecnn.models import build_model
+    from edgecnn.training import resolve_precision
+
+    precision = resolve_precision(a.precision)
+    steps = max(1, a.images // a.batch)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (steps * a.batch, a.img_size, a.img_size, 3)).astype(np.float32)
+    y = rng.integers(0, 2, len(x))
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(a.batch).repeat().prefetch(4)
+
+    models = {}
+    for name, fast in (("keras", False), ("edgecnn", True)):
+        keras.utils.set_random_seed(0)
+        m = build_model("edge", 2, a.img_size, precision=precision, training_graph=fast)
+        m.compile(
+            optimizer=keras.optimizers.AdamW(2e-3, weight_decay=0.05),
+            loss="sparse_categorical_crossentropy",
+            steps_per_execution=min(16, steps),
+        )
+        m.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)  # trace + warm up
+        models[name] = m
+    models["keras"].set_weights(models["edgecnn"].get_weights())
+    probe = x[: 4 * a.batch]
+    diff = np.abs(
+        models["keras"].predict(probe, verbose=0) - models["edgecnn"].predict(probe, verbose=0)
+    ).max()
+
+    wall: dict[str, list[float]] = {n: [] for n in models}
+    cpu: dict[str, list[float]] = {n: [] for n in models}
+    for _ in range(a.repeats):
+        for name, m in models.items():
+            t, c = time.perf_counter(), time.process_time()
+            m.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+
+    print(
+        f"edge {a.img_size}px, batch {a.batch}, {precision}, {steps * a.batch} images/epoch, "
+        f"{a.repeats} interleaved repeats (medians):"
+    )
+    print(f"{'graph':<10}{'wall s/epoch':>14}{'CPU s/epoch':>13}")
+    for name in models:
+        print(
+            f"{name:<10}{statistics.median(wall[name]):>14.2f}{statistics.median(cpu[name]):>13.2f}"
+        )
+    ratio = statistics.median(cpu["keras"]) / statistics.median(cpu["edgecnn"])
+    print(f"CPU time ratio keras/edgecnn: {ratio:.2f}x; max prediction difference {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
