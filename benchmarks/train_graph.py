@@ -14,7 +14,9 @@ graphs' predictions from the same weights.
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
+import sys
 import time
 
 
@@ -78,6 +80,9 @@ def main() -> None:
         )
     ratio = statistics.median(cpu["keras"]) / statistics.median(cpu["edgecnn"])
     print(f"CPU time ratio keras/edgecnn: {ratio:.2f}x; max prediction difference {diff:.2e}")
+    print(
+        f"command: .venv/bin/python benchmarks/train_graph.py {shlex.join(sys.argv[1:])}".rstrip()
+    )
 
 
 if __name__ == "__main__":

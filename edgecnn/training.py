@@ -153,10 +153,10 @@ def train(
     `epochs` may extend it) or `force` (replace it).  `strategy` is `default`, `mirrored` (all
     local GPUs, else all logical CPUs) or `multiworker` (TF_CONFIG).  `precision` is `float32`,
     `mixed_bfloat16` or `auto` (bfloat16 compute on CPUs with native bf16 units, which trains
-    about 1.7x faster there; the saved model is float32 either way).  `flip_tta` saves the model
-    averaged over the photo's centre 85% and its mirror image (`edgecnn.models.with_flip_tta`:
-    1-2 points more accurate on a validation split, twice the inference cost); None takes the
-    architecture's default (on for `edge`).  `train_size` decodes and augments the training
+    `edge` ~1.5x faster there, `benchmarks/train_graph.py`; the saved model is float32 either
+    way).  `flip_tta` saves the model averaged over the photo's centre 85% and its mirror
+    image (`edgecnn.models.with_flip_tta`: 1-2 points more accurate on a validation split,
+    twice the inference cost); None takes the architecture's default (on for `edge`).  `train_size` decodes and augments the training
     photos at that size while validation, the saved model and every export run at `img_size`
     (fully convolutional nets only, e.g. `edge`; default: `img_size`).  Per-epoch validation
     figures are the plain model's on the whole photo; the final report, the saved model and
