@@ -59,9 +59,10 @@ Architectures:
   vs 78.0/81.75%, plain accuracy flat from epoch ~45), two 45-epoch nets averaged scored
   less (76.75/79.25%), and width 1.25 doubled the epoch time (over the 15 min budget).
   Measured on cats-vs-dogs (2,000 photos, 2 cores, the issue's command, three seeds):
-  83.6/84.7/83.0% Keras, 83.4/84.6/83.1% int8 on the test photos, 7:18-8:00 wall (seed 1
-  with the standard graph: 83.2%, 9:45).  The 86.1% reported before was one trajectory
-  (seed 0, standard graph) re-run three times; the 88% target of issue 6 is not reached.
+  83.6/84.7/83.0% Keras, 83.4/84.6/83.1% int8 on the test photos, 7:18-7:59 wall (seed 1
+  with the standard graph: 83.2%, 9:45 for 54 epochs, early-stopped).  The 86.1% reported
+  before was one trajectory (seed 0, standard graph) re-run three times; the 88% target of
+  issue 6 is not reached.
 - `mobilenetv3small`: `keras.applications.MobileNetV3Small` built with `weights=None` (nothing
   downloads); `weights=PATH` loads a local ImageNet weights file into the backbone.
 

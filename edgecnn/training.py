@@ -156,9 +156,10 @@ def train(
     `edge` ~1.5x faster there, `benchmarks/train_graph.py`; the saved model is float32 either
     way).  `flip_tta` saves the model averaged over the photo's centre 85% and its mirror
     image (`edgecnn.models.with_flip_tta`: 1-2 points more accurate on a validation split,
-    twice the inference cost); None takes the architecture's default (on for `edge`).  `train_size` decodes and augments the training
-    photos at that size while validation, the saved model and every export run at `img_size`
-    (fully convolutional nets only, e.g. `edge`; default: `img_size`).  Per-epoch validation
+    twice the inference cost); None takes the architecture's default (on for `edge`).
+    `train_size` decodes and augments the training photos at that size while validation, the
+    saved model and every export run at `img_size` (fully convolutional nets only, e.g.
+    `edge`; default: `img_size`).  Per-epoch validation
     figures are the plain model's on the whole photo; the final report, the saved model and
     everything exported use the two views.  `callbacks` are extra Keras callbacks.  Ctrl-C
     raises `TrainingInterrupted` after the last finished epoch is saved.
