@@ -34,7 +34,7 @@ def main() -> None:
     import tensorflow as tf
 
     from edgecnn.models import build_model
-    from edgecnn.training import resolve_precision
+    from edgecnn.training import _compile, resolve_precision, steps_per_execution
 
     precision = resolve_precision(a.precision)
     steps = max(1, a.images // a.batch)
@@ -47,11 +47,7 @@ def main() -> None:
     for name, fast in (("keras", False), ("edgecnn", True)):
         keras.utils.set_random_seed(0)
         m = build_model("edge", 2, a.img_size, precision=precision, training_graph=fast)
-        m.compile(
-            optimizer=keras.optimizers.AdamW(2e-3, weight_decay=0.05),
-            loss="sparse_categorical_crossentropy",
-            steps_per_execution=min(16, steps),
-        )
+        _compile(m, "edge", steps_per_call=steps_per_execution(steps))  # as edgecnn.train does
         m.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)  # trace + warm up
         models[name] = m
     models["keras"].set_weights(models["edgecnn"].get_weights())

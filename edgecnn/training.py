@@ -159,10 +159,10 @@ def train(
     twice the inference cost); None takes the architecture's default (on for `edge`).
     `train_size` decodes and augments the training photos at that size while validation, the
     saved model and every export run at `img_size` (fully convolutional nets only, e.g.
-    `edge`; default: `img_size`).  Per-epoch validation
-    figures are the plain model's on the whole photo; the final report, the saved model and
-    everything exported use the two views.  `callbacks` are extra Keras callbacks.  Ctrl-C
-    raises `TrainingInterrupted` after the last finished epoch is saved.
+    `edge`; default: `img_size`).  Per-epoch validation figures are the plain model's on the
+    whole photo; the final report, the saved model and everything exported use the two views.
+    `callbacks` are extra Keras callbacks.  Ctrl-C raises `TrainingInterrupted` after the last
+    finished epoch is saved.
 
     Raises InputError for unusable data or options, before anything is written.
     """
@@ -404,7 +404,6 @@ class _Trainer:
             "best_epoch": -1,
             "best_val_accuracy": -1.0,
             "best_val_loss": float("inf"),
-            "wait": 0,
             "stopped_early": False,
             "history": [],
             "train_seconds": 0.0,
@@ -536,13 +535,11 @@ class _Trainer:
             row["val_accuracy"] == s["best_val_accuracy"] and row["val_loss"] < s["best_val_loss"]
         )
         if better:
-            s["best_epoch"], s["wait"] = epoch + 1, 0
+            s["best_epoch"] = epoch + 1
             s["best_val_accuracy"], s["best_val_loss"] = row["val_accuracy"], row["val_loss"]
             _save_weights(model, self.ckpt / "best.weights.h5")
         else:
-            s["wait"] += 1
-            # epochs without a gain, counted from the start of the window at the earliest
-            # (never more than `wait`, which counts from the best epoch)
+            # epochs without a gain since the best one, counted from the window's start at most
             armed = epoch + 1 - max(s["best_epoch"], earliest_stop(self.epochs) - 1)
             if armed >= self.config.patience:
                 s["stopped_early"] = True
@@ -553,8 +550,8 @@ class _Trainer:
         _write_history(self.out / "history.csv", s["history"])
         if s["stopped_early"] and self.progress:
             print(
-                f"early stop: no val_accuracy gain for {s['wait']} epochs; best epoch "
-                f"{s['best_epoch']}",
+                f"early stop: no val_accuracy gain for {s['epochs_done'] - s['best_epoch']} "
+                f"epochs; best epoch {s['best_epoch']}",
                 file=sys.stderr,
             )
 
