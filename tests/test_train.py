@@ -20,13 +20,14 @@ from edgecnn.runtime.metadata import read_contract
 
 keras = pytest.importorskip("keras")
 
-from edgecnn import train  # noqa: E402
+from edgecnn import train, training  # noqa: E402
 from edgecnn.training import (  # noqa: E402
     HISTORY_FIELDS,
     TrainingInterrupted,
     data_name,
     earliest_stop,
     lr_at,
+    validated_epochs,
 )
 
 RUN_FILES = {
@@ -213,6 +214,27 @@ def test_early_stopping_waits_for_the_last_quarter_of_the_schedule(data, tmp_pat
     # patience 2 is used up at epoch 3, but only epochs 6 and 7 (the last quarter) count
     assert len(run.history) == 7 and run.metrics["epochs_run"] == 7
     assert run.metrics["stopped_early"] and run.metrics["best_epoch"] == 1
+
+
+def test_long_runs_validate_every_fifth_epoch_before_the_early_stopping_window(
+    data, tmp_path, monkeypatch
+):
+    assert validated_epochs(8) == list(range(1, 9))  # short runs: every epoch
+    assert validated_epochs(14) == [5, 10, 11, 12, 13, 14]
+    assert validated_epochs(60) == [*range(5, 45, 5), *range(45, 61)]
+    train_dir, val_dir = data
+    options = {**FAST, "epochs": 14, "patience": 20}
+    sparse = train(train_dir, val_dir=val_dir, out=tmp_path / "sparse", **options)
+    with open(sparse.path / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows if r["val_accuracy"]] == [5, 10, 11, 12, 13, 14]
+    assert all(r["loss"] and r["accuracy"] for r in rows)  # every epoch still trains and logs
+    assert sparse.metrics["best_epoch"] in (5, 10, 11, 12, 13, 14)
+    monkeypatch.setattr(training, "VAL_EVERY", 1)
+    dense = train(train_dir, val_dir=val_dir, out=tmp_path / "dense", **options)
+    assert not any(np.isnan(r["val_accuracy"]) for r in dense.history)
+    # skipping validation changes nothing in training
+    assert [r["loss"] for r in dense.history] == [r["loss"] for r in sparse.history]
 
 
 def test_default_run_name_uses_the_dataset_name(tmp_path):
