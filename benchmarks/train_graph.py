@@ -7,27 +7,37 @@ interleaved `--repeats` times (a shared machine drifts), and prints the median w
 seconds per epoch of `--images` images, the ratio, and the largest difference between the two
 graphs' predictions from the same weights.
 
-    .venv/bin/python benchmarks/train_graph.py                 # 96 px, batch 32, precision auto
+    .venv/bin/python benchmarks/train_graph.py                 # edge's own size, batch 32, precision auto
     .venv/bin/python benchmarks/train_graph.py --img-size 64 --precision float32
+    .venv/bin/python benchmarks/train_graph.py --onednn off    # Eigen kernels instead
+
+`--onednn on` (the default, as `edgecnn train` sets it unless TF_ENABLE_ONEDNN_OPTS is set)
+runs TensorFlow's oneDNN kernels, `off` its Eigen ones; TensorFlow's own default is on only
+for CPUs with AVX-512 VNNI/BF16 or AMX.  Run both to see what oneDNN is worth on a machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import statistics
 import sys
 import time
 
+from edgecnn.models import ARCHITECTURES  # no TensorFlow: TF_ENABLE_ONEDNN_OPTS still applies
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--img-size", type=int, default=96)
+    p.add_argument("--img-size", type=int, default=ARCHITECTURES["edge"].img_size)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--images", type=int, default=2048, help="images per timed epoch")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--precision", default="auto", help="auto, float32 or bfloat16")
+    p.add_argument("--onednn", choices=("on", "off"), default="on")
     a = p.parse_args()
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if a.onednn == "on" else "0"  # before TF loads
 
     import keras
     import numpy as np
@@ -66,7 +76,8 @@ def main() -> None:
             cpu[name].append(time.process_time() - c)
 
     print(
-        f"edge {a.img_size}px, batch {a.batch}, {precision}, {steps * a.batch} images/epoch, "
+        f"edge {a.img_size}px, batch {a.batch}, {precision}, oneDNN {a.onednn}, "
+        f"{steps * a.batch} images/epoch, "
         f"{a.repeats} interleaved repeats (medians):"
     )
     print(f"{'graph':<10}{'wall s/epoch':>14}{'CPU s/epoch':>13}")

@@ -57,6 +57,15 @@ from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.files import write_atomic
 from edgecnn.runtime.metadata import CONTRACT_FILE, LABELS_FILE
 
+# TensorFlow runs its oneDNN kernels by default only on x86 CPUs with AVX-512 VNNI/BF16 or AMX;
+# elsewhere (AVX2-only CPUs, and VMs that hide AVX-512 from the guest) it trains convolutions
+# with Eigen, which trains the `edge` net ~1.5x slower (10.2 vs 6.8 s an epoch on a 2-core
+# AVX2 EPYC, `benchmarks/train_graph.py --onednn on|off`).  Read once, when TensorFlow is
+# first imported (this module imports it lazily, inside `train`); an explicit
+# TF_ENABLE_ONEDNN_OPTS in the environment wins.  Arm builds keep their own default.
+if platform.machine().lower() in ("x86_64", "amd64"):
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 CHECKPOINT_DIR = "checkpoint"
 HISTORY_FIELDS = (

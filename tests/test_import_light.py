@@ -5,6 +5,8 @@ Checked in a fresh interpreter, since this test process may already have importe
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 import sys
 
@@ -36,3 +38,27 @@ def test_import_does_not_pull_in_tensorflow(imports):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"{imports!r} imported {proc.stdout.strip()}"
+
+
+_ONEDNN_PROBE = """
+import edgecnn.training  # before TensorFlow, as `edgecnn train` and `edgecnn.train` import it
+from tensorflow.python.util import _pywrap_util_port
+print(_pywrap_util_port.IsMklEnabled())
+"""
+
+
+@pytest.mark.parametrize(("setting", "enabled"), [(None, "True"), ("0", "False")])
+def test_training_runs_tensorflow_with_onednn_unless_the_environment_says_otherwise(
+    setting, enabled
+):
+    pytest.importorskip("tensorflow")
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("edgecnn.training turns oneDNN on for x86 CPUs only")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    proc = subprocess.run(
+        [sys.executable, "-c", _ONEDNN_PROBE], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == enabled
