@@ -14,55 +14,33 @@ Architectures:
 - `seed`: the textbook convnet this project started from, layer for layer (Conv32 3x3 + MaxPool
   twice, Flatten, Dense 128, softmax over N classes), at 64x64.  The baseline to beat.
 - `edge` (default): a small residual net made to survive int8 and to learn from a few thousand
-  photos on a CPU.  Stem conv 3x3/2 (32), two "fused" residual stages of plain 3x3 convs (32,
-  64) at high resolution, two depthwise-separable residual stages (128, 256) at low
-  resolution, global average pooling, dropout 0.3, softmax: ~254k parameters, ~87M MACs at
-  96x96.  The saved model averages it over the photo's centre 85% and that centre's mirror
-  image (`with_flip_tta`, ~183M MACs, ~1.2 ms int8 at 1 thread on a 2-core EPYC).  Why:
-  TensorFlow trains plain 3x3 convs ~2x faster per MAC than depthwise ones on a CPU, and
-  early layers with few channels learn better as plain convs (EfficientNetV2's
-  Fused-MBConv); depthwise-separable blocks pay off where channels are many.  BatchNorm
-  (momentum 0.9, folded at export), ReLU6 (bounded ranges calibrate well), residual Adds and
-  GAP all have int8 TFLite kernels; nothing falls back to float.  Width, depth and input size
-  are the knobs of `EdgeConfig`.
-  The recipe (`ARCHITECTURES["edge"]` + `edgecnn.training` + `edgecnn.data.Augment`): 96x96
-  input, AdamW lr 2e-3 with decoupled weight decay 0.05, one warm-up epoch then cosine decay,
-  batch 32, 60 epochs with early stopping (patience 10, counted over the last quarter of the
-  schedule only, see `edgecnn.training.EARLY_STOP_FROM`) keeping the best validation epoch;
+  photos on a CPU.  Stem conv 3x3/2 (32), one "fused" residual stage of plain 3x3 convs (64,
+  stride 2), two depthwise-separable residual stages (128, 256, stride 2 each), global
+  average pooling, dropout 0.3, softmax, at 80x80: ~236k parameters, ~31M MACs.  The saved
+  model averages it over the photo's centre 85% and that centre's mirror image
+  (`with_flip_tta`: ~67M MACs, ~2.5 ms int8 at 1 thread on a 2-core EPYC without
+  AVX-512).  Plain 3x3 convs where channels are few (they learn better there and TensorFlow
+  trains them ~2x faster per MAC than depthwise ones on a CPU, cf. EfficientNetV2's
+  Fused-MBConv), depthwise-separable blocks where channels are many.  BatchNorm (momentum
+  0.9, folded at export), ReLU6 (bounded ranges calibrate well), residual Adds and GAP all
+  have int8 TFLite kernels; nothing falls back to float.  Width, depth and input size are
+  the knobs of `EdgeConfig`.
+  The recipe (`ARCHITECTURES["edge"]` + `edgecnn.training` + `edgecnn.data.Augment`): AdamW
+  lr 2e-3 with decoupled weight decay 0.05, one warm-up epoch then cosine decay, batch 32,
+  60 epochs with early stopping (patience 10, counted over the last quarter of the schedule
+  only, see `edgecnn.training.EARLY_STOP_FROM`) keeping the best validation epoch;
   augmentation in the input pipeline (flip, zoom/crop up to 20%, rotation +-12 deg, shift 8%,
-  brightness/contrast/saturation jitter).  On a 2-core CPU the budget is epochs, not latency
-  (the plain net is 0.54 ms int8, ~5x under 3 ms), so resolution and width were chosen for
-  training cost per epoch: on a validation split of the training photos a 96 px net matched
-  a 112 px one at equal epochs for ~20% less CPU, and AdamW beat SGD+Nesterov.  Also tried on
-  a 1,600/400 split of the training photos and rejected (val accuracy vs 80.8% for this
-  recipe): progressive resizing 64 -> 96 px over 90 epochs with label smoothing (78.3%),
-  mixup 0.2 + zoom 35% (75.0%: too slow to converge in 60 epochs), weight EMA 0.995 (79.5%),
-  weight decay 0.15 + dropout 0.5 (79.5%), label smoothing 0.1 (79.25%),
-  a deeper 24/12/6-px layout (on par at half-way); and, compute-matched, a stem-then-stride-2
-  layout at 160 px (76.5%), deeper stages (77.5%, 79.0%), less regularisation (79.75%).  The
-  same recipe re-run a session later (one thread, revised resize) scored 76.75%: the
-  variants are all within the noise.  The test-time centre crop + mirror (`with_flip_tta`)
-  added 2.0 points over the plain photo on average (8 nets).  Training at 80 px for 80
-  epochs (same time) and running at 96 px on the centre 90% + mirror (`--train-size 80`,
-  FixRes-style) scored 84.25% and 82.5% on that split (two seeds, vs 80.1% for five 96 px
-  nets) but only +0.75 on a second split, and 84.4% Keras / 84.9% int8 on the test photos:
-  not a reliable gain, so the default trains at the input size.  Training and running at
-  80 px for 80-86 epochs beat the 96 px recipe on three splits (+2.6/-0.4, +2.5, +2.25);
-  on the test photos, trained to the end of its schedule (early stopping now waits for the
-  last quarter), its plain net was better (86.3% vs 83.9% at the best epochs) but with the
-  test-time views it scored 85.9% Keras / 85.6% int8, not above this recipe.  64 px for 120
-  epochs: 80.5% and 80.75% on two splits, no better than 80 px.
-  `edgecnn.training` fits this net through `build_edge(training_graph=True)` (fused
-  BatchNorm, stride-1 depthwise + `EveryOther`; `edgecnn._train_graph`): same weights, same
-  outputs, ~0.6x the CPU per epoch; 60 epochs now take ~7.5 min.  With that budget freed, on
-  two 1,600/400 splits of the training photos: 90 epochs scored the same as 60 (78.0/82.0%
-  vs 78.0/81.75%, plain accuracy flat from epoch ~45), two 45-epoch nets averaged scored
-  less (76.75/79.25%), and width 1.25 doubled the epoch time (over the 15 min budget).
-  Measured on cats-vs-dogs (2,000 photos, 2 cores, the issue's command, three seeds):
-  83.6/84.7/83.0% Keras, 83.4/84.6/83.1% int8 on the test photos, 7:18-7:59 wall (seed 1
-  with the standard graph: 83.2%, 9:45 for 54 epochs, early-stopped).  The 86.1% reported
-  before was one trajectory (seed 0, standard graph) re-run three times; the 88% target of
-  issue 6 is not reached.
+  brightness/contrast/saturation jitter).  `edgecnn.training` fits the net through
+  `build_edge(training_graph=True)` (fused BatchNorm, stride-1 depthwise + `EveryOther`;
+  `edgecnn._train_graph`): same weights and outputs, less CPU.
+  Why this size: the budget is a 2-core CPU that may have no AVX-512 (cloud VMs often hide
+  it), where TensorFlow trains in float32 on AVX2 and LiteRT's int8 kernels are ~5x slower
+  than with AVX-512 VNNI.  There the previous default (an extra 32-channel residual stage at
+  48x48, 96 px: ~87M MACs) trained ~16 s an epoch and ran 5.5 ms int8 with its two views,
+  over both of issue 6's budgets (15 min, 3 ms).  Without that stage, at 80 px, it costs ~7 s
+  an epoch and 2.5 ms, and on two 1,600/400 splits of the training photos it scored as well
+  as every variant tried (README, "Fitting a CPU without AVX-512", which also lists what was
+  tried since the seed).  The 88% target of issue 6 is not reached (README).
 - `mobilenetv3small`: `keras.applications.MobileNetV3Small` built with `weights=None` (nothing
   downloads); `weights=PATH` loads a local ImageNet weights file into the backbone.
 
@@ -119,7 +97,7 @@ class EdgeConfig:
     """
 
     stem: int = 32
-    fused: tuple[tuple[int, int, int], ...] = ((32, 1, 1), (64, 2, 1))
+    fused: tuple[tuple[int, int, int], ...] = ((64, 2, 1),)
     separable: tuple[tuple[int, int, int], ...] = ((128, 2, 1), (256, 2, 1))
     dropout: float = 0.3
     width: float = 1.0
@@ -262,10 +240,11 @@ def with_flip_tta(model, crop: float = TTA_CROP):
     Built from standard layers only, so the `.keras` file loads anywhere, and every op has an
     int8 TFLite kernel: cropping, bilinear zoom and mirror are fixed linear maps along the
     height and the width, each a frozen 1x1 convolution between two `Permute`s (exact in float;
-    about 5% of the net's MACs at 96 px).  Not Keras' `Resizing` layer, whose call defaults to
-    `training=True` and leaks it into the BatchNormalization layers after it whenever the model
-    is called without a `training` argument.  The trained model is called on both views with
-    shared weights.  The crop is symmetric, so a mirrored photo gets the same answer.
+    about 7% of the default net's MACs with its two views).  Not Keras' `Resizing` layer, whose
+    call defaults to `training=True` and leaks it into the BatchNormalization layers after it
+    whenever the model is called without a `training` argument.  The trained model is called on
+    both views with shared weights.  The crop is symmetric, so a mirrored photo gets the same
+    answer.
     """
     import keras
     from keras import layers
@@ -381,12 +360,12 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(
             "seed", build_seed, 64, 1e-3, 0.0, "the seed's textbook convnet (baseline)", 25
         ),
-        # The recipe (issue 6): 96 px, AdamW 2e-3 with decoupled weight decay 0.05, 1 warm-up
-        # epoch then cosine, 60 epochs: ~7.5 min of a 2-core CPU on 2,000 photos.
+        # The recipe (issue 6): 80 px, AdamW 2e-3 with decoupled weight decay 0.05, 1 warm-up
+        # epoch then cosine, 60 epochs: ~9 min on 2,000 photos on a 2-core CPU without AVX-512.
         Architecture(
             "edge",
             build_edge,
-            96,
+            80,
             2e-3,
             0.05,
             "residual fused + depthwise-separable int8-friendly net",

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"architecture (default {DEFAULT_ARCH})",
     )
     parser.add_argument(
-        "--img-size", type=int, metavar="N", help="model input size (default per arch: edge 96)"
+        "--img-size", type=int, metavar="N", help="model input size (default per arch: edge 80)"
     )
     parser.add_argument(
         "--train-size",

@@ -1,0 +1,175 @@
+"""Shapes of the `edge` net side by side: training cost, int8 latency, and accuracy on a split.
+
+Issue 6 gives the default two budgets on a 2-core CPU, 15 minutes of training and 3 ms of int8
+inference, and a CPU without AVX-512 (float32 training on AVX2, int8 kernels without VNNI) is
+where both bite.  For each named variant (`VARIANTS`) this prints:
+
+- `train s/epoch`: wall seconds of one training epoch of 2,048 random images at batch 32 with
+  edgecnn's training graph and precision (the best of two, after a warm-up epoch);
+- `int8 ms`: p50 of 300 bare LiteRT invokes at 1 thread of the full-integer model with the
+  saved model's two test-time views (`with_flip_tta`), untrained weights (latency depends on
+  the shapes only), and of the plain net;
+- with `--train DIR`: the accuracy, with the two views, of `edgecnn.train` on a seeded 20%
+  validation split of DIR (`--seeds 1,2`: one run per split), through the default recipe.
+
+    .venv/bin/python benchmarks/edge_variants.py                       # cost and latency, all
+    .venv/bin/python benchmarks/edge_variants.py default previous --train \\
+        ../shared/datasets/cats-vs-dogs/train --seeds 1,2 --out runs/variants
+
+Each training run takes the whole machine; on 2 cores two runs side by side with one thread
+each (`TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1`) finish ~15% sooner in all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import functools
+import io
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as edgecnn.training sets it
+
+from edgecnn.models import EdgeConfig  # noqa: E402  (cheap: no TensorFlow)
+
+_NO_48 = ((64, 2, 1),)
+# name: (input size, EdgeConfig, what it is)
+VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
+    "default": (80, EdgeConfig(), "the default: no 48x48 stage, 80 px"),
+    "previous": (
+        96,
+        EdgeConfig(fused=((32, 1, 1), (64, 2, 1))),
+        "sessions 3-6: a 32-channel stage at 48x48, 96 px",
+    ),
+    "previous-80": (80, EdgeConfig(fused=((32, 1, 1), (64, 2, 1))), "the previous net at 80 px"),
+    "default-96": (96, EdgeConfig(), "the default at 96 px"),
+    "narrow-96": (96, EdgeConfig(fused=((48, 2, 1),)), "48 channels instead of 64, 96 px"),
+    "plain-stages": (
+        96,
+        EdgeConfig(fused=(*_NO_48, (128, 2, 1), (256, 2, 1)), separable=()),
+        "every stage plain 3x3 (ResNet-10-like, 1.2M params), 96 px",
+    ),
+}
+
+
+def _build(name: str, *, training_graph: bool = False, precision: str = "float32"):
+    from edgecnn.models import _dtype_policy, build_edge
+
+    size, config, _ = VARIANTS[name]
+    with _dtype_policy(precision):
+        return build_edge(2, size, config=config, training_graph=training_graph)
+
+
+def epoch_seconds(name: str, images: int = 2048, batch: int = 32) -> float:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from edgecnn.training import _compile, resolve_precision, steps_per_execution
+
+    keras.utils.set_random_seed(0)
+    size = VARIANTS[name][0]
+    model = _build(name, training_graph=True, precision=resolve_precision("auto"))
+    steps = images // batch
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (steps * batch, size, size, 3)).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, rng.integers(0, 2, len(x))))
+    ds = ds.batch(batch).repeat().prefetch(4)
+    _compile(model, "edge", steps_per_call=steps_per_execution(steps))
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)  # trace + warm up
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def int8_ms(model, runs: int = 300) -> float:
+    import numpy as np
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    size = model.input_shape[1]
+    rng = np.random.default_rng(0)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: (
+        [rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32)] for _ in range(10)
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.uint8
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the whole SavedModel signature
+        flatbuffer = converter.convert()
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    interpreter.set_tensor(inp["index"], rng.integers(0, 256, inp["shape"], dtype=np.uint8))
+    for _ in range(20):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def split_accuracy(name: str, data: Path, seed: int, out: Path) -> tuple[float, int]:
+    """(val accuracy with the two views, best epoch) of the default recipe on a 20% split."""
+    from edgecnn import models
+    from edgecnn.training import train
+
+    size, config, _ = VARIANTS[name]
+    spec = models.ARCHITECTURES["edge"]
+    build = functools.partial(models.build_edge, config=config)
+    models.ARCHITECTURES["edge"] = dataclasses.replace(spec, build=build, img_size=size)
+    try:
+        run = train(data, val_split=0.2, seed=seed, out=out, force=True, progress=False)
+    finally:
+        models.ARCHITECTURES["edge"] = spec
+    return run.metrics["val_accuracy"], run.metrics["best_epoch"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("variants", nargs="*", help=f"default: all of {', '.join(VARIANTS)}")
+    p.add_argument("--train", type=Path, metavar="DIR", help="also train on splits of DIR")
+    p.add_argument("--seeds", default="1,2", help="split seeds for --train (default 1,2)")
+    p.add_argument("--out", type=Path, default=Path("runs/variants"))
+    a = p.parse_args()
+    unknown = sorted(set(a.variants) - set(VARIANTS))
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+
+    from edgecnn.models import with_flip_tta
+
+    seeds = [int(s) for s in a.seeds.split(",")] if a.train else []
+    head = f"{'variant':<14}{'size':>5}{'params':>9}{'train s/epoch':>15}{'int8 ms':>9}{'plain':>7}"
+    print(head + "".join(f"{f'split {s}':>10}" for s in seeds) + "  what")
+    for name in a.variants or VARIANTS:
+        size, _, what = VARIANTS[name]
+        plain = _build(name)
+        row = (
+            f"{name:<14}{size:>5}{plain.count_params() / 1e3:>8.0f}k"
+            f"{epoch_seconds(name):>15.2f}{int8_ms(with_flip_tta(plain)):>9.2f}"
+            f"{int8_ms(plain):>7.2f}"
+        )
+        for seed in seeds:
+            acc, best = split_accuracy(name, a.train, seed, a.out / f"{name}-s{seed}")
+            row += f"{acc:>9.2%} "
+            print(f"  {name} split {seed}: {acc:.2%} (best epoch {best})", file=sys.stderr)
+        print(f"{row}  {what}", flush=True)
+    print(f"command: .venv/bin/python benchmarks/edge_variants.py {shlex.join(sys.argv[1:])}")
+    print(
+        f"cpu: {os.cpu_count()} cores, TF_ENABLE_ONEDNN_OPTS={os.environ['TF_ENABLE_ONEDNN_OPTS']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
