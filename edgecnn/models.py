@@ -38,9 +38,9 @@ Architectures:
   than with AVX-512 VNNI.  There the previous default (an extra 32-channel residual stage at
   48x48, 96 px: ~87M MACs) trained ~16 s an epoch and ran 5.5 ms int8 with its two views,
   over both of issue 6's budgets (15 min, 3 ms).  Without that stage, at 80 px, it costs ~7 s
-  an epoch and 2.5 ms, and on two 1,600/400 splits of the training photos it scored as well
-  as every variant tried (README, "Fitting a CPU without AVX-512", which also lists what was
-  tried since the seed).  The 88% target of issue 6 is not reached (README).
+  an epoch and 2.5 ms, and on three 1,600/400 splits of the training photos it scored as well
+  as every variant tried, within the noise (README, "Fitting a CPU without AVX-512", which
+  also lists what was tried since the seed).  The 88% target of issue 6 is not reached (README).
 - `mobilenetv3small`: `keras.applications.MobileNetV3Small` built with `weights=None` (nothing
   downloads); `weights=PATH` loads a local ImageNet weights file into the backbone.
 
