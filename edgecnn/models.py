@@ -93,7 +93,8 @@ class EdgeConfig:
     early, high-resolution layers, where a depthwise conv has too few channels to be either
     accurate or fast, cf. EfficientNetV2's Fused-MBConv); `separable` stages use depthwise 3x3 +
     pointwise 1x1 pairs (the late, low-resolution, wide layers, where they save most).  Wider or
-    deeper stages or a larger input raise accuracy, training time and latency together.
+    deeper stages or a larger input raise training time and latency; on 2,000 cats-vs-dogs
+    photos none of those tried raised accuracy beyond the noise (README).
     """
 
     stem: int = 32
