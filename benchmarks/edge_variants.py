@@ -23,19 +23,16 @@ each (`TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1`) finish ~15% sooner in
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
-import io
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as edgecnn.training sets it
-
-from edgecnn.models import EdgeConfig  # noqa: E402  (cheap: no TensorFlow)
+import edgecnn.training  # noqa: F401  (no TensorFlow: sets TF_ENABLE_ONEDNN_OPTS as `train` does)
+from edgecnn.models import EdgeConfig
 
 _NO_48 = ((64, 2, 1),)
 # name: (input size, EdgeConfig, what it is)
@@ -92,20 +89,16 @@ def epoch_seconds(name: str, images: int = 2048, batch: int = 32) -> float:
 
 def int8_ms(model, runs: int = 300) -> float:
     import numpy as np
-    import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
+
+    from edgecnn.export._tflite import convert
+    from edgecnn.runtime.contract import Contract
 
     size = model.input_shape[1]
     rng = np.random.default_rng(0)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: (
-        [rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32)] for _ in range(10)
-    )
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.uint8
-    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the whole SavedModel signature
-        flatbuffer = converter.convert()
+    contract = Contract(labels=("a", "b"), height=size, width=size)
+    calib = rng.uniform(0, 255, (10, size, size, 3)).astype(np.float32)
+    flatbuffer = convert(model, contract, "tflite-int8", calib_inputs=calib)  # as `export` does
     interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
@@ -167,7 +160,7 @@ def main() -> None:
         print(f"{row}  {what}", flush=True)
     print(f"command: .venv/bin/python benchmarks/edge_variants.py {shlex.join(sys.argv[1:])}")
     print(
-        f"cpu: {os.cpu_count()} cores, TF_ENABLE_ONEDNN_OPTS={os.environ['TF_ENABLE_ONEDNN_OPTS']}"
+        f"cpu: {os.cpu_count()} cores, TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}"
     )
 
 
