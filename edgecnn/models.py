@@ -83,6 +83,7 @@ class Architecture:
     flip_tta: bool = False  # the saved model averages its predictions on x and mirrored x
     any_size: bool = False  # fully convolutional: the build accepts img_size=None (any size)
     training_graph: bool = False  # the build accepts training_graph=True (faster to fit)
+    whiten_stem: bool = False  # training freezes a whitened stem (set_whitened_stem)
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,74 @@ def with_flip_tta(model, crop: float = TTA_CROP):
     return keras.Model(inputs, outputs, name=f"{model.name}_fliptta")
 
 
+# The stem's whitening (`set_whitened_stem`): how many 3x3 patches of the training photos estimate
+# their covariance (27 x 27), and the floor under its eigenvalues.
+WHITEN_PATCHES = 100_000
+WHITEN_EPS = 5e-4
+
+
+def stem_whitening_kernel(pixels, filters: int, kernel: int = 3, *, seed: int = 0):
+    """A conv kernel `(kernel, kernel, C, filters)` of the photos' patch principal components.
+
+    `pixels` are training images `(N, H, W, C)`, raw 0..255, scaled the way every edgecnn model
+    scales them (`x / 127.5 - 1`).  The kernel holds the `filters // 2` leading eigenvectors of
+    the covariance of `kernel x kernel` patches drawn from them (seeded), each scaled by
+    `1 / sqrt(eigenvalue)` and paired with its negation, so that after a ReLU both signs of
+    each component survive.  Filter `i`'s response to the photos then has unit variance, and
+    its responses are uncorrelated with the other components' (PCA whitening, as the first
+    layer of Keller Jordan's airbench CIFAR-10 trainers).  Returns None when `filters` is odd or
+    more than twice the patch dimension (`kernel * kernel * C`): no such kernel exists.
+    """
+    import numpy as np
+
+    n, h, w, c = pixels.shape
+    dims = kernel * kernel * c
+    if filters % 2 or filters > 2 * dims or h < kernel or w < kernel:
+        return None
+    rng = np.random.default_rng(seed)
+    count = min(WHITEN_PATCHES, n * (h - kernel + 1) * (w - kernel + 1))
+    img = rng.integers(0, n, count)
+    rows = rng.integers(0, h - kernel + 1, count)[:, None, None] + np.arange(kernel)[:, None]
+    cols = rng.integers(0, w - kernel + 1, count)[:, None, None] + np.arange(kernel)[None, :]
+    patches = pixels[img[:, None, None], rows, cols].reshape(count, dims)
+    patches = patches.astype(np.float64) / 127.5 - 1.0
+    patches -= patches.mean(axis=0)
+    values, vectors = np.linalg.eigh(patches.T @ patches / count)  # ascending
+    keep = np.arange(dims - 1, dims - 1 - filters // 2, -1)  # the largest, largest first
+    half = vectors[:, keep] / np.sqrt(np.maximum(values[keep], 0.0) + WHITEN_EPS)
+    both = np.concatenate([half, -half], axis=1).astype(np.float32)
+    return both.reshape(kernel, kernel, c, filters)
+
+
+def set_whitened_stem(model, pixels, *, seed: int = 0) -> bool:
+    """Set `model`'s stem conv (`stem_conv`) to `stem_whitening_kernel(pixels)`, and freeze it.
+
+    The net then starts from a fixed first layer that splits each 3x3 neighbourhood into its
+    decorrelated components (brightness, colour, gradients, finer detail), and learns only what
+    comes after.  On the `edge` recipe this learnt faster (training accuracy 96% instead of 89%
+    at the end) and scored 84.1% instead of 80.9% on two 1,600/400 validation splits of the
+    cats-vs-dogs training photos (README).  The stem's BatchNorm still trains, and the kernel
+    is an ordinary Conv2D weight, so the saved model and every export are unchanged in form.
+    Returns False (model untouched) when the model has no such stem or its width doesn't fit;
+    call it before `compile`, since it changes the trainable weights.
+    """
+    try:
+        conv = model.get_layer("stem_conv")
+    except ValueError:
+        return False
+    if conv.use_bias or len(conv.kernel.shape) != 4:
+        return False
+    kh, kw, c, filters = conv.kernel.shape
+    if kh != kw or pixels.shape[-1] != c:
+        return False
+    kernel = stem_whitening_kernel(pixels, filters, kh, seed=seed)
+    if kernel is None:
+        return False
+    conv.kernel.assign(kernel)
+    conv.trainable = False
+    return True
+
+
 def _crop_zoom(size: int, trim: int):
     """(size, size) matrix: the centre `size - 2 * trim` pixels of a line, bilinearly scaled
     back to `size` (half-pixel centres, as `tf.image.resize`); `trim=0` gives the identity."""
@@ -374,6 +443,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             flip_tta=True,
             any_size=True,
             training_graph=True,
+            whiten_stem=True,
         ),
         Architecture(
             "mobilenetv3small",

@@ -50,6 +50,7 @@ from edgecnn.models import (
     get_architecture,
     resolve_img_size,
     resolve_train_size,
+    set_whitened_stem,
     with_flip_tta,
 )
 from edgecnn.runtime.contract import Contract
@@ -129,6 +130,7 @@ class _Config:
     precision: str
     flip_tta: bool = False
     train_size: int | None = None  # None (checkpoints before it existed): img_size
+    whiten_stem: bool = False
 
     @property
     def fit_size(self) -> int:
@@ -158,6 +160,7 @@ def train(
     precision: str = "auto",
     flip_tta: bool | None = None,
     train_size: int | None = None,
+    whiten_stem: bool | None = None,
 ) -> Run:
     """Train `arch` on the folder-per-class images in `data_dir`; returns the finished `Run`.
 
@@ -175,6 +178,9 @@ def train(
     saved model and every export run at `img_size` (fully convolutional nets only, e.g.
     `edge`; default: `img_size`).  Per-epoch validation figures are the plain model's on the
     whole photo; the final report, the saved model and everything exported use the two views.
+    `whiten_stem` starts the net from a frozen first layer of the training photos' patch
+    principal components (`edgecnn.models.set_whitened_stem`; None: the architecture's default,
+    on for `edge`; never with `weights`).
     `callbacks` are extra Keras callbacks.  Ctrl-C raises `TrainingInterrupted` after the last
     finished epoch is saved.
 
@@ -214,6 +220,7 @@ def train(
             precision=resolve_precision(precision),
             flip_tta=get_architecture(arch).flip_tta if flip_tta is None else bool(flip_tta),
             train_size=resolve_train_size(arch, size, train_size),
+            whiten_stem=_whitens(arch, whiten_stem, weights),
         )
     splits = prepare(
         config.data_dir,
@@ -232,6 +239,18 @@ def train(
     return _Trainer(
         config, splits, out_dir, epochs, state, strategy, progress, augment, callbacks or []
     ).run()
+
+
+def _whitens(arch: str, whiten_stem: bool | None, weights) -> bool:
+    """Whether a new run whitens its stem: the architecture's default unless told."""
+    spec = get_architecture(arch)
+    if whiten_stem is None:
+        return spec.whiten_stem and not weights
+    if whiten_stem and not spec.whiten_stem:
+        raise InputError(f"--whiten-stem: {arch} has no stem to whiten")
+    if whiten_stem and weights:
+        raise InputError("--whiten-stem and --weights contradict each other; pass one")
+    return bool(whiten_stem)
 
 
 # --- run directory ----------------------------------------------------------------------------
@@ -473,6 +492,8 @@ class _Trainer:
             any_size=c.fit_size != c.img_size,  # trains at fit_size, validates at img_size
             training_graph=True,  # same weights, less CPU; _finish saves the standard build
         )
+        if c.whiten_stem:
+            set_whitened_stem(model, self.splits.train.pixels, seed=c.seed)
         steps = steps_per_epoch(len(self.splits.train.targets), c.batch)
         _compile(model, c.arch, steps_per_call=self._steps_per_call(steps))
         return model
@@ -644,6 +665,7 @@ class _Trainer:
             flip_tta=c.flip_tta,
             tta_crop=TTA_CROP if c.flip_tta else None,
             train_size=c.fit_size,
+            whiten_stem=c.whiten_stem,
             versions={
                 "edgecnn": __version__,
                 "tensorflow": tf.__version__,

@@ -14,3 +14,15 @@ def tiny_split(root: Path, *, classes: int = 3, train: int = 16, val: int = 6) -
     return generate_split(
         root, classes=classes, train_per_class=train, val_per_class=val, size=32, seed=0
     )
+
+
+def interrupt_at(epoch: int):
+    """A Keras callback that raises KeyboardInterrupt (what Ctrl-C does) when `epoch` starts."""
+    import keras
+
+    class InterruptAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, e, logs=None):
+            if e == epoch:
+                raise KeyboardInterrupt
+
+    return InterruptAt()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _train_fixtures import FAST, tiny_split
+from _train_fixtures import FAST, interrupt_at, tiny_split
 
 from edgecnn.runtime.contract import Contract
 from edgecnn.runtime.metadata import read_contract
@@ -116,24 +116,12 @@ def test_same_seed_same_weights_other_seed_differs(data, tmp_path):
     assert not np.array_equal(_weights(a.model_path)[0], _weights(c.model_path)[0])
 
 
-class _InterruptAt(keras.callbacks.Callback):
-    """Raise KeyboardInterrupt (what Ctrl-C does) when epoch `at` starts."""
-
-    def __init__(self, at: int) -> None:
-        super().__init__()
-        self.at = at
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.at:
-            raise KeyboardInterrupt
-
-
 def test_ctrl_c_saves_and_resume_continues_exactly(data, run, tmp_path):
     train_dir, val_dir = data
     out = tmp_path / "r"
     opts = {**FAST, "epochs": 2}
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        train(train_dir, val_dir=val_dir, out=out, callbacks=[_InterruptAt(1)], **opts)
+        train(train_dir, val_dir=val_dir, out=out, callbacks=[interrupt_at(1)], **opts)
     assert (out / "checkpoint" / "last.keras").exists()
     assert len((out / "history.csv").read_text().splitlines()) == 2  # header + epoch 1
     assert not (out / "model.keras").exists()
@@ -149,7 +137,7 @@ def test_interrupt_in_first_epoch_leaves_nothing(data, tmp_path):
     train_dir, val_dir = data
     out = tmp_path / "r"
     with pytest.raises(TrainingInterrupted, match="nothing saved"):
-        train(train_dir, val_dir=val_dir, out=out, callbacks=[_InterruptAt(0)], **FAST)
+        train(train_dir, val_dir=val_dir, out=out, callbacks=[interrupt_at(0)], **FAST)
     assert not out.exists()
 
 
@@ -282,7 +270,7 @@ def test_resume_without_epochs_continues_to_the_runs_own_count(data, tmp_path):
     out = tmp_path / "r"
     opts = {**FAST, "epochs": 2}
     with pytest.raises(TrainingInterrupted):
-        train(train_dir, val_dir=val_dir, out=out, callbacks=[_InterruptAt(1)], **opts)
+        train(train_dir, val_dir=val_dir, out=out, callbacks=[interrupt_at(1)], **opts)
     resumed = train(
         train_dir,
         val_dir=val_dir,

@@ -80,6 +80,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="save the plain model on the whole photo: half the inference cost, 1-2 points less "
         "accurate",
     )
+    whiten = parser.add_mutually_exclusive_group()
+    whiten.add_argument(
+        "--whiten-stem",
+        dest="whiten_stem",
+        action="store_true",
+        default=None,
+        help="start from a frozen first layer of the training photos' patch principal "
+        "components (default for edge, unless --weights)",
+    )
+    whiten.add_argument(
+        "--no-whiten-stem",
+        dest="whiten_stem",
+        action="store_false",
+        help="train the first layer from random initialisation like every other",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -104,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             weights=args.weights,
             precision=args.precision,
             flip_tta=args.flip_tta,
+            whiten_stem=args.whiten_stem,
             progress=not args.quiet,
         )
     except TrainingInterrupted as e:
