@@ -167,7 +167,8 @@ def write_onnx(proto, path: Path, *, with_contract: bool = True) -> Path:
 def write_onnx_int8(fp32_path: Path, path: Path) -> Path:
     """A QDQ int8 ONNX made the way `edgecnn.export` makes model_int8.onnx: ONNX Runtime's
     pre-processing, then static quantisation with uint8 activations and per-channel int8
-    weights (the combination OpenCV 5's new engine refuses and its classic engine runs)."""
+    weights in 7 bits (the combination OpenCV 5's new engine refuses and its classic engine
+    runs)."""
     import tempfile
 
     from onnxruntime.quantization import (
@@ -198,6 +199,7 @@ def write_onnx_int8(fp32_path: Path, path: Path) -> Path:
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            reduce_range=True,
         )
     return path
 

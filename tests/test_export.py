@@ -63,6 +63,20 @@ def test_int8_tflite_is_full_integer_with_uint8_io(exported):
     assert exported[1]["artifacts"]["tflite-drq"]["input"]["dtype"] == "float32"
 
 
+def test_onnx_int8_weights_use_7_bits(exported):
+    """No u8 x s8 pair of products can saturate 16 bits on x86 CPUs without VNNI."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = exported[0] / "export" / exported[1]["artifacts"]["onnx-int8"]["file"]
+    graph = onnx.load(str(path)).graph
+    weights = [
+        numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8
+    ]
+    assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) > 32  # really used
+
+
 def test_onnx_names_and_opset(exported):
     for fmt in ("onnx", "onnx-int8"):
         entry = exported[1]["artifacts"][fmt]
