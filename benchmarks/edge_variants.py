@@ -10,11 +10,14 @@ where both bite.  For each named variant (`VARIANTS`) this prints:
   saved model's two test-time views (`with_flip_tta`), untrained weights (latency depends on
   the shapes only), and of the plain net;
 - with `--train DIR`: the accuracy, with the two views, of `edgecnn.train` on a seeded 20%
-  validation split of DIR (`--seeds 1,2`: one run per split), through the default recipe.
+  validation split of DIR (`--seeds 1,2`: one run per split), through the default recipe,
+  whitened frozen stem included (`--no-whiten-stem`: trained from random initialisation).
 
     .venv/bin/python benchmarks/edge_variants.py                       # cost and latency, all
     .venv/bin/python benchmarks/edge_variants.py default previous --train \\
         ../shared/datasets/cats-vs-dogs/train --seeds 1,2 --out runs/variants
+    .venv/bin/python benchmarks/edge_variants.py stem-3x3 --no-whiten-stem --train \\
+        ../shared/datasets/cats-vs-dogs/train --seeds 1,2,3   # session 7's default
 
 Each training run takes the whole machine; on 2 cores two runs side by side with one thread
 each (`TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1`) finish ~15% sooner in all.
@@ -35,20 +38,26 @@ import edgecnn.training  # noqa: F401  (no TensorFlow: sets TF_ENABLE_ONEDNN_OPT
 from edgecnn.models import EdgeConfig
 
 _NO_48 = ((64, 2, 1),)
+_3 = {"stem_kernel": 3}  # the variants compared in session 7 all had a 3x3 stem
 # name: (input size, EdgeConfig, what it is)
 VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
-    "default": (80, EdgeConfig(), "the default: no 48x48 stage, 80 px"),
+    "default": (80, EdgeConfig(), "the default: 5x5 stem, no 48x48 stage, 80 px"),
+    "stem-3x3": (80, EdgeConfig(**_3), "the default with a 3x3 stem (session 7's default)"),
     "previous": (
         96,
-        EdgeConfig(fused=((32, 1, 1), (64, 2, 1))),
+        EdgeConfig(fused=((32, 1, 1), (64, 2, 1)), **_3),
         "sessions 3-6: a 32-channel stage at 48x48, 96 px",
     ),
-    "previous-80": (80, EdgeConfig(fused=((32, 1, 1), (64, 2, 1))), "the previous net at 80 px"),
-    "default-96": (96, EdgeConfig(), "the default at 96 px"),
-    "narrow-96": (96, EdgeConfig(fused=((48, 2, 1),)), "48 channels instead of 64, 96 px"),
+    "previous-80": (
+        80,
+        EdgeConfig(fused=((32, 1, 1), (64, 2, 1)), **_3),
+        "the previous net at 80 px",
+    ),
+    "default-96": (96, EdgeConfig(**_3), "session 7's default at 96 px"),
+    "narrow-96": (96, EdgeConfig(fused=((48, 2, 1),), **_3), "48 channels instead of 64, 96 px"),
     "plain-stages": (
         96,
-        EdgeConfig(fused=(*_NO_48, (128, 2, 1), (256, 2, 1)), separable=()),
+        EdgeConfig(fused=(*_NO_48, (128, 2, 1), (256, 2, 1)), separable=(), **_3),
         "every stage plain 3x3 (ResNet-10-like, 1.2M params), 96 px",
     ),
 }
@@ -113,7 +122,9 @@ def int8_ms(model, runs: int = 300) -> float:
     return float(np.median(times) * 1e3)
 
 
-def split_accuracy(name: str, data: Path, seed: int, out: Path) -> tuple[float, int]:
+def split_accuracy(
+    name: str, data: Path, seed: int, out: Path, *, whiten_stem: bool = True
+) -> tuple[float, int]:
     """(val accuracy with the two views, best epoch) of the default recipe on a 20% split."""
     from edgecnn import models
     from edgecnn.training import train
@@ -123,7 +134,15 @@ def split_accuracy(name: str, data: Path, seed: int, out: Path) -> tuple[float, 
     build = functools.partial(models.build_edge, config=config)
     models.ARCHITECTURES["edge"] = dataclasses.replace(spec, build=build, img_size=size)
     try:
-        run = train(data, val_split=0.2, seed=seed, out=out, force=True, progress=False)
+        run = train(
+            data,
+            val_split=0.2,
+            seed=seed,
+            out=out,
+            force=True,
+            progress=False,
+            whiten_stem=whiten_stem,
+        )
     finally:
         models.ARCHITECTURES["edge"] = spec
     return run.metrics["val_accuracy"], run.metrics["best_epoch"]
@@ -135,6 +154,12 @@ def main() -> None:
     p.add_argument("--train", type=Path, metavar="DIR", help="also train on splits of DIR")
     p.add_argument("--seeds", default="1,2", help="split seeds for --train (default 1,2)")
     p.add_argument("--out", type=Path, default=Path("runs/variants"))
+    p.add_argument(
+        "--no-whiten-stem",
+        dest="whiten_stem",
+        action="store_false",
+        help="--train: stems trained from random initialisation (as before session 8)",
+    )
     a = p.parse_args()
     unknown = sorted(set(a.variants) - set(VARIANTS))
     if unknown:
@@ -154,7 +179,8 @@ def main() -> None:
             f"{int8_ms(plain):>7.2f}"
         )
         for seed in seeds:
-            acc, best = split_accuracy(name, a.train, seed, a.out / f"{name}-s{seed}")
+            out = a.out / f"{name}-s{seed}"
+            acc, best = split_accuracy(name, a.train, seed, out, whiten_stem=a.whiten_stem)
             row += f"{acc:>9.2%} "
             print(f"  {name} split {seed}: {acc:.2%} (best epoch {best})", file=sys.stderr)
         print(f"{row}  {what}", flush=True)

@@ -9,7 +9,9 @@ The story of one run:
 
 1. data   decode every image once with the shared contract (`edgecnn.data.prepare`), skipping
           and listing what cannot be used; split off validation.
-2. model  `edgecnn.models.build_model(arch)` under a `tf.distribute` strategy.
+2. model  `edgecnn.models.build_model(arch)` under a `tf.distribute` strategy; for `edge`, the
+          stem is set from the training photos' whitened patches and frozen
+          (`edgecnn.models.set_whitened_stem`).
 3. fit    seeded tf.data augmentation pipeline, cosine learning-rate schedule with warm-up, early
           stopping on validation accuracy (armed for the last quarter of the schedule, where
           validation runs every epoch; before it, every `VAL_EVERY`-th epoch), balanced
@@ -492,8 +494,8 @@ class _Trainer:
             any_size=c.fit_size != c.img_size,  # trains at fit_size, validates at img_size
             training_graph=True,  # same weights, less CPU; _finish saves the standard build
         )
-        if c.whiten_stem:
-            set_whitened_stem(model, self.splits.train.pixels, seed=c.seed)
+        if c.whiten_stem and not set_whitened_stem(model, self.splits.train.pixels, seed=c.seed):
+            raise InputError(f"{c.arch}: this stem cannot be whitened; pass --no-whiten-stem")
         steps = steps_per_epoch(len(self.splits.train.targets), c.batch)
         _compile(model, c.arch, steps_per_call=self._steps_per_call(steps))
         return model

@@ -65,7 +65,8 @@ def test_set_whitened_stem_freezes_the_edge_stem_and_skips_other_nets():
     assert set_whitened_stem(edge, photos, seed=3)
     stem = edge.get_layer("stem_conv")
     assert not stem.trainable
-    np.testing.assert_array_equal(stem.get_weights()[0], stem_whitening_kernel(photos, 32, seed=3))
+    expected = stem_whitening_kernel(photos, 32, 5, seed=3)  # edge's stem: 5x5, 32 filters
+    np.testing.assert_array_equal(stem.get_weights()[0], expected)
     seed = build_model("seed", 2, 32)
     before = [w.copy() for w in seed.get_weights()]
     assert not set_whitened_stem(seed, photos)
@@ -97,7 +98,7 @@ def test_edge_trains_with_the_whitened_stem_frozen_through_resume(data, tmp_path
     with pytest.raises(TrainingInterrupted):
         train(train_dir, val_dir=val_dir, out=out, callbacks=[interrupt_at(1)], **options)
     pixels = prepare(train_dir, img_size=32, val_dir=val_dir, seed=0, progress=False).train.pixels
-    expected = stem_whitening_kernel(pixels, 32, seed=0)
+    expected = stem_whitening_kernel(pixels, 32, 5, seed=0)
     np.testing.assert_array_equal(_stem(out / "checkpoint" / "last.keras", nested=False), expected)
     run = train(train_dir, val_dir=val_dir, out=out, resume=True, **options)
     assert [int(r["epoch"]) for r in run.history] == [1, 2]
@@ -111,7 +112,7 @@ def test_no_whiten_stem_trains_the_stem_from_random_initialisation(data, tmp_pat
     assert main(["train", str(train_dir), "--val-dir", str(val_dir), "--out", str(out),
                  "--arch", "edge", "--img-size", "32", "--epochs", "1", "--quiet",
                  "--no-whiten-stem"]) == 0  # fmt: skip
-    w = _stem(out / "model.keras").reshape(27, 32)
+    w = _stem(out / "model.keras").reshape(-1, 32)
     assert not np.allclose(w[:, 16:], -w[:, :16], atol=1e-3)
 
 
@@ -128,4 +129,22 @@ def test_whiten_stem_refused_where_it_cannot_apply(data, tmp_path, capsys, argv,
     assert main(["train", str(train_dir), "--out", str(out), "--quiet", *argv]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], lines
+    assert not out.exists()
+
+
+def test_a_stem_too_wide_to_whiten_is_refused_before_training(data, tmp_path, monkeypatch):
+    import dataclasses
+    import functools
+
+    from edgecnn import models
+    from edgecnn.runtime.errors import InputError
+
+    config = models.EdgeConfig(stem=64, stem_kernel=3)  # 64 filters > 2 x 27 components
+    wide = functools.partial(models.build_edge, config=config)
+    spec = dataclasses.replace(models.ARCHITECTURES["edge"], name="wide", build=wide)
+    monkeypatch.setitem(models.ARCHITECTURES, "wide", spec)
+    train_dir, val_dir = data
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match="--no-whiten-stem"):
+        train(train_dir, val_dir=val_dir, out=out, **{**FAST, "arch": "wide"})
     assert not out.exists()
