@@ -283,8 +283,8 @@ def with_flip_tta(model, crop: float = TTA_CROP):
     return keras.Model(inputs, outputs, name=f"{model.name}_fliptta")
 
 
-# The stem's whitening (`set_whitened_stem`): how many 3x3 patches of the training photos estimate
-# their covariance (27 x 27), and the floor under its eigenvalues.
+# The stem's whitening (`set_whitened_stem`): how many patches of the training photos estimate
+# their covariance (75 x 75 for edge's 5x5 RGB stem), and the floor under its eigenvalues.
 WHITEN_PATCHES = 100_000
 WHITEN_EPS = 5e-4
 
@@ -336,6 +336,7 @@ def set_whitened_stem(model, pixels, *, seed: int = 0) -> bool:
     to unit variance, and the smallest of 16 components of 3x3 patches varies so little that
     int8 rounding became ~10% noise there (97% int8 agreement); those of 5x5 patches stand 5x
     clearer (99%+).
+
     Returns False (model untouched) when the model has no such stem or its width doesn't fit;
     call it before `compile`, since it changes the trainable weights.
     """
