@@ -26,3 +26,14 @@ def interrupt_at(epoch: int):
                 raise KeyboardInterrupt
 
     return InterruptAt()
+
+
+def train_refuses(capsys, train_dir: Path, out: Path, argv: list[str], expected: str) -> None:
+    """`edgecnn train TRAIN_DIR --out OUT --quiet ARGV` exits 2 with one line holding `expected`
+    on stderr, and writes nothing at OUT."""
+    from edgecnn.cli import main
+
+    assert main(["train", str(train_dir), "--out", str(out), "--quiet", *argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert not out.exists()

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from _train_fixtures import FAST
+from _train_fixtures import FAST, train_refuses
 
 from edgecnn import train
 from edgecnn.cli import main
@@ -84,8 +84,4 @@ def test_bad_train_sizes_exit_2_with_one_line_and_write_nothing(
     photos, tmp_path, capsys, argv, expected
 ):
     train_dir, _ = photos
-    out = tmp_path / "run"
-    assert main(["train", str(train_dir), "--out", str(out), "--quiet", *argv]) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], lines
-    assert not out.exists()
+    train_refuses(capsys, train_dir, tmp_path / "run", argv, expected)

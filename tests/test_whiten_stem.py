@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from _train_fixtures import FAST, interrupt_at, tiny_split
+from _train_fixtures import FAST, interrupt_at, tiny_split, train_refuses
 
 from edgecnn import train
 from edgecnn.cli import main
@@ -125,11 +125,7 @@ def test_no_whiten_stem_trains_the_stem_from_random_initialisation(data, tmp_pat
 )
 def test_whiten_stem_refused_where_it_cannot_apply(data, tmp_path, capsys, argv, expected):
     train_dir, _ = data
-    out = tmp_path / "run"
-    assert main(["train", str(train_dir), "--out", str(out), "--quiet", *argv]) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], lines
-    assert not out.exists()
+    train_refuses(capsys, train_dir, tmp_path / "run", argv, expected)
 
 
 def test_a_stem_too_wide_to_whiten_is_refused_before_training(data, tmp_path, monkeypatch):

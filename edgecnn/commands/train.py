@@ -64,38 +64,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training compute precision (auto: bfloat16 on CPUs with bf16 units; "
         "the saved model is float32 either way)",
     )
-    tta = parser.add_mutually_exclusive_group()
-    tta.add_argument(
-        "--flip-tta",
-        dest="flip_tta",
-        action="store_true",
-        default=None,
-        help="save the model averaged over the photo's centre 85%% and its mirror image "
+    _switch(
+        parser,
+        "flip-tta",
+        on="save the model averaged over the photo's centre 85%% and its mirror image "
         "(default for edge)",
+        off="save the plain model on the whole photo: half the inference cost, 1-2 points "
+        "less accurate",
     )
-    tta.add_argument(
-        "--no-flip-tta",
-        dest="flip_tta",
-        action="store_false",
-        help="save the plain model on the whole photo: half the inference cost, 1-2 points less "
-        "accurate",
-    )
-    whiten = parser.add_mutually_exclusive_group()
-    whiten.add_argument(
-        "--whiten-stem",
-        dest="whiten_stem",
-        action="store_true",
-        default=None,
-        help="start from a frozen first layer of the training photos' patch principal "
+    _switch(
+        parser,
+        "whiten-stem",
+        on="start from a frozen first layer of the training photos' patch principal "
         "components (default for edge, unless --weights)",
-    )
-    whiten.add_argument(
-        "--no-whiten-stem",
-        dest="whiten_stem",
-        action="store_false",
-        help="train the first layer from random initialisation like every other",
+        off="train the first layer from random initialisation like every other",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _switch(parser: argparse.ArgumentParser, name: str, *, on: str, off: str) -> None:
+    """`--NAME` / `--no-NAME`, exclusive, into one dest that stays None (the arch's default)."""
+    group = parser.add_mutually_exclusive_group()
+    dest = name.replace("-", "_")
+    group.add_argument(f"--{name}", dest=dest, action="store_true", default=None, help=on)
+    group.add_argument(f"--no-{name}", dest=dest, action="store_false", help=off)
 
 
 def run(args: argparse.Namespace) -> int:
