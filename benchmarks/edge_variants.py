@@ -38,10 +38,16 @@ import edgecnn.training  # noqa: F401  (no TensorFlow: sets TF_ENABLE_ONEDNN_OPT
 from edgecnn.models import EdgeConfig
 
 _NO_48 = ((64, 2, 1),)
-_3 = {"stem_kernel": 3}  # the variants compared in session 7 all had a 3x3 stem
+# the variants compared in session 7 all had a 3x3 stem conv holding both signs itself
+_3 = {"stem_kernel": 3, "stem_signs": False}
 # name: (input size, EdgeConfig, what it is)
 VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
-    "default": (80, EdgeConfig(), "the default: 5x5 stem, no 48x48 stage, 80 px"),
+    "default": (80, EdgeConfig(), "the default: 7x7 stem + 1x1 signs, no 48x48 stage, 80 px"),
+    "stem-5x5": (
+        80,
+        EdgeConfig(stem_kernel=5, stem_signs=False),
+        "session 8's default: a 5x5 stem conv holding both signs",
+    ),
     "stem-3x3": (80, EdgeConfig(**_3), "the default with a 3x3 stem (session 7's default)"),
     "previous": (
         96,

@@ -10,7 +10,7 @@ from _train_fixtures import FAST, interrupt_at, tiny_split, train_refuses
 
 from edgecnn import train
 from edgecnn.cli import main
-from edgecnn.models import build_model, set_whitened_stem, stem_whitening_kernel
+from edgecnn.models import build_model, set_whitened_stem, sign_pairs, stem_whitening_kernel
 from edgecnn.training import TrainingInterrupted
 
 pytest.importorskip("keras")
@@ -63,14 +63,41 @@ def test_set_whitened_stem_freezes_the_edge_stem_and_skips_other_nets():
     photos = _smooth_photos()
     edge = build_model("edge", 2, 32)
     assert set_whitened_stem(edge, photos, seed=3)
-    stem = edge.get_layer("stem_conv")
-    assert not stem.trainable
-    expected = stem_whitening_kernel(photos, 32, 5, seed=3)  # edge's stem: 5x5, 32 filters
-    np.testing.assert_array_equal(stem.get_weights()[0], expected)
+    stem, signs = edge.get_layer("stem_conv"), edge.get_layer("stem_signs")
+    assert not stem.trainable and not signs.trainable
+    # edge's stem: the 16 leading components of 7x7 patches, then [I, -I] for both signs
+    expected = stem_whitening_kernel(photos, 32, 7, seed=3)
+    np.testing.assert_array_equal(stem.get_weights()[0], expected[..., :16])
+    np.testing.assert_array_equal(signs.get_weights()[0], sign_pairs(16))
     seed = build_model("seed", 2, 32)
     before = [w.copy() for w in seed.get_weights()]
     assert not set_whitened_stem(seed, photos)
     assert all(np.array_equal(a, b) for a, b in zip(before, seed.get_weights(), strict=True))
+
+
+def test_stem_and_signs_compute_what_one_conv_holding_both_signs_would():
+    import keras
+
+    photos = _smooth_photos(size=32)
+    edge = build_model("edge", 2, 32)
+    assert set_whitened_stem(edge, photos, seed=1)
+    x = photos[:3].astype(np.float32)
+    ours = keras.Model(edge.input, edge.get_layer("stem_signs").output)(x)
+    both = keras.layers.Conv2D(32, 7, strides=2, padding="same", use_bias=False)
+    both.build((None, 32, 32, 3))
+    both.kernel.assign(stem_whitening_kernel(photos, 32, 7, seed=1))
+    np.testing.assert_allclose(ours, both(x / 127.5 - 1.0), atol=1e-5)
+
+
+def test_a_stem_without_signs_layer_holds_both_signs_itself():
+    from edgecnn import models
+
+    photos = _smooth_photos()
+    config = models.EdgeConfig(stem_kernel=5, stem_signs=False)  # session 8's default stem
+    net = models.build_edge(2, 32, config=config)
+    assert set_whitened_stem(net, photos, seed=2)
+    kernel = net.get_layer("stem_conv").get_weights()[0]
+    np.testing.assert_array_equal(kernel, stem_whitening_kernel(photos, 32, 5, seed=2))
 
 
 def _stem(model_path, *, nested: bool = True) -> np.ndarray:
@@ -98,7 +125,7 @@ def test_edge_trains_with_the_whitened_stem_frozen_through_resume(data, tmp_path
     with pytest.raises(TrainingInterrupted):
         train(train_dir, val_dir=val_dir, out=out, callbacks=[interrupt_at(1)], **options)
     pixels = prepare(train_dir, img_size=32, val_dir=val_dir, seed=0, progress=False).train.pixels
-    expected = stem_whitening_kernel(pixels, 32, 5, seed=0)
+    expected = stem_whitening_kernel(pixels, 32, 7, seed=0)[..., :16]
     np.testing.assert_array_equal(_stem(out / "checkpoint" / "last.keras", nested=False), expected)
     run = train(train_dir, val_dir=val_dir, out=out, resume=True, **options)
     assert [int(r["epoch"]) for r in run.history] == [1, 2]
@@ -112,8 +139,12 @@ def test_no_whiten_stem_trains_the_stem_from_random_initialisation(data, tmp_pat
     assert main(["train", str(train_dir), "--val-dir", str(val_dir), "--out", str(out),
                  "--arch", "edge", "--img-size", "32", "--epochs", "1", "--quiet",
                  "--no-whiten-stem"]) == 0  # fmt: skip
-    w = _stem(out / "model.keras").reshape(-1, 32)
-    assert not np.allclose(w[:, 16:], -w[:, :16], atol=1e-3)
+    from edgecnn.data import prepare
+
+    pixels = prepare(train_dir, img_size=32, val_dir=val_dir, seed=0, progress=False).train.pixels
+    whitened = stem_whitening_kernel(pixels, 32, 7, seed=0)[..., :16]
+    w = _stem(out / "model.keras")
+    assert w.shape == whitened.shape and not np.allclose(w, whitened, atol=0.1)
 
 
 @pytest.mark.parametrize(

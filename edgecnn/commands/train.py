@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "whiten-stem",
         on="start from a frozen first layer of the training photos' patch principal "
         "components (default for edge, unless --weights)",
-        off="train the first layer from random initialisation like every other",
+        off="train the stem from its initialisation like every other layer",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
