@@ -21,12 +21,12 @@ Architectures:
   stride 2), two depthwise-separable residual stages (128, 256, stride 2 each), global average
   pooling, dropout 0.3, softmax, at 80x80: ~238k parameters, ~34.2M MACs.  The saved model
   averages it over the photo's centre 85% and that centre's mirror image (`with_flip_tta`:
-  ~73M MACs, ~2.6 ms int8 at 1 thread on a 2-core EPYC without AVX-512).  Plain 3x3 convs where channels are few (they learn better there and TensorFlow
-  trains them ~2x faster per MAC than depthwise ones on a CPU, cf. EfficientNetV2's
-  Fused-MBConv), depthwise-separable blocks where channels are many.  BatchNorm (momentum
-  0.9, folded at export), ReLU6 (bounded ranges calibrate well), residual Adds and GAP all
-  have int8 TFLite kernels; nothing falls back to float.  Width, depth and input size are
-  the knobs of `EdgeConfig`.
+  ~73M MACs, ~2.7 ms int8 at 1 thread on a 2-core EPYC without AVX-512).  Plain 3x3 convs
+  where channels are few (they learn better there and TensorFlow trains them ~2x faster per
+  MAC than depthwise ones on a CPU, cf. EfficientNetV2's Fused-MBConv), depthwise-separable
+  blocks where channels are many.  BatchNorm (momentum 0.9, folded at export), ReLU6
+  (bounded ranges calibrate well), residual Adds and GAP all have int8 TFLite kernels;
+  nothing falls back to float.  Width, depth and input size are the knobs of `EdgeConfig`.
   The recipe (`ARCHITECTURES["edge"]` + `edgecnn.training` + `edgecnn.data.Augment`): AdamW
   lr 2e-3 with decoupled weight decay 0.05, one warm-up epoch then cosine decay, batch 32,
   60 epochs with early stopping (patience 10, counted over the last quarter of the schedule
@@ -342,7 +342,7 @@ def stem_whitening_kernel(pixels, filters: int, kernel: int = 3, *, seed: int = 
 def sign_pairs(channels: int):
     """The `stem_signs` kernel `(1, 1, channels, 2 * channels)`: the stem conv's channels, then
     their negations (a frozen 1x1 conv, [I, -I]), so the ReLU after it keeps both signs of each
-    component while the 7x7 conv computes each component once.  At int8 a 1x1 conv is the
+    component while the stem conv computes each component once.  At int8 a 1x1 conv is the
     cheap way to do this: a 1x1 depthwise conv with depth multiplier 2 cost ~0.35 ms more."""
     import numpy as np
 
