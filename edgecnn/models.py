@@ -243,7 +243,7 @@ def build_edge(
     return model
 
 
-def with_flip_tta(model, crop: float = TTA_CROP):
+def with_flip_tta(model, crop: float = TTA_CROP, *, input_shape: tuple | None = None):
     """`model` averaged over the photo's centre and its mirror image: `(f(v) + f(flip(v))) / 2`.
 
     `v` is the centre `crop` of the photo (each side trimmed by `(1 - crop) / 2`) scaled back to
@@ -266,14 +266,14 @@ def with_flip_tta(model, crop: float = TTA_CROP):
     call defaults to `training=True` and leaks it into the BatchNormalization layers after it
     whenever the model is called without a `training` argument.  The trained model is called on
     both views with shared weights.  The crop is symmetric, so a mirrored photo gets the same
-    answer.
+    answer.  `input_shape` `(H, W, C)` fixes the size for a `model` built for any size.
     """
     import keras
     from keras import layers
 
     if not 0.0 < crop <= 1.0:
         raise InputError(f"the test-time crop must be in (0, 1], got {crop}")
-    h, w, c = model.input_shape[1:]
+    h, w, c = input_shape or model.input_shape[1:]
     trim_h, trim_w = round(h * (1.0 - crop) / 2), round(w * (1.0 - crop) / 2)
 
     def along(x, axis_last, matrix, name):

@@ -40,6 +40,31 @@ def test_edge_saves_the_average_over_the_photo_centre_and_its_mirror(tta_run):
     assert json.loads((tta_run.path / "edgecnn.json").read_text())["info"]["flip_tta"] is True
 
 
+def test_the_kept_epoch_is_chosen_on_the_saved_two_view_model(tta_run):
+    """Validation scores what `model.keras` ships, the two views, not the bare net: the best
+    epoch's logged val_loss / val_accuracy are the saved model's on the validation photos."""
+    import keras
+
+    from edgecnn.data import prepare
+
+    info = json.loads((tta_run.path / "edgecnn.json").read_text())["info"]
+    val = prepare(info["data_dir"], val_dir=info["val_dir"], img_size=32, progress=False).val
+    model = keras.models.load_model(tta_run.model_path)
+
+    def loss(net):
+        probs = net.predict(val.pixels, verbose=0)
+        picked = probs[np.arange(len(val.targets)), val.targets]
+        return -np.mean(np.log(np.clip(picked, 1e-7, 1))), np.argmax(probs, axis=1)
+
+    saved_loss, predicted = loss(model)
+    best = tta_run.history[info["best_epoch"] - 1]
+    assert best["val_accuracy"] == pytest.approx(np.mean(predicted == val.targets), abs=1e-6)
+    assert best["val_accuracy"] == pytest.approx(tta_run.metrics["val_accuracy"], abs=1e-6)
+    assert best["val_loss"] == pytest.approx(saved_loss, rel=1e-4)
+    # the bare net's loss differs, so the test can tell which of the two was logged
+    assert abs(loss(model.get_layer("edge"))[0] - saved_loss) > 1e-3
+
+
 @pytest.fixture(scope="module")
 def tta_manifest(tta_run):
     from edgecnn.export import export
