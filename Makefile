@@ -1,36 +1,62 @@
-# Two commands on a fresh machine: `make demo` and `make test`.  Each creates .venv if needed.
+# Two commands on a fresh machine: `make demo` and `make test`.  Each creates .venv if needed,
+# with the exact versions of the committed lock (uv.lock); `make lock` regenerates it.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgecnn-installed
+# uv, pinned, in a venv of its own: it installs the lock (`uv sync --frozen`) and rewrites it.
+UV_VERSION := 0.13.9
+UV_VENV ?= .venv-uv
+UV := $(UV_VENV)/bin/uv
+# The newest versions pyproject.toml's ranges allow, for `make test-latest`.
+LATEST_VENV ?= .venv-latest
 # MediaPipe Tasks, the on-device client the exported .tflite files are checked with, lives in a
-# venv of its own (its wheel brings a second OpenCV); its tests skip if it cannot be installed.
+# venv of its own (its wheel brings a second OpenCV), from its own lock; its tests skip if it
+# cannot be installed.
 MP_VENV ?= .venv-mp
 MP_STAMP := $(MP_VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-latest lint lock pi-check clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+$(UV):
+	test -x $(UV_VENV)/bin/python || $(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --quiet --frozen --extra dev --python $(PYTHON)
 	touch $(STAMP)
 
-$(MP_STAMP):
-	-( test -x $(MP_VENV)/bin/python || $(PYTHON) -m venv $(MP_VENV) ) && \
-	  $(MP_VENV)/bin/python -m pip install --quiet mediapipe==1.2.2 && touch $(MP_STAMP)
+$(MP_STAMP): requirements/mediapipe.txt $(UV)
+	-( test -x $(MP_VENV)/bin/python || $(UV) venv --quiet $(MP_VENV) --python $(PYTHON) ) && \
+	  VIRTUAL_ENV=$(abspath $(MP_VENV)) $(UV) pip sync --quiet --require-hashes \
+	    requirements/mediapipe.txt && touch $(MP_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/edgecnn demo --out runs/demo
 
-test: $(STAMP) $(MP_STAMP)
-	$(PY) -m ruff check .
+test: $(STAMP) $(MP_STAMP) lint
 	mp=$(abspath $(MP_VENV))/bin/python; test -f $(MP_STAMP) || mp=; \
 	  EDGECNN_MEDIAPIPE_PYTHON=$$mp $(PY) -m pytest -q
+
+# The suite against the newest releases the ranges allow, in a venv of its own.
+test-latest: $(UV)
+	test -x $(LATEST_VENV)/bin/python || $(UV) venv --quiet $(LATEST_VENV) --python $(PYTHON)
+	VIRTUAL_ENV=$(abspath $(LATEST_VENV)) $(UV) pip install --quiet --upgrade \
+	  --resolution highest -e ".[dev]"
+	VIRTUAL_ENV=$(abspath $(LATEST_VENV)) $(UV) pip list 2>/dev/null | \
+	  grep -Ei '^(numpy|opencv|tensorflow |keras|ai-edge-litert|onnxruntime|onnx |tf2onnx) '
+	$(LATEST_VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# Rewrites uv.lock (every Python 3.10-3.13, every platform) and the MediaPipe client's lock
+# with the newest versions the ranges allow.
+lock: $(UV)
+	$(UV) lock --upgrade
+	$(UV) pip compile --quiet --universal --python-version 3.10 --generate-hashes \
+	  --upgrade requirements/mediapipe.in -o requirements/mediapipe.txt
 
 clean:
 	rm -rf runs/demo .pytest_cache build
