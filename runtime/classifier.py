@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend, check_threads, choose_backend
+from .backends import AUTO_ORDER, Backend, check_threads, choose_backend, get_backend
+from .backends._onnxproto import check_external_data
 from .contract import Contract
 from .errors import InputError
 from .metadata import model_kind, read_contract
@@ -197,13 +198,41 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     threads = check_threads(threads)
     path = resolve_model(path, backend=backend)
     kind = model_kind(path)
-    backend_cls = choose_backend(kind, backend, path=path)
+    candidates = _candidates(kind, backend, path)
     contract = read_contract(path)  # before opening: a corrupt .onnx fails here with one line
-    opened = backend_cls.open(path, threads=threads)
+    if kind == "onnx":
+        check_external_data(path)  # before ONNX Runtime or OpenCV reads any file it names
+    opened = _open_first(candidates, path, threads)
     if contract is None:
         contract = _assumed_contract(opened, path)
     _check_fits(opened, contract, path)
     return Classifier(opened, contract, path)
+
+
+def _candidates(kind: str, backend: str, path: Path) -> list[type[Backend]]:
+    """The backend asked for, or for `auto` every installed one for this kind, fastest first."""
+    first = choose_backend(kind, backend, path=path)  # raises when nothing installed can
+    if backend != "auto":
+        return [first]
+    rest = [get_backend(name) for name in AUTO_ORDER[kind] if get_backend(name) is not first]
+    return [first, *(cls for cls in rest if cls.is_available())]
+
+
+def _open_first(candidates: list[type[Backend]], path: Path, threads: int) -> Backend:
+    """Open with the first candidate whose engine can run the file.
+
+    An installed engine may still refuse a valid file (OpenCV's DNN module cannot run some QDQ
+    int8 layouts); `auto` then moves on to the next installed backend, and only when none can
+    does it fail, with every backend's one-line reason."""
+    reasons = []
+    for cls in candidates:
+        try:
+            return cls.open(path, threads=threads)
+        except InputError as e:
+            if len(candidates) == 1:
+                raise
+            reasons.append(f"{cls.name}: {str(e).removeprefix(f'{path}: ')}")
+    raise InputError(f"{path}: no installed backend can run this file ({'; '.join(reasons)})")
 
 
 def _assumed_contract(backend: Backend, path: Path) -> Contract:

@@ -44,7 +44,8 @@ def _probe(body: str) -> dict:
         ("tflite", "auto"),
         ("tflite_int8", "tflite"),
         ("onnx", "auto"),
-        ("onnx_int8", "opencv"),
+        ("onnx", "opencv"),
+        ("onnx_int8", "onnx"),
         ("onnx_bare", "onnx"),
     ],
 )
