@@ -12,13 +12,14 @@ so a failed export never leaves a file that looks good.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ INT8_IO = ("int8", "uint8", "float")
 INT8_WEIGHTS = ("auto", "per-channel", "per-tensor")
 # `auto` keeps per-tensor weights (smaller) unless they lose more agreement than this
 AUTO_MAX_AGREEMENT_LOSS = 0.005
+# when no int8 file passes, calibrate again on twice as many images, at most this many times
+MAX_CALIBRATION_DOUBLINGS = 2
 MANIFEST = "export.json"
 MANIFEST_SCHEMA = "edgecnn-export/1"
 
@@ -87,7 +90,10 @@ def export(
             models), one per output channel (robust), or `auto` (the default): both are built and
             verified, and per-tensor is kept unless it loses more than 0.5 points of top-1
             agreement with the Keras model against per-channel.
-        calib_count: size of the seeded, class-stratified calibration sample.
+        calib_count: size of the seeded, class-stratified calibration sample.  When no int8
+            file passes verification, both are built again on twice and then four times as
+            many images (as far as the calibration folder holds them) before the format is
+            refused; export.json records every file tried and which one was kept.
         seed: seed of that sample.
         progress: report each step on stderr.
 
@@ -96,8 +102,10 @@ def export(
 
     Raises:
         InputError: bad path, corrupt model, unusable image folder, unknown format (exit 2).
-        VerificationError: an artifact does not match the Keras model (exit 1); that artifact
-            is not kept under its final name.
+        VerificationError: an artifact fails its gate (`_verify`: float files must match
+            Keras, quantized ones keep its accuracy, its confident answers, its probabilities
+            and its classes) after every remedy (exit 1); that artifact is not kept under its
+            final name, and the message has one line per refused file.
 
     Example:
         >>> manifest = export("runs/cats", formats="tflite-int8,onnx", int8_io="int8")
@@ -122,16 +130,12 @@ def export(
     contract = source.contract
     model = load_keras(source)
     checks = check_set(contract, check=check, run_dir=source.run_dir, progress=bars)
-    calibration = None
+    calibration = load_calibration = None
     if any(f in INT8_FORMATS for f in fmts):
-        calibration = calibration_set(
-            contract,
-            calib=calib,
-            run_dir=source.run_dir,
-            count=calib_count,
-            seed=seed,
-            progress=bars,
+        load_calibration = functools.partial(
+            calibration_set, contract, calib=calib, run_dir=source.run_dir, seed=seed, progress=bars
         )
+        calibration = load_calibration(count=calib_count)
     say(
         f"model: {source.model_path} ({contract.num_classes} classes, "
         f"{contract.width}x{contract.height})"
@@ -143,7 +147,8 @@ def export(
             f"(seed {seed}, fingerprint {calibration.source['pixels_sha256']})"
             f"{_skipped(calibration)}"
         )
-    job = _Job(source, model, checks, calibration, _Int8(int8_io, int8_weights), say)
+    int8 = _Int8(int8_io, int8_weights)
+    job = _Job(source, model, checks, calibration, int8, say, load_calibration=load_calibration)
     return job.run(fmts)
 
 
@@ -155,14 +160,33 @@ class _Int8:
     weights: str = "auto"
 
     @property
-    def per_channel(self) -> bool:
-        return self.weights == "per-channel"
+    def schemes(self) -> tuple[str, ...]:
+        """The weight schemes to build, the preferred one (the smaller file) last."""
+        return ("per-channel", "per-tensor") if self.weights == "auto" else (self.weights,)
+
+
+@dataclass
+class _Built:
+    """One converted and verified file, not yet placed under its final name."""
+
+    data: bytes
+    entry: dict[str, Any]
+    parity: Any  # _verify.Parity
+    weights: str | None = None  # int8 formats: the weight scheme
+    calibration: Any = None  # int8 formats: the ImageSet it was calibrated on
+
+    @property
+    def label(self) -> str:
+        """What was tried, e.g. "per-tensor weights, 300 calibration images"."""
+        return f"{self.weights} weights, {len(self.calibration)} calibration images"
 
 
 class _Job:
     """One export: converts, stamps, verifies and places each format, then the manifest."""
 
-    def __init__(self, source, model, checks, calibration, int8: _Int8, say) -> None:
+    def __init__(
+        self, source, model, checks, calibration, int8: _Int8, say, *, load_calibration=None
+    ) -> None:
         from ._verify import keras_probs
 
         self.source = source
@@ -173,7 +197,7 @@ class _Job:
         # batch by batch (1000 images at 224x224 would be 600 MB as float32)
         self.check_inputs = checks.inputs(self.contract, limit=64)
         self.calibration = calibration
-        self.calib_inputs = calibration.inputs(self.contract) if calibration else None
+        self.load_calibration = load_calibration  # count -> a larger sample, for the remedies
         self.int8 = int8
         self.say = say
         self.reference = keras_probs(model, checks.pixels, self.contract)
@@ -183,15 +207,15 @@ class _Job:
         out_dir = self.source.out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         artifacts: dict[str, Any] = {}
-        failures: list[str] = []
+        refusals: list[str] = []
         unconvertible: list[str] = []
         for i, fmt in enumerate(fmts, 1):
             self.say(f"[{i}/{len(fmts)}] {fmt}: converting")
             try:
-                if fmt in INT8_FORMATS and self.int8.weights == "auto":
-                    entry = self._export_int8_auto(fmt, out_dir)
+                if fmt in INT8_FORMATS:
+                    entry = self._export_int8(fmt, out_dir / FILENAMES[fmt])
                 else:
-                    entry = self._export_one(fmt, out_dir)
+                    entry = self._export_one(fmt, out_dir / FILENAMES[fmt])
             except InputError as e:  # this format cannot hold the model; the others may
                 (out_dir / FILENAMES[fmt]).unlink(missing_ok=True)
                 unconvertible.append(str(e))
@@ -199,94 +223,179 @@ class _Job:
                 continue
             artifacts[fmt] = entry
             if not entry["passed"]:
-                failures.append(f"{fmt} ({FILENAMES[fmt]}): {entry['summary']}")
+                refusals.append(entry["refused"])
         manifest = self._manifest(artifacts)
         write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
         self.say(f"wrote {out_dir / MANIFEST}")
         if unconvertible:
             raise InputError("; ".join(unconvertible))
-        if failures:
-            raise VerificationError(
-                "verification failed, artifact not kept: " + "; ".join(failures)
-            )
+        if refusals:
+            raise VerificationError("\n".join(refusals))
         return manifest
 
     # --- one format ---------------------------------------------------------------------
 
-    def _export_one(self, fmt: str, out_dir: Path) -> dict[str, Any]:
-        from ._verify import DEBUG_BELOW, artifact_probs, compare
+    def _export_one(self, fmt: str, final: Path) -> dict[str, Any]:
+        """A float or drq file: built, verified, kept if it passes."""
+        from . import _refusal
 
-        final = out_dir / FILENAMES[fmt]
-        data, info = self._convert(fmt)
+        built = self._build(fmt, final)
+        self._report(built, final.name)
+        entry = self._place(built, final)
+        if not built.parity.passed:
+            entry["refused"] = _refusal.message(final.name, built.parity, fmt=fmt)
+        return entry
+
+    def _export_int8(self, fmt: str, final: Path) -> dict[str, Any]:
+        """Each weight scheme asked for on the calibration sample; while none passes, the same
+        again on a larger sample (the remedies); the best passing file is kept."""
+        from . import _refusal
+        from ._verify import DEBUG_BELOW
+
+        tried: list[_Built] = []
+        kept = None
+        for calibration in self._calibration_rounds():
+            built = [
+                self._build(fmt, final, weights=w, calibration=calibration)
+                for w in self.int8.schemes
+            ]
+            for b in built:
+                self._report(b, f"{final.name} ({b.label})")
+            tried += built
+            kept = self._pick(built)
+            if kept is not None:
+                break
+        shown = kept or _refusal.closest(tried)
+        if shown.parity.agreement < DEBUG_BELOW:
+            self._attach_layer_report(fmt, shown)
+        entry = self._place(shown, final)
+        entry["candidates"] = [_candidate(b) for b in tried]
+        entry["kept"] = None if kept is None else tried.index(kept)
+        entry["remedy"] = None if kept is None else self._remedy(kept, tried)
+        if kept is None:
+            entry["refused"] = _refusal.message(
+                final.name,
+                shown.parity,
+                fmt=fmt,
+                tried=[(b.weights, len(b.calibration)) for b in tried],
+                calibration_left=self._calibration_left(tried[-1].calibration),
+            )
+        return entry
+
+    def _calibration_rounds(self):
+        """The calibration sample, then samples of twice the size (at most
+        MAX_CALIBRATION_DOUBLINGS times) as far as the calibration folder holds images."""
+        sample = self.calibration
+        yield sample
+        for _ in range(MAX_CALIBRATION_DOUBLINGS):
+            count = min(2 * len(sample), sample.source.get("available", len(sample)))
+            if self.load_calibration is None or count <= len(sample):
+                return
+            self.say(f"    none passed: calibrating again on {count} images")
+            sample = self.load_calibration(count=count)
+            yield sample
+
+    @staticmethod
+    def _calibration_left(sample) -> bool:
+        return len(sample) < sample.source.get("available", len(sample))
+
+    def _pick(self, built: list[_Built]) -> _Built | None:
+        """Per-tensor (the smaller file) if it passes and agrees with Keras within
+        AUTO_MAX_AGREEMENT_LOSS of per-channel, else per-channel if it passes."""
+        passed = {b.weights: b for b in built if b.parity.passed}
+        tensor, channel = passed.get("per-tensor"), passed.get("per-channel")
+        choice = len(built) > 1
+        if tensor is not None and (
+            channel is None
+            or tensor.parity.agreement >= channel.parity.agreement - AUTO_MAX_AGREEMENT_LOSS
+        ):
+            if choice:
+                self.say(f"    auto: per-tensor weights kept ({_size(len(tensor.data))})")
+            return tensor
+        if channel is not None and choice:
+            why = "loses agreement" if tensor is not None else "refused"
+            self.say(f"    auto: per-channel weights kept (per-tensor {why})")
+        return channel
+
+    def _remedy(self, kept: _Built, tried: list[_Built]) -> str | None:
+        """What the kept file needed that the first choice (the preferred weight scheme on the
+        requested sample) did not have; None when the first choice passed."""
+        first = next(b for b in tried if b.weights == self.int8.schemes[-1])
+        if first.parity.passed:
+            return None
+        changes = []
+        if kept.weights != first.weights:
+            changes.append(f"{kept.weights} weights")
+        if kept.calibration is not first.calibration:
+            changes.append(f"{len(kept.calibration)} calibration images")
+        return " and ".join(changes)
+
+    def _build(self, fmt: str, final: Path, *, weights=None, calibration=None) -> _Built:
+        """Convert, stamp and verify one file (under a temporary name, removed again)."""
+        from ._verify import artifact_probs, compare
+
+        data, info = self._convert(fmt, weights=weights, calibration=calibration)
         fd, tmp = temp_file(final, suffix=f".partial{final.suffix}")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             probs, backend = artifact_probs(tmp, self.checks.pixels)
-            parity = compare(fmt, probs, self.reference, self.checks.targets, backend=backend)
-            entry = {
-                "file": final.name,
-                "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-                **info,
-                "parity": parity.to_dict(),
-                "passed": parity.passed,
-                "summary": parity.summary(),
-            }
-            if fmt in INT8_FORMATS and parity.agreement < DEBUG_BELOW:
-                try:
-                    entry["largest_quantization_error"] = self._explain(fmt, data)
-                except Exception as e:  # a diagnosis that fails must not sink the export
-                    entry["largest_quantization_error"] = f"not available: {type(e).__name__}: {e}"
-                    self.say(f"    per-layer report not available ({type(e).__name__}: {e})")
-            if parity.passed:
-                os.replace(tmp, final)
-                self.say(f"    ok  {final.name} {_size(len(data))}: {parity.summary()}")
-            else:
-                final.unlink(missing_ok=True)  # a stale file must not pass for this export
-                entry["file"] = None
-                self.say(f"    FAILED {final.name}: {parity.summary()}")
-            return entry
         finally:
             tmp.unlink(missing_ok=True)
+        parity = compare(
+            fmt,
+            probs,
+            self.reference,
+            self.checks.targets,
+            backend=backend,
+            labels=self.contract.labels,
+        )
+        entry = {
+            "file": final.name,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            **info,
+            "parity": parity.to_dict(),
+            "passed": parity.passed,
+            "summary": parity.summary(),
+        }
+        return _Built(data, entry, parity, weights, calibration)
 
-    def _export_int8_auto(self, fmt: str, out_dir: Path) -> dict[str, Any]:
-        """Both weight schemes, verified; keep per-tensor (the smaller file) unless it agrees with
-        Keras on fewer images than per-channel by more than AUTO_MAX_AGREEMENT_LOSS."""
-        auto, final = self.int8, out_dir / FILENAMES[fmt]
+    def _report(self, built: _Built, name: str) -> None:
+        verdict = "ok " if built.parity.passed else "FAILED"
+        self.say(f"    {verdict} {name} {_size(len(built.data))}: {built.parity.summary()}")
+
+    def _place(self, built: _Built, final: Path) -> dict[str, Any]:
+        """Write a passing file under its final name (atomically); remove a stale one else."""
+        entry = dict(built.entry)
+        if built.parity.passed:
+            write_atomic(final, built.data)
+        else:
+            final.unlink(missing_ok=True)  # a stale file must not pass for this export
+            entry["file"] = None
+        return entry
+
+    def _attach_layer_report(self, fmt: str, built: _Built) -> None:
+        """Per-layer quantisation error, for a file whose agreement dropped."""
         try:
-            self.int8 = replace(auto, weights="per-channel")
-            channel = self._export_one(fmt, out_dir)
-            channel_bytes = final.read_bytes() if channel["passed"] else None
-            self.int8 = replace(auto, weights="per-tensor")
-            tensor = self._export_one(fmt, out_dir)
-        finally:
-            self.int8 = auto
-        if tensor["passed"] and (
-            channel_bytes is None
-            or tensor["parity"]["agreement"]
-            >= channel["parity"]["agreement"] - AUTO_MAX_AGREEMENT_LOSS
-        ):
-            self.say(f"    auto: per-tensor weights kept ({_size(tensor['bytes'])})")
-            return tensor
-        if channel_bytes is not None:
-            write_atomic(final, channel_bytes)  # the verified per-channel file, byte for byte
-            channel["file"] = final.name
-        self.say("    auto: per-channel weights kept (per-tensor loses agreement)")
-        return channel
+            built.entry["largest_quantization_error"] = self._explain(fmt, built)
+        except Exception as e:  # a diagnosis that fails must not sink the export
+            built.entry["largest_quantization_error"] = f"not available: {type(e).__name__}: {e}"
+            self.say(f"    per-layer report not available ({type(e).__name__}: {e})")
 
-    def _convert(self, fmt: str) -> tuple[bytes, dict[str, Any]]:
+    def _convert(self, fmt: str, *, weights=None, calibration=None) -> tuple[bytes, dict]:
         """Serialized artifact with metadata, plus what the manifest says about it."""
         from . import _metadata, _onnx, _onnx_int8, _tflite
 
+        calib_inputs = calibration.inputs(self.contract) if calibration is not None else None
         if fmt.startswith("tflite-"):
             flatbuffer = _tflite.convert(
                 self.model,
                 self.contract,
                 fmt,
-                calib_inputs=self.calib_inputs,
+                calib_inputs=calib_inputs,
                 int8_io=self.int8.io,
-                per_channel=self.int8.per_channel,
+                per_channel=weights != "per-tensor",
             )
             described = _tflite.describe(flatbuffer)
             data = _metadata.add_tflite_metadata(
@@ -295,20 +404,20 @@ class _Job:
             info = {"scheme": _tflite.SCHEMES[fmt], **described}
             if fmt == "tflite-int8":
                 info["int8_io"] = self.int8.io
-                info["weights"] = self.int8.weights
-                info["calibration_images"] = len(self.calib_inputs)
-            return data, info
-        if fmt == "onnx":
+        elif fmt == "onnx":
             data = self._onnx_float()
-            return data, {"scheme": _onnx.SCHEME, **_onnx_io(data)}
-        proto = _onnx_int8.convert(
-            self._onnx_float(), self.calib_inputs, per_channel=self.int8.per_channel
-        )
-        data = _metadata.add_onnx_metadata(proto, self.contract).SerializeToString()
-        _onnx.check_loads(data, self.check_inputs[:2])
-        info = {"scheme": _onnx_int8.SCHEME, **_onnx_io(data)}
-        info["weights"] = self.int8.weights
-        info["calibration_images"] = len(self.calib_inputs)
+            info = {"scheme": _onnx.SCHEME, **_onnx_io(data)}
+        else:
+            proto = _onnx_int8.convert(
+                self._onnx_float(), calib_inputs, per_channel=weights != "per-tensor"
+            )
+            data = _metadata.add_onnx_metadata(proto, self.contract).SerializeToString()
+            _onnx.check_loads(data, self.check_inputs[:2])
+            info = {"scheme": _onnx_int8.SCHEME, **_onnx_io(data)}
+        if calibration is not None:
+            info["weights"] = weights
+            info["calibration_images"] = len(calibration)
+            info["calibration_pixels_sha256"] = calibration.source.get("pixels_sha256")
         return data, info
 
     def _onnx_float(self) -> bytes:
@@ -325,7 +434,7 @@ class _Job:
             self._float_onnx = data
         return self._float_onnx
 
-    def _explain(self, fmt: str, data: bytes) -> list[dict[str, Any]]:
+    def _explain(self, fmt: str, built: _Built) -> list[dict[str, Any]]:
         """Per-layer quantisation error of an int8 artifact whose agreement dropped."""
         from . import _debug
 
@@ -334,14 +443,14 @@ class _Job:
             layers = _debug.int8_layer_errors(
                 self.model,
                 self.contract,
-                calib_inputs=self.calib_inputs,
+                calib_inputs=built.calibration.inputs(self.contract),
                 debug_inputs=self.check_inputs,
-                per_channel=self.int8.per_channel,
+                per_channel=built.weights != "per-tensor",
             )
             self.say(_debug.format_layers(layers))
         else:
             layers = _debug.onnx_int8_layer_errors(
-                self._onnx_float(), data, debug_inputs=self.check_inputs
+                self._onnx_float(), built.data, debug_inputs=self.check_inputs
             )
             self.say(_debug.format_onnx_layers(layers))
         return layers
@@ -372,6 +481,17 @@ class _Job:
             "artifacts": _merge_previous(self.source.out_dir, artifacts, model_bytes),
             "versions": _versions(),
         }
+
+
+def _candidate(built: _Built) -> dict[str, Any]:
+    """What export.json records of every int8 file tried."""
+    keys = ("weights", "calibration_images", "calibration_pixels_sha256", "bytes", "sha256")
+    return {
+        **{k: built.entry.get(k) for k in keys},
+        "passed": built.parity.passed,
+        "summary": built.parity.summary(),
+        "parity": built.parity.to_dict(),
+    }
 
 
 def _onnx_io(data: bytes) -> dict[str, Any]:

@@ -68,6 +68,7 @@ def calibration_set(
             "from": origin,
             "requested": count,
             "count": len(decoded.pixels),
+            "available": len(dataset),
             "seed": seed,
             "classes": sample.counts(),
             "files_fingerprint": sample.fingerprint(),

@@ -41,14 +41,18 @@ def test_every_format_is_written_and_described(exported):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_parity_with_keras_meets_its_threshold(exported, fmt):
-    from edgecnn.export._verify import THRESHOLDS
+    from edgecnn.export._verify import QUANTIZED, THRESHOLDS
 
     parity = exported[1]["artifacts"][fmt]["parity"]
-    min_agreement, max_diff = THRESHOLDS[fmt]
     assert parity["images"] == 60
-    assert parity["agreement"] >= min_agreement
-    if max_diff is not None:
-        assert parity["max_abs_diff"] <= max_diff
+    assert parity["passed"] and all(c["passed"] for c in parity["criteria"])
+    if fmt in QUANTIZED:  # a confident model: its int8 answers stay too
+        assert parity["gate"] == "quantized" and parity["agreement"] >= 0.98
+    else:
+        min_agreement, max_diff = THRESHOLDS[fmt]
+        assert parity["gate"] == "float" and parity["agreement"] >= min_agreement
+        if max_diff is not None:
+            assert parity["max_abs_diff"] <= max_diff
     assert parity["accuracy"] >= 0.9
     assert parity["backend"] == ("onnx" if fmt.startswith("onnx") else "tflite")
 
@@ -206,7 +210,9 @@ def test_failed_verification_keeps_nothing_and_exits_1(run_copy, monkeypatch, ca
     stale = run_copy / "export" / "model_fp32.tflite"
     stale.parent.mkdir()
     stale.write_bytes(b"an old export that must not survive a failed one")
-    with pytest.raises(VerificationError, match=r"tflite-fp32 \(model_fp32.tflite\).*agreement"):
+    with pytest.raises(
+        VerificationError, match=r"^model_fp32.tflite refused: max \|Δp\| .* > 0 allowed; "
+    ):
         export(run_copy, formats=["tflite-fp32"], progress=False)
     assert not stale.exists()
     assert not [p for p in stale.parent.iterdir() if ".partial" in p.name]
@@ -217,7 +223,7 @@ def test_failed_verification_keeps_nothing_and_exits_1(run_copy, monkeypatch, ca
     capsys.readouterr()
     assert main(["export", str(run_copy), "--formats", "tflite-fp32"]) == 1
     err = capsys.readouterr().err
-    assert "verification failed" in err and "model_fp32.tflite" in err
+    assert err.strip().splitlines()[-1].startswith("edgecnn export: model_fp32.tflite refused: ")
     assert "Traceback" not in err
 
 
