@@ -34,8 +34,10 @@ import sys
 import time
 from pathlib import Path
 
-import edgecnn.training  # noqa: F401  (no TensorFlow: sets TF_ENABLE_ONEDNN_OPTS as `train` does)
 from edgecnn.models import EdgeConfig
+from edgecnn.training import prefer_onednn
+
+prefer_onednn()  # before TensorFlow loads, as `train` does
 
 _NO_48 = ((64, 2, 1),)
 # the variants compared in session 7 all had a 3x3 stem conv holding both signs itself

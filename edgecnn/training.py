@@ -60,15 +60,6 @@ from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.files import write_atomic
 from edgecnn.runtime.metadata import CONTRACT_FILE, LABELS_FILE
 
-# TensorFlow runs its oneDNN kernels by default only on x86 CPUs with AVX-512 VNNI/BF16 or AMX;
-# elsewhere (AVX2-only CPUs, and VMs that hide AVX-512 from the guest) it trains convolutions
-# with Eigen, which trains the `edge` net ~1.5x slower (10.2 vs 6.8 s an epoch on a 2-core
-# AVX2 EPYC, `benchmarks/train_graph.py --onednn on|off`).  Read once, when TensorFlow is
-# first imported (this module imports it lazily, inside `train`); an explicit
-# TF_ENABLE_ONEDNN_OPTS in the environment wins.  Arm builds keep their own default.
-if platform.machine().lower() in ("x86_64", "amd64"):
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
 STRATEGIES = ("default", "mirrored", "multiworker")
 CHECKPOINT_DIR = "checkpoint"
 HISTORY_FIELDS = (
@@ -172,9 +163,9 @@ def train(
     unless `resume` (continue its checkpoint; arch/size/seed/data come from the checkpoint,
     `epochs` may extend it) or `force` (replace it).  `strategy` is `default`, `mirrored` (all
     local GPUs, else all logical CPUs) or `multiworker` (TF_CONFIG).  `precision` is `float32`,
-    `mixed_bfloat16` or `auto` (bfloat16 compute on CPUs with native bf16 units, which trains
-    `edge` ~1.5x faster there, `benchmarks/train_graph.py`; the saved model is float32 either
-    way).  `flip_tta` saves the model averaged over the photo's centre 85% and its mirror
+    `bfloat16` (Keras' mixed_bfloat16: bf16 compute, float32 weights; faster on CPUs with bf16
+    units, emulated and slow elsewhere) or `auto` (float32; see `resolve_precision`); the saved
+    model is float32 either way.  `flip_tta` saves the model averaged over the photo's centre 85% and its mirror
     image (`edgecnn.models.with_flip_tta`: 1-2 points more accurate on a validation split,
     twice the inference cost); None takes the architecture's default (on for `edge`).
     `train_size` decodes and augments the training photos at that size while validation, the
@@ -189,6 +180,7 @@ def train(
 
     Raises InputError for unusable data or options, before anything is written.
     """
+    prefer_onednn()
     if resume and force:
         raise InputError("--resume and --force contradict each other; pass one")
     if (epochs is not None and epochs < 1) or batch < 1 or patience < 1:
@@ -321,31 +313,33 @@ def _print_skipped(skipped: list[tuple[Path, str]]) -> None:
 # --- training ---------------------------------------------------------------------------------
 
 
+def prefer_onednn() -> None:
+    """Ask TensorFlow for its oneDNN kernels on x86, unless TF_ENABLE_ONEDNN_OPTS is set.
+
+    TensorFlow enables them by default only on x86 CPUs with AVX-512 VNNI/BF16 or AMX; elsewhere
+    (AVX2-only CPUs, VMs that hide AVX-512) it trains convolutions with Eigen, ~1.5x slower for
+    `edge` (10.2 vs 6.8 s an epoch on a 2-core AVX2 EPYC, `benchmarks/train_graph.py --onednn
+    on|off`).  TensorFlow reads the variable once, when it is first imported, so `train` calls
+    this before importing it; both settings are tested on every machine
+    (tests/test_precision.py).  Arm builds keep their own default."""
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
 def resolve_precision(precision: str) -> str:
-    """'auto' -> 'mixed_bfloat16' on a CPU-only machine whose CPU has bf16 instructions."""
+    """'auto' -> 'float32' on every machine; 'bfloat16' -> Keras' 'mixed_bfloat16' policy.
+
+    bfloat16 stays opt-in: the same seed then gives the same numbers on every CPU generation
+    (docs/precision.md has the comparison behind the choice)."""
     from edgecnn.models import PRECISIONS
 
     if precision == "bfloat16":
         precision = "mixed_bfloat16"
-    if precision != "auto":
-        if precision not in PRECISIONS:
-            raise InputError(f"unknown precision {precision!r}; choose auto, float32 or bfloat16")
-        return precision
-    return "mixed_bfloat16" if _cpu_has_bf16() and not _has_gpu() else "float32"
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def _has_gpu() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
+    if precision == "auto":
+        return "float32"
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose auto, float32 or bfloat16")
+    return precision
 
 
 def _make_strategy(name: str):

@@ -61,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         default="auto",
         choices=("auto", "float32", "bfloat16"),
-        help="training compute precision (auto: bfloat16 on CPUs with bf16 units; "
-        "the saved model is float32 either way)",
+        help="training compute precision (auto: float32 on every machine; bfloat16: mixed "
+        "bf16, faster on CPUs with bf16 units; the saved model is float32 either way)",
     )
     _switch(
         parser,
