@@ -38,6 +38,11 @@ def resolve_model(path: str | os.PathLike, *, backend: str = "auto") -> Path:
     """The model file `path` names: the file itself, or for a run directory its best artifact
     (int8 TFLite, else fp32 TFLite, else ONNX, else Keras; limited to what `backend` runs).
 
+    With `backend="auto"` the best artifact that an installed backend can run wins, so a device
+    with only onnxruntime gets the run's `model.onnx` rather than an error about LiteRT; when
+    nothing installed runs any of them, the best artifact is returned (loading it then names
+    the pip extra to install).
+
     Raises InputError for a missing path, an unknown extension or a directory with no model.
     """
     path = Path(path)
@@ -47,13 +52,20 @@ def resolve_model(path: str | os.PathLike, *, backend: str = "auto") -> Path:
         model_kind(path)  # validates the extension
         return path
     candidates = _BACKEND_ARTIFACTS.get(backend, RUN_ARTIFACTS)
-    for rel in candidates:
-        # a run dir, or its export/ folder given directly
-        for candidate in (path / rel, path / Path(rel).name):
-            if candidate.is_file():
-                return candidate
+    # a run dir, or its export/ folder given directly
+    found = [c for rel in candidates for c in (path / rel, path / Path(rel).name) if c.is_file()]
+    if found:
+        runnable = [p for p in found if _can_run(model_kind(p))] if backend == "auto" else found
+        return (runnable or found)[0]
     expected = ", ".join(candidates)
     raise InputError(
         f"{path}: no model file found in this directory (expected one of {expected}; "
         f"or pass a {'/'.join(MODEL_SUFFIXES)} file)"
     )
+
+
+def _can_run(kind: str) -> bool:
+    """Whether a backend `auto` would pick for this file kind is installed (not imported)."""
+    from .backends import AUTO_ORDER, get_backend
+
+    return any(get_backend(name).is_available() for name in AUTO_ORDER[kind])
