@@ -9,7 +9,8 @@ runs in a fresh `python -m edgecnn._bench_worker` so one backend's imports, thre
 memory never leak into another's numbers.  With `data`, the images are decoded once here (the
 shared preprocessing), the Keras model's top-1 predictions are computed once in their own
 process, and every row reports accuracy and top-1 agreement on exactly those images.  A backend
-that fails gets a row holding its error; the others still run.
+that fails gets a row holding its error; the others still run.  A backend whose package is not
+installed (Keras on a device with only the runtime) gets a skipped row naming the pip extra.
 
 The result is a plain JSON-able dict (`schema`, `env`, `config`, `rows`, `pipeline`) that
 `edgecnn.bench_report` prints, writes and compares.
@@ -165,6 +166,32 @@ def keras_reference(artifacts: list[Path]) -> Path | None:
     return None
 
 
+# What each backend needs installed, as the one-line reason its rows are skipped without it.
+_NEEDS = {
+    "tflite": "ai-edge-litert",
+    "onnx": "onnxruntime",
+    "opencv": "OpenCV",
+    "keras": "TensorFlow",
+}
+
+
+def missing_backend(backend: str) -> str | None:
+    """Why `backend` cannot run on this machine ("needs X: pip install 'edgecnn[extra]'"), or
+    None when its package is installed.  Checked without importing the package, so a device
+    with only the runtime skips the Keras rows instead of starting TensorFlow-less workers."""
+    from edgecnn.runtime.backends import get_backend
+
+    cls = get_backend(backend)
+    if cls.is_available():
+        return None
+    return f"needs {_NEEDS.get(backend, cls.packages[0])}: pip install 'edgecnn[{cls.extra}]'"
+
+
+def _skipped(reason: str) -> dict:
+    """A row's result when its backend is not installed: not measured, and why."""
+    return {"error": reason, "skipped": True}
+
+
 # --- environment --------------------------------------------------------------------------
 
 
@@ -277,21 +304,21 @@ class _Data:
         }
 
     def reference(self, keras_model: Path, images: dict) -> dict:
-        """Top-1 of the Keras model on `images`, computed once in its own process."""
+        """Top-1 of the Keras model on `images`, computed once in its own process (not at all
+        where Keras is not installed: the reason becomes the reference's error)."""
         if keras_model not in self.references:
-            save = self.workdir / f"reference{len(self.references)}.npy"
-            out = _run_child(
-                {
-                    "mode": "predict",
-                    "model": str(keras_model),
-                    "backend": "keras",
-                    "threads": None,
-                    "pixels": images["pixels"],
-                    "save": str(save),
-                },
-                self.workdir,
-                f"reference{len(self.references)}",
-            )
+            n = len(self.references)
+            save = self.workdir / f"reference{n}.npy"
+            spec = {
+                "mode": "predict",
+                "model": str(keras_model),
+                "backend": "keras",
+                "threads": None,
+                "pixels": images["pixels"],
+                "save": str(save),
+            }
+            missing = missing_backend("keras")
+            out = {"error": missing} if missing else _run_child(spec, self.workdir, f"reference{n}")
             self.references[keras_model] = {
                 "path": str(save),
                 "error": out.get("error"),
@@ -382,15 +409,7 @@ def bench(
             for i, job in enumerate(jobs):
                 bar.desc = f"bench {job.artifact.name} {job.backend} x{job.threads}"
                 bar.update(0)
-                spec = {
-                    **common,
-                    "model": str(job.artifact),
-                    "backend": job.backend,
-                    "threads": job.threads,
-                }
-                if images is not None:
-                    spec.update(images.spec(job.artifact))
-                rows.append(_row(job, _run_child(spec, workdir, f"job{i}")))
+                rows.append(_row(job, _measure(job, common, images, workdir, f"job{i}")))
                 bar.update()
         pipeline_rows = None
         if pipeline is not None:
@@ -410,6 +429,17 @@ def bench(
         "pipeline": pipeline_rows,
         "elapsed_s": time.perf_counter() - started,
     }
+
+
+def _measure(job: Job, common: dict, images: _Data | None, workdir: Path, name: str) -> dict:
+    """One bench row's measurements from its own worker process, or why it was skipped."""
+    missing = missing_backend(job.backend)
+    if missing:
+        return _skipped(missing)
+    spec = {**common, "model": str(job.artifact), "backend": job.backend, "threads": job.threads}
+    if images is not None:
+        spec.update(images.spec(job.artifact))
+    return _run_child(spec, workdir, name)
 
 
 def _pipeline_ceilings(pipeline_rows: list[dict], rows: list[dict]) -> None:
@@ -481,8 +511,9 @@ def _pipeline_rows(
                 "path": str(job.artifact),
                 "backend": job.backend,
                 "threads": job.threads,
-                **_run_child(spec, workdir, f"pipe{i}"),
             }
+            missing = missing_backend(job.backend)
+            row.update(_skipped(missing) if missing else _run_child(spec, workdir, f"pipe{i}"))
             rows.append(row)
             bar.update()
     return rows

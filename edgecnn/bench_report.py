@@ -38,6 +38,7 @@ CSV_FIELDS = (
     "delegate",
     "imported_tensorflow",
     "error",
+    "skipped",
     "path",
 )
 
@@ -78,7 +79,7 @@ def _row_cells(r: dict) -> list[str]:
         return (
             [r["artifact"], r["backend"], str(r["threads"]), _size(r.get("file_bytes"))]
             + ["-"] * 8
-            + [f"ERROR: {r['error']}"]
+            + [_failure(r)]
         )
     return [
         r["artifact"],
@@ -95,6 +96,12 @@ def _row_cells(r: dict) -> list[str]:
         f"{_pct(r.get('accuracy'))} / {_pct(r.get('agreement'))}",
         _notes(r),
     ]
+
+
+def _failure(r: dict) -> str:
+    """The notes cell of a row that was not measured: skipped (backend not installed) or why
+    its worker failed."""
+    return f"skipped: {r['error']}" if r.get("skipped") else f"ERROR: {r['error']}"
 
 
 def _ms(value) -> str:
@@ -181,7 +188,7 @@ def format_pipeline(result: dict, *, markdown: bool = False) -> str:
             cells.append(
                 [r.get("artifact", "-"), r.get("backend", "-"), str(r.get("threads", "-"))]
                 + ["-"] * 8
-                + [f"ERROR: {r['error']}"]
+                + [_failure(r)]
             )
             continue
         st = r.get("stages", {})
@@ -258,54 +265,12 @@ def write_markdown(result: dict, path: str | os.PathLike) -> Path:
 
 
 def write_plot(result: dict, path: str | os.PathLike) -> Path:
-    """PNG: p50 latency bars per artifact/backend/threads with p99 marks; accuracy beside it."""
-    import matplotlib
+    """PNG: p50 latency bars per artifact/backend/threads with p99 marks; accuracy beside it.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn with OpenCV (a core dependency), so `edgecnn bench` writes it on a device too."""
+    from edgecnn._bench_plot import encode_png, render_plot
 
-    rows = [r for r in result["rows"] if not r.get("error")]
-    names = [f"{r['artifact']} | {r['backend']} x{r['threads']}" for r in rows]
-    ys = list(range(len(rows)))
-    has_acc = any(r.get("accuracy") is not None for r in rows)
-    fig, axes = plt.subplots(
-        1,
-        2 if has_acc else 1,
-        figsize=(11 if has_acc else 8, 1.2 + 0.4 * max(1, len(rows))),
-        sharey=True,
-        squeeze=False,
-        gridspec_kw={"width_ratios": [3, 1]} if has_acc else None,
-    )
-    ax = axes[0][0]
-    ax.barh(ys, [r["p50_ms"] for r in rows], color="#4c72b0", label="p50")
-    ax.scatter(
-        [r["p99_ms"] for r in rows], ys, marker="|", s=300, color="#c44e52", label="p99", zorder=3
-    )
-    p50s = [r["p50_ms"] for r in rows]
-    if p50s and max(p50s) / max(min(p50s), 1e-6) > 50:
-        ax.set_xscale("log")  # Keras next to int8 TFLite spans orders of magnitude
-    ax.set_yticks(ys, names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("latency per image, ms (batch 1)")
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
-    if has_acc:
-        acc_ax = axes[0][1]
-        acc = [100 * (r.get("accuracy") or 0) for r in rows]
-        acc_ax.barh(ys, acc, color="#55a868")
-        for y, a, r in zip(ys, acc, rows):
-            agree = r.get("agreement")
-            label = f"{a:.1f}%" + (f" ({100 * agree:.0f}% agree)" if agree is not None else "")
-            acc_ax.text(1, y, label, va="center", fontsize=7)
-        acc_ax.set_xlim(0, 100)
-        acc_ax.set_xlabel("accuracy, %")
-    env = result.get("env", {})
-    fig.suptitle(f"edgecnn bench: {env.get('cpu', '')}, {env.get('cores', '?')} cores", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return _atomic_write(path, buf.getvalue())
+    return _atomic_write(path, encode_png(render_plot(result)))
 
 
 # --- comparison -----------------------------------------------------------------------------

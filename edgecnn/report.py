@@ -343,8 +343,9 @@ class _Page:
         rows = []
         for r in self.bench.get("rows", []):
             if r.get("error"):
+                word = "skipped" if r.get("skipped") else "error"
                 rows.append([f"<code>{_e(r['artifact'])}</code>", _e(r["backend"]),
-                             f'<span class="bad" title="{_e(r["error"])}">error</span>',
+                             f'<span class="bad" title="{_e(r["error"])}">{word}</span>',
                              *(["–"] * 6)])  # fmt: skip
                 continue
             rows.append([
