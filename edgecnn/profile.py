@@ -5,7 +5,8 @@
     report["total"]["macs"], report["float_ops"], report["quant_error"]
 
 `.tflite` files are read as flatbuffers with the schema LiteRT ships (no TensorFlow); `.onnx`
-with the `onnx` package; `.keras` with Keras.  Peak activation memory is the largest sum of
+with a small protobuf reader (`edgecnn._onnx_graph`: no `onnx` package, so a device profiles the
+file it runs); `.keras` with Keras.  Peak activation memory is the largest sum of
 live intermediate tensors while the operators run in file order (batch 1).  For quantised files
 it lists the operators left in float and the per-layer quantisation error: taken from the run's
 export.json when export recorded it, else measured here by running the float and int8 TFLite
@@ -247,67 +248,54 @@ def _decode(name) -> str:
 
 
 def _profile_onnx(path: Path) -> dict:
-    try:
-        import onnx
-        from onnx import numpy_helper, shape_inference
-    except ImportError:
-        raise MissingDependencyError("onnx", "export", "profiling .onnx files") from None
-    try:
-        model = shape_inference.infer_shapes(onnx.load(str(path)))
-    except Exception as e:  # onnx raises DecodeError/ValidationError/... for bad files
-        raise InputError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
-    g = model.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    shapes, dtypes = {}, {}
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        tt = vi.type.tensor_type
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in tt.shape.dim]
-        dtypes[vi.name] = (
-            onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.float32
-        )
-    producer = {o: n for n in g.node for o in n.output}
+    from edgecnn._onnx_graph import read_graph
+
+    g = read_graph(path)  # no `onnx` package: a device profiles the file it runs
+    inits = g.initializers
+    shapes = {name: list(shape) for name, shape in g.shapes.items() if shape is not None}
+    producer = {o: n for n in g.nodes for o in n.outputs}
     # In a QDQ file a weight reaches its Conv/Gemm through DequantizeLinear(initializer): treat
     # that DequantizeLinear output as the weight (it is constant, not an activation).
     const_dq = {
-        n.output[0]: n.input[0]
-        for n in g.node
-        if n.op_type == "DequantizeLinear" and n.input and n.input[0] in inits
+        n.outputs[0]: n.inputs[0]
+        for n in g.nodes
+        if n.op_type == "DequantizeLinear" and n.inputs and n.inputs[0] in inits
     }
     weights_of = {**inits, **{o: inits[i] for o, i in const_dq.items()}}
     quantized = any(
         n.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger")
-        for n in g.node
+        for n in g.nodes
     )
     qdq_ops = ("QuantizeLinear", "DequantizeLinear")
     layers, float_ops, produced, last_use = [], [], {}, {}
-    for idx, node in enumerate(g.node):
+    for idx, node in enumerate(g.nodes):
         is_qdq = node.op_type in qdq_ops
         weights = (
             []
             if is_qdq
-            else [i for i in node.input if i in weights_of and weights_of[i].dtype != np.int64]
+            else [i for i in node.inputs if i in weights_of and weights_of[i].dtype != np.int64]
         )
-        out = node.output[0] if node.output else ""
+        out = node.outputs[0] if node.outputs else ""
         layers.append(
             {
                 "index": idx,
                 "name": node.name or out,
                 "op": node.op_type,
                 "output_shape": shapes.get(out, []),
-                "dtype": str(np.dtype(dtypes.get(out, np.float32))),
+                "dtype": str(g.dtypes.get(out, np.dtype(np.float32))),
                 "params": int(sum(weights_of[w].size for w in weights)),
                 "weight_bytes": int(sum(weights_of[w].nbytes for w in weights)),
                 "macs": 0 if is_qdq else _onnx_macs(node, weights_of, shapes),
                 "_weights": {("o", const_dq.get(w, w)): int(weights_of[w].size) for w in weights},
             }
         )
-        for i in node.input:
+        for i in node.inputs:
             if i and i not in weights_of:
                 last_use[i] = idx
-        for o in node.output:
+        for o in node.outputs:
             produced[o] = idx
         if quantized and not is_qdq and node.op_type != "Constant":
-            feeds = [producer.get(i) for i in node.input if i and i not in weights_of]
+            feeds = [producer.get(i) for i in node.inputs if i and i not in weights_of]
             if any(f is None or f.op_type != "DequantizeLinear" for f in feeds):
                 float_ops.append(
                     {
@@ -317,38 +305,49 @@ def _profile_onnx(path: Path) -> dict:
                         "why": "input not from DequantizeLinear",
                     }
                 )
-    for o in g.output:
-        last_use[o.name] = len(layers)
-    for i in g.input:
-        produced[i.name] = -1
+    for o in g.outputs:
+        last_use[o] = len(layers)
+    for i in g.inputs:
+        produced[i] = -1
     sizes = {
-        n: _prod(s) * np.dtype(dtypes.get(n, np.float32)).itemsize
+        n: _prod(s) * g.dtypes.get(n, np.dtype(np.float32)).itemsize
         for n, s in shapes.items()
         if n not in weights_of
     }
     return {
         "layers": layers,
-        "weight_bytes": int(sum(a.nbytes for a in inits.values())),
+        "weight_bytes": int(sum(t.nbytes for t in inits.values())),
         "peak_activation_bytes": _peak_activation(len(layers), sizes, produced, last_use),
         "quantized": quantized,
         "float_ops": float_ops,
-        "notes": [
-            "QDQ graph as written: ONNX Runtime fuses Quantize/Dequantize pairs into int8 "
-            "kernels, so real activation memory is lower"
-        ]
-        if quantized
-        else [],
+        "notes": _onnx_notes(quantized, g.unknown_ops()),
     }
 
 
+def _onnx_notes(quantized: bool, unknown_ops: list[str]) -> list[str]:
+    notes = []
+    if quantized:
+        notes.append(
+            "QDQ graph as written: ONNX Runtime fuses Quantize/Dequantize pairs into int8 "
+            "kernels, so real activation memory is lower"
+        )
+    if unknown_ops:
+        notes.append(
+            f"output shapes not worked out for {', '.join(unknown_ops)}: their MACs and "
+            "activation memory are left out of the totals"
+        )
+    return notes
+
+
 def _onnx_macs(node, inits: dict, shapes: dict) -> int:
-    out = shapes.get(node.output[0], []) if node.output else []
+    out = shapes.get(node.outputs[0], []) if node.outputs else []
     out_elems = _prod(out[1:]) if len(out) > 1 else _prod(out)
-    w = inits.get(node.input[1]) if len(node.input) > 1 else None
+    w = inits.get(node.inputs[1]) if len(node.inputs) > 1 else None
     if node.op_type in ("Conv", "QLinearConv", "ConvInteger") and w is not None:  # [O, I/g, KH, KW]
-        return out_elems * _prod(w.shape[1:])
-    if node.op_type in ("Gemm", "MatMul", "MatMulInteger") and w is not None:
-        return out_elems * int(w.shape[0])
+        return out_elems * _prod(w.dims[1:])
+    if node.op_type in ("Gemm", "MatMul", "MatMulInteger") and w is not None:  # [K, N]
+        transposed = node.op_type == "Gemm" and node.attrs.get("transB", 0)  # [N, K]
+        return out_elems * int(w.dims[-1] if transposed else w.dims[0])
     return 0
 
 
@@ -487,9 +486,11 @@ def _quant_error(path: Path, data: str | os.PathLike | None) -> tuple[list[dict]
     images = _calibration_images(path, data)
     if images is None:
         return None, "not recorded in export.json; give --data DIR to measure it"
-    return _measure_tflite_error(
-        fp32, path, images
-    ), f"measured vs {fp32.name} on {len(images)} images"
+    try:
+        errors = _measure_tflite_error(fp32, path, images)
+    except MissingDependencyError as e:  # the rest of the profile stands without it
+        return None, f"not measured: {e}"
+    return errors, f"measured vs {fp32.name} on {len(images)} images"
 
 
 def _quant_error_from_export(path: Path) -> list[dict] | None:
