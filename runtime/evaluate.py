@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .classifier import Classifier
-from .dataset import Decoded, list_dataset, load_pixels
+from .dataset import Dataset, Decoded, list_dataset, load_pixels
 from .errors import InputError
 from .metrics import classification_report
 from .progress import Progress
@@ -26,9 +26,9 @@ def _has_assumed_labels(clf: Classifier) -> bool:
     )
 
 
-def _decode_folder(
-    clf: Classifier, root: str | os.PathLike, progress: bool | None
-) -> tuple[Decoded, tuple[str, ...], str]:
+def match_folder(clf: Classifier, root: str | os.PathLike) -> tuple[Dataset, tuple[str, ...], str]:
+    """The files of a class-per-folder dataset, in the model's class order: (dataset, class
+    names, where the names came from)."""
     if _has_assumed_labels(clf):
         dataset = list_dataset(root)
         if len(dataset.classes) > clf.num_classes:
@@ -37,11 +37,14 @@ def _decode_folder(
                 f"{clf.num_classes} outputs"
             )
         names = tuple(dataset.classes) + clf.labels[len(dataset.classes) :]
-        source = "sorted folder names (the model file has no labels)"
-    else:
-        dataset = list_dataset(root, classes=clf.labels)
-        names = clf.labels
-        source = "model"
+        return dataset, names, "sorted folder names (the model file has no labels)"
+    return list_dataset(root, classes=clf.labels), clf.labels, "model"
+
+
+def _decode_folder(
+    clf: Classifier, root: str | os.PathLike, progress: bool | None
+) -> tuple[Decoded, tuple[str, ...], str]:
+    dataset, names, source = match_folder(clf, root)
     decoded = load_pixels(dataset, clf.contract, desc="decoding", progress=progress)
     return decoded, names, source
 
