@@ -8,6 +8,8 @@ so any exported file can be run with no sidecar files and no TensorFlow.
 from __future__ import annotations
 
 import json
+import math
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,6 +17,16 @@ from .errors import InputError
 
 SCHEMA = "edgecnn/1"
 RESIZE_MODES = ("stretch", "crop")
+# Bounds on what a model file may claim, so a hostile file cannot make every screen, log line
+# and buffer that shows or sizes its labels and input absurdly large.
+MAX_CLASSES = 1000  # ImageNet-1k; eval keeps a classes x classes confusion matrix
+MAX_LABEL_CHARS = 200
+MAX_INPUT_SIDE = 4096
+# Characters a class name may not hold: they would rewrite a terminal (ESC, CR, C1 controls such
+# as CSI), reorder what it shows (bidirectional overrides), break the one-label-a-line
+# labels.txt (line and paragraph separators) or fail to encode (lone surrogates).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -38,16 +50,21 @@ class Contract:
     info: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.labels) < 2:
-            raise InputError(f"a classifier needs at least 2 labels, got {list(self.labels)}")
+        check_labels(self.labels)
         if self.height < 8 or self.width < 8:
             raise InputError(f"input size {self.height}x{self.width} is too small (min 8x8)")
+        if self.height > MAX_INPUT_SIDE or self.width > MAX_INPUT_SIDE:
+            raise InputError(
+                f"input size {self.height}x{self.width} is too large "
+                f"(at most {MAX_INPUT_SIDE} pixels a side)"
+            )
         if self.color not in ("RGB", "BGR"):
             raise InputError(f"colour order must be RGB or BGR, got {self.color!r}")
         if self.resize not in RESIZE_MODES:
             raise InputError(f"resize mode must be one of {RESIZE_MODES}, got {self.resize!r}")
         if self.channels != 3:
             raise InputError(f"only 3-channel models are supported, got {self.channels}")
+        _check_scaling(self.mean, self.std)
 
     @property
     def num_classes(self) -> int:
@@ -81,6 +98,8 @@ class Contract:
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, source: str = "contract") -> Contract:
         try:
+            if not isinstance(d["labels"], list):
+                raise TypeError(f"labels must be a list, got {type(d['labels']).__name__}")
             return cls(
                 labels=tuple(str(x) for x in d["labels"]),
                 height=int(d["height"]),
@@ -93,9 +112,9 @@ class Contract:
                 std=tuple(float(x) for x in d.get("std", (1.0, 1.0, 1.0))),
                 info=dict(d.get("info", {})),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            if isinstance(e, InputError):
-                raise
+        except InputError as e:
+            raise InputError(f"{source}: {e}") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise InputError(f"{source}: not a valid edgecnn contract ({e!r})") from None
 
     @classmethod
@@ -104,6 +123,8 @@ class Contract:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"{source}: contract is not valid JSON ({e})") from None
+        except RecursionError:
+            raise InputError(f"{source}: contract JSON is nested too deeply") from None
         if not isinstance(d, dict):
             raise InputError(f"{source}: contract must be a JSON object")
         return cls.from_dict(d, source=source)
@@ -117,3 +138,40 @@ class Contract:
             width=width,
             info={"assumed": True},
         )
+
+
+def check_labels(labels: tuple[str, ...]) -> None:
+    """Refuse label lists no classifier has: fewer than 2 or more than MAX_CLASSES names, a name
+    longer than MAX_LABEL_CHARS, or one with characters that would rewrite a terminal or break
+    labels.txt.  Every label shown anywhere comes through here (training's folder names and
+    every model file's metadata), so what is displayed later is plain, printable text; HTML
+    special characters are legal in a name and are escaped where a page shows it."""
+    if len(labels) < 2:
+        raise InputError(f"a classifier needs at least 2 labels, got {list(labels)}")
+    if len(labels) > MAX_CLASSES:
+        raise InputError(f"{len(labels)} labels is more than the {MAX_CLASSES} supported")
+    for index, label in enumerate(labels):
+        if len(label) > MAX_LABEL_CHARS:
+            raise InputError(
+                f"label {index} is {len(label)} characters long "
+                f"(at most {MAX_LABEL_CHARS}): {label[:40]!r}..."
+            )
+        bad = next((c for c in label if _refused(c)), None)
+        if bad is not None:
+            raise InputError(
+                f"label {index} {label[:60]!r} contains U+{ord(bad):04X}; labels must be "
+                "printable text (no control characters, line separators or direction overrides)"
+            )
+
+
+def _check_scaling(mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    """Three finite means and three finite, non-zero standard deviations: one per channel."""
+    if len(mean) != 3 or len(std) != 3:
+        raise InputError(f"mean and std need 3 values each, got {len(mean)} and {len(std)}")
+    values = (*mean, *std)
+    if not all(math.isfinite(v) for v in values) or 0.0 in std:
+        raise InputError(f"mean {list(mean)} / std {list(std)} must be finite, std non-zero")
+
+
+def _refused(char: str) -> bool:
+    return char in _BIDI_CONTROLS or unicodedata.category(char) in _REFUSED_CATEGORIES

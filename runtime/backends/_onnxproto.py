@@ -1,18 +1,34 @@
-"""Graph input/output shapes of an ONNX file without the onnx package.
+"""What the runtime needs from an ONNX file's graph, read without the onnx package.
 
 OpenCV's DNN module does not report a network's input shape, and the runtime must not import
-`onnx`, so the few protobuf fields needed are read with the wire-format reader in `metadata`.
+`onnx`, so the few protobuf fields needed are read with the bounded wire-format reader in
+`metadata`: the graph's inputs and outputs, and every external-data file the model points at
+(checked before ONNX Runtime or OpenCV opens anything: a downloaded model must not make them
+read files outside its own folder).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import InputError
-from ..metadata import _fields
+from ..metadata import TooLarge, _fields, _text
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 10: "float16", 11: "float64"}
+MAX_SUBGRAPH_DEPTH = 16  # If/Loop bodies inside bodies; real models nest two or three deep
+# ONNX Runtime reads this "location" as a process memory address, not a file name.
+_ORT_MEMORY_TAG = "_ORT_MEM_ADDR_"
+
+# Field numbers of onnx.proto: ModelProto, GraphProto, NodeProto, AttributeProto, TensorProto,
+# SparseTensorProto, FunctionProto, TrainingInfoProto.
+_MODEL_GRAPH, _MODEL_TRAINING, _MODEL_FUNCTIONS = 7, 20, 25
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE = 1, 5, 15
+_NODE_ATTRIBUTE = 5
+_ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE = (5, 10), (6, 11), (22, 23)
+_TENSOR_EXTERNAL_DATA = 13
+_FUNCTION_ATTRIBUTE_PROTO, _FUNCTION_NODE = 11, 7
 
 
 @dataclass(frozen=True)
@@ -22,11 +38,11 @@ class TensorInfo:
     shape: tuple[int | str | None, ...]  # int for fixed dims, a name or None for open ones
 
 
-def _tensor_info(value_info: bytes) -> TensorInfo:
+def _tensor_info(value_info: memoryview) -> TensorInfo:
     name, dtype, dims = "", "unknown", []
     for field, _, value in _fields(value_info):
         if field == 1:
-            name = value.decode("utf-8")
+            name = _text(value)
         elif field == 2:  # TypeProto
             for f2, _, tensor in _fields(value):
                 if f2 != 1:
@@ -41,36 +57,153 @@ def _tensor_info(value_info: bytes) -> TensorInfo:
     return TensorInfo(name, dtype, tuple(dims))
 
 
-def _dim(dim: bytes) -> int | str | None:
+def _dim(dim: memoryview) -> int | str | None:
     for field, _, value in _fields(dim):
         if field == 1:
             return int(value)
         if field == 2:
-            return value.decode("utf-8")
+            return _text(value)
     return None
+
+
+def _graph(data: bytes) -> memoryview:
+    graph = next((v for f, w, v in _fields(data) if f == _MODEL_GRAPH and w == 2), None)
+    if graph is None:
+        raise ValueError("no graph")
+    return graph
 
 
 def graph_io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
     """(inputs, outputs) of the main graph; inputs that are initializers (old IR) are left out."""
     try:
-        data = path.read_bytes()
-        graph = next((v for f, w, v in _fields(data) if f == 7 and w == 2), None)
-        if graph is None:
-            raise ValueError("no graph")
+        graph = _graph(path.read_bytes())
         initializers: set[str] = set()
         inputs: list[TensorInfo] = []
         outputs: list[TensorInfo] = []
         for field, wire, value in _fields(graph):
             if wire != 2:
                 continue
-            if field == 5:
+            if field == _GRAPH_INITIALIZER:
                 for f, _, v in _fields(value):
                     if f == 8:
-                        initializers.add(v.decode("utf-8"))
+                        initializers.add(_text(v))
             elif field == 11:
                 inputs.append(_tensor_info(value))
             elif field == 12:
                 outputs.append(_tensor_info(value))
+    except TooLarge as e:
+        raise InputError(f"{path}: {e}") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not a valid ONNX file ({e})") from None
     return [t for t in inputs if t.name not in initializers], outputs
+
+
+# --- external data ---------------------------------------------------------------------------
+
+
+def check_external_data(path: Path) -> None:
+    """Refuse an ONNX file whose tensors point at data outside its own folder.
+
+    A tensor stored outside the model names its file in `external_data["location"]`; ONNX
+    Runtime (recent versions) refuses a location that escapes the model's folder, OpenCV reads
+    it wherever it points.  Every location (initializers, sparse initializers, tensor
+    attributes of nodes in the graph, its subgraphs, functions and training graphs) must be a
+    relative name of an existing file that resolves, symlinks followed, inside the model's
+    folder.  Raises InputError naming the model and the location.
+    """
+    try:
+        locations = set(external_locations(path.read_bytes()))
+    except TooLarge as e:
+        raise InputError(f"{path}: {e}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a valid ONNX file ({e})") from None
+    folder = path.resolve().parent
+    for location in sorted(locations):
+        problem = _location_problem(location, folder)
+        if problem:
+            raise InputError(f"{path}: external data {location[:200]!r} {problem}")
+
+
+def _location_problem(location: str, folder: Path) -> str | None:
+    """Why `location` may not be read, or None when it names a file inside `folder`."""
+    if not location or "\x00" in location or _ORT_MEMORY_TAG in location:
+        return "is not a file name"
+    if PurePosixPath(location).is_absolute() or PureWindowsPath(location).anchor:
+        return "is an absolute path; external data must sit in the model's folder"
+    target = (folder / location).resolve()
+    if not target.is_relative_to(folder):
+        return f"points outside the model's folder {folder}"
+    if not target.is_file():
+        return f"is missing from the model's folder {folder}"
+    return None
+
+
+def external_locations(model: bytes) -> Iterator[str]:
+    """Every `external_data` location of every tensor anywhere in a serialized ModelProto."""
+    for field, wire, value in _fields(model):
+        if wire != 2:
+            continue
+        if field == _MODEL_GRAPH:
+            yield from _graph_locations(value, 0)
+        elif field == _MODEL_TRAINING:  # TrainingInfoProto: initialization=1, algorithm=2
+            for f, w, graph in _fields(value):
+                if f in (1, 2) and w == 2:
+                    yield from _graph_locations(graph, 0)
+        elif field == _MODEL_FUNCTIONS:
+            yield from _function_locations(value, 0)
+
+
+def _graph_locations(graph: memoryview, depth: int) -> Iterator[str]:
+    if depth > MAX_SUBGRAPH_DEPTH:
+        raise ValueError(f"subgraphs nested more than {MAX_SUBGRAPH_DEPTH} deep")
+    for field, wire, value in _fields(graph):
+        if wire != 2:
+            continue
+        if field == _GRAPH_INITIALIZER:
+            yield from _tensor_locations(value)
+        elif field == _GRAPH_SPARSE:
+            yield from _sparse_locations(value)
+        elif field == _GRAPH_NODE:
+            yield from _node_locations(value, depth)
+
+
+def _function_locations(function: memoryview, depth: int) -> Iterator[str]:
+    for field, wire, value in _fields(function):
+        if wire != 2:
+            continue
+        if field == _FUNCTION_NODE:
+            yield from _node_locations(value, depth)
+        elif field == _FUNCTION_ATTRIBUTE_PROTO:
+            yield from _attribute_locations(value, depth)
+
+
+def _node_locations(node: memoryview, depth: int) -> Iterator[str]:
+    for field, wire, value in _fields(node):
+        if field == _NODE_ATTRIBUTE and wire == 2:
+            yield from _attribute_locations(value, depth)
+
+
+def _attribute_locations(attribute: memoryview, depth: int) -> Iterator[str]:
+    for field, wire, value in _fields(attribute):
+        if wire != 2:
+            continue
+        if field in _ATTR_TENSORS:
+            yield from _tensor_locations(value)
+        elif field in _ATTR_SPARSE:
+            yield from _sparse_locations(value)
+        elif field in _ATTR_GRAPHS:
+            yield from _graph_locations(value, depth + 1)
+
+
+def _sparse_locations(sparse: memoryview) -> Iterator[str]:
+    for field, wire, value in _fields(sparse):
+        if field in (1, 2) and wire == 2:  # values, indices
+            yield from _tensor_locations(value)
+
+
+def _tensor_locations(tensor: memoryview) -> Iterator[str]:
+    for field, wire, value in _fields(tensor):
+        if field == _TENSOR_EXTERNAL_DATA and wire == 2:
+            entry = {f: v for f, w, v in _fields(value) if w == 2}
+            if _text(entry.get(1, b""), "external data key") == "location":
+                yield _text(entry.get(2, b""), "external data location")

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..contract import MAX_INPUT_SIDE
 from ..errors import InputError
 
 
@@ -95,6 +96,10 @@ def nhwc_shape(dims: list[Any], *, source: str) -> tuple[int | None, int | None,
         raise InputError(
             f"{source}: expected an NHWC input with 3 channels, found shape {list(dims)} "
             "(channels-first models are not supported)"
+        )
+    if any(d is not None and d > MAX_INPUT_SIDE for d in hwc[:2]):
+        raise InputError(
+            f"{source}: input shape {list(dims)} is larger than {MAX_INPUT_SIDE} pixels a side"
         )
     return hwc  # type: ignore[return-value]
 
