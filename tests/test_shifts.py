@@ -119,3 +119,29 @@ def test_a_subset_of_shifts_and_unknown_names(arts):
     assert list(report["shifts"]) == ["grayscale"]
     with pytest.raises(InputError, match="unknown shift"):
         evaluate_shifts(clf, arts["data"], shifts=("fog",), progress=False)
+
+
+def test_eval_cli_prints_the_shift_table_and_writes_it_to_json(arts, tmp_path, capsys):
+    import json
+
+    from edgecnn.cli import main
+
+    out_json = tmp_path / "eval.json"
+    argv = [
+        "eval",
+        str(arts["tflite_int8"]),
+        str(arts["data"]),
+        "--shifts",
+        "--json",
+        str(out_json),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out_json.read_text())
+    assert set(report["shifts"]) == set(SHIFTS) and 0 <= report["accuracy"] <= 1
+    assert report["shift_mean_accuracy"] == pytest.approx(
+        np.mean([v["accuracy"] for v in report["shifts"].values()])
+    )
+    for name, v in report["shifts"].items():
+        assert f"{100 * v['accuracy']:.1f}%" in printed.split(name, 1)[1].splitlines()[0]
+    assert "mean over shifts" in printed

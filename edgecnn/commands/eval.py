@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the full report as JSON (use - for stdout)",
     )
     parser.add_argument(
+        "--shifts",
+        action="store_true",
+        help="also score the model under a fixed, seeded suite of camera-like shifts (low "
+        "resolution, blur, noise, JPEG, exposure, white balance, crop, scale, tilt, grayscale)",
+    )
+    parser.add_argument(
         "--confusion",
         metavar="PNG",
         default=None,
@@ -77,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     for item in report["skipped"]:
         print(f"skipped {item['path']}: {item['reason']}", file=out)
     print(f"confusion matrix: {png}", file=out)
+    if args.shifts:
+        from edgecnn.runtime.shifts import evaluate_shifts, format_shifts
+
+        shifted = evaluate_shifts(clf, args.data)
+        report.update(shifts=shifted["shifts"], shift_mean_accuracy=shifted["shift_mean_accuracy"])
+        print(format_shifts(shifted, report["accuracy"]), file=out)
     if args.json == "-":
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
