@@ -18,11 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ._imagesize import image_size
 from .contract import Contract
 from .errors import ImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 MAX_PIXELS = 100_000_000  # refuse decompression bombs beyond ~100 megapixels
+_UNDECODABLE = "not a decodable image (corrupt, truncated or another format)"
 
 _INTERPOLATION = {
     "area": cv2.INTER_AREA,
@@ -56,12 +58,18 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarray:
-    """Decode encoded image bytes (JPEG, PNG, BMP, WebP, GIF, TIFF) to upright BGR uint8."""
+    """Decode encoded image bytes (JPEG, PNG, BMP, WebP, GIF, TIFF) to upright BGR uint8.
+
+    The size the header declares is checked before any decoder runs: a small file claiming
+    more than MAX_PIXELS (a decompression bomb) is refused without allocating its canvas, and
+    other formats OpenCV could decode are refused because their size was not read first.
+    """
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else data
     if buf.size == 0:
         raise ImageError(f"{source}: empty file")
     if buf.size < 8:
         raise ImageError(f"{source}: only {buf.size} bytes, not an image")
+    _check_declared_size(buf, source)
     img = None
     try:
         # IMREAD_COLOR applies the EXIF orientation and converts gray/16-bit/alpha to 8-bit BGR.
@@ -71,10 +79,23 @@ def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarr
     if img is None:
         img = _decode_with_videocapture_fallback(buf)
     if img is None:
-        raise ImageError(f"{source}: not a decodable image (corrupt, truncated or another format)")
+        raise ImageError(f"{source}: {_UNDECODABLE}")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
         raise ImageError(f"{source}: {img.shape[1]}x{img.shape[0]} is larger than 100 megapixels")
     return img
+
+
+def _check_declared_size(buf: np.ndarray, source: str) -> None:
+    """ImageError unless the header is a known format declaring at most MAX_PIXELS."""
+    try:
+        fmt, width, height = image_size(buf)
+    except ValueError:
+        raise ImageError(f"{source}: {_UNDECODABLE}") from None
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{source}: {fmt} of {width}x{height} pixels is larger than the "
+            f"{MAX_PIXELS // 1_000_000} megapixels edgecnn decodes (a decompression bomb?)"
+        )
 
 
 def _decode_with_videocapture_fallback(buf: np.ndarray) -> np.ndarray | None:

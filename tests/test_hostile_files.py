@@ -1,4 +1,4 @@
-"""Hostile model files and class names: refused in one line, in bounded memory and time.
+"""Hostile model files, class names and images: refused in one line, in bounded memory and time.
 
 Model files are downloaded and passed around, so every size they claim is checked before it is
 believed.  The base artifacts carry metadata written by `edgecnn.export`'s own code
@@ -20,18 +20,23 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from _runtime_fixtures import LABELS, artifacts_once, contract_json
 
 from edgecnn.cli import main
-from edgecnn.runtime import InputError, load
+from edgecnn.runtime import ImageError, InputError, load
 from edgecnn.runtime.contract import MAX_CLASSES, MAX_LABEL_CHARS, Contract
+from edgecnn.runtime.dataset import list_dataset, load_pixels
 from edgecnn.runtime.metadata import MAX_ZIP_MEMBERS, read_contract, read_onnx_metadata
+from edgecnn.runtime.preprocess import decode_image
 
 onnx = pytest.importorskip("onnx")
 
 GIB = 1 << 30
 MAX_CHILD_RSS_MIB = 300  # `edgecnn predict` on a small .tflite peaks near 90 MiB
+BOMB_SIDE = 16000  # 256 megapixels: 768 MB decoded, 1.5 GB at OpenCV's peak
 
 
 @pytest.fixture(scope="module")
@@ -618,3 +623,154 @@ def test_html_report_escapes_class_names(tmp_path):
     assert not any(label in html for label in HTML_LABELS)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+# --- decompression-bomb images --------------------------------------------------------------------
+
+
+def _png_bomb(side: int) -> bytes:
+    """A valid RGB PNG of side x side black pixels in about side*side*3/1000 bytes."""
+    row = bytes(1 + 3 * side)  # filter byte + pixels
+    rows = 64
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = comp.compress(row * rows) + comp.flush(zlib.Z_FULL_FLUSH)
+    n = side * len(row)
+    adler = (n % 65521) << 16 | 1  # adler-32 of n zero bytes
+    body = b"\x78\xda" + block * (side // rows) + comp.flush() + struct.pack(">I", adler)
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", body)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _jpeg_bomb(side: int) -> bytes:
+    """A 16x16 JPEG whose frame header says side x side: libjpeg fills the rest in grey."""
+    data = bytearray(cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))[1].tobytes())
+    struct.pack_into(">HH", data, data.index(b"\xff\xc0") + 5, side, side)
+    return bytes(data)
+
+
+def _bmp_bomb(side: int) -> bytes:
+    """An RLE8 BMP whose pixels are one 'end of bitmap' code."""
+    pixels, palette = b"\x00\x01", bytes(4 * 256)
+    offset = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, side, side, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
+    head = b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset)
+    return head + info + palette + pixels
+
+
+def _gif_bomb(screen: int, frame: int) -> bytes:
+    """A GIF with a screen x screen canvas and one frame x frame image."""
+    head = b"GIF89a" + struct.pack("<HHBBB", screen, screen, 0x80, 0, 0) + bytes(3) + b"\xff" * 3
+    extension = b"\x21\xf9\x04\x00\x00\x00\x00\x00"  # graphic control, before the frame
+    image = b"\x2c" + struct.pack("<4HB", 0, 0, frame, frame, 0) + b"\x02\x02\x44\x01\x00"
+    return head + extension + image + b"\x3b"
+
+
+def _webp_bomb(side: int) -> bytes:
+    """A lossless 16x16 WebP whose header says side x side."""
+    ok, buf = cv2.imencode(
+        ".webp", np.zeros((16, 16, 3), np.uint8), [cv2.IMWRITE_WEBP_QUALITY, 101]
+    )
+    data = bytearray(buf.tobytes())
+    assert data[12:16] == b"VP8L"
+    bits = struct.unpack_from("<I", data, 21)[0] & ~((1 << 28) - 1)
+    struct.pack_into("<I", data, 21, bits | (side - 1) | (side - 1) << 14)
+    return bytes(data)
+
+
+def _tiff_bomb(side: int, order: str = "<", *, tile: int = 0) -> bytes:
+    """A deflated 8-bit grey TIFF of side x side (or of 64x64 in tiles of tile x tile)."""
+    strip = zlib.compress(bytes(64 * side), 9)
+    width = 64 if tile else side
+    tags = [(256, 4, width), (257, 4, width), (258, 3, 8), (259, 3, 8), (262, 3, 1), (273, 4, 0),
+            (277, 3, 1), (278, 4, 64), (279, 4, len(strip))]  # fmt: skip
+    if tile:
+        tags += [(322, 4, tile), (323, 4, tile)]
+    data_at = 8 + 2 + 12 * len(tags) + 4
+    magic = b"II*\x00" if order == "<" else b"MM\x00*"
+    out = magic + struct.pack(order + "IH", 8, len(tags))
+    for tag, kind, value in tags:
+        value = data_at if tag == 273 else value
+        fmt = "HHIHH" if kind == 3 else "HHII"
+        out += struct.pack(order + fmt, tag, kind, 1, value, *([0] if kind == 3 else []))
+    return out + bytes(4) + strip
+
+
+IMAGE_BOMBS = {
+    "png": lambda: _png_bomb(BOMB_SIDE),
+    "jpg": lambda: _jpeg_bomb(BOMB_SIDE),
+    "bmp": lambda: _bmp_bomb(BOMB_SIDE),
+    "gif-screen": lambda: _gif_bomb(BOMB_SIDE, 1),
+    "gif-frame": lambda: _gif_bomb(16, BOMB_SIDE),
+    "webp": lambda: _webp_bomb(BOMB_SIDE),
+    "tiff": lambda: _tiff_bomb(BOMB_SIDE),
+    "tiff-big-endian": lambda: _tiff_bomb(BOMB_SIDE, ">"),
+    "tiff-tiles": lambda: _tiff_bomb(BOMB_SIDE, tile=BOMB_SIDE),
+}
+_EXT = {"gif-screen": ".gif", "gif-frame": ".gif", "tiff-big-endian": ".tif", "tiff-tiles": ".tif"}
+
+
+def _bomb_file(folder: Path, case: str) -> Path:
+    path = folder / f"bomb_{case}{_EXT.get(case, '.' + case)}"
+    path.write_bytes(IMAGE_BOMBS[case]())
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(IMAGE_BOMBS))
+def test_image_bombs_are_refused_before_decoding(tmp_path, case):
+    path = _bomb_file(tmp_path, case)
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(ImageError) as err:
+        decode_image(path.read_bytes(), source=str(path))
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert f"of {BOMB_SIDE}x{BOMB_SIDE} pixels is larger than the 100 megapixels" in message
+
+
+@pytest.mark.parametrize("case", ["png", "jpg", "bmp", "gif-screen", "webp"])
+def test_predict_refuses_an_image_bomb_in_bounded_memory(product, tmp_path, case):
+    """Each of these decodes to 16000x16000 (1.5 GB at OpenCV's peak) when not checked first."""
+    path = _bomb_file(tmp_path, case)
+    args = ["predict", str(product["tflite"]), str(product["image"]), str(path)]
+    _assert_bounded_refusal(args, str(path), "larger than the 100 megapixels")
+
+
+def test_dataset_skips_bombs_and_reports_them(arts, tmp_path):
+    root = tmp_path / "data"
+    for label in LABELS:
+        (root / label).mkdir(parents=True)
+        for good in sorted((arts["data"] / label).iterdir())[:2]:
+            (root / label / good.name).write_bytes(good.read_bytes())
+    bombs = [_bomb_file(root / LABELS[i % 3], case) for i, case in enumerate(sorted(IMAGE_BOMBS))]
+    contract = Contract.from_json(contract_json())
+    decoded = load_pixels(list_dataset(root, classes=LABELS), contract, progress=False)
+    assert len(decoded.paths) == 6
+    skipped = dict(decoded.skipped)
+    assert set(skipped) == set(bombs)
+    assert all("larger than the 100 megapixels" in reason for reason in skipped.values())
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".webp", ".gif", ".tiff"])
+def test_ordinary_images_of_every_format_still_decode(ext):
+    img = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    assert decode_image(buf.tobytes()).shape == (37, 53, 3)
+
+
+@pytest.mark.parametrize("ext", [".ppm", ".pam", ".pfm", ".hdr", ".sr", ".avif"])
+def test_formats_whose_size_is_not_read_first_are_refused(ext):
+    """OpenCV decodes these too (HDR and Sun raster are run-length coded: bombs as well)."""
+    ok, buf = cv2.imencode(ext, np.zeros((16, 16, 3), np.uint8))
+    if not ok or cv2.imdecode(buf, cv2.IMREAD_COLOR) is None:
+        pytest.skip(f"this OpenCV build has no {ext} codec")
+    with pytest.raises(ImageError, match="not a decodable image"):
+        decode_image(buf.tobytes())
