@@ -18,6 +18,11 @@ import numpy as np
 from .errors import InputError
 from .files import write_atomic
 
+# Above this many classes the confusion matrix is summarised: the printed table and the picture
+# with names and counts in every cell would grow with the square of the class count.
+MAX_DETAILED_CLASSES = 100
+HEATMAP_SIDE = 1000  # pixels of the plain heat map drawn for more classes
+
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
     """int64 (C, C) matrix: row = true class, column = predicted class."""
@@ -97,6 +102,9 @@ def format_report(report: dict[str, Any]) -> str:
             f"{name:<{width}}  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:5.3f}  "
             f"{c['support']:7d}"
         )
+    if len(labels) > MAX_DETAILED_CLASSES:
+        lines += ["", f"confusion matrix: {len(labels)} classes, too many to print (see --json)"]
+        return "\n".join(lines)
     lines += ["", "confusion matrix (rows: true, columns: predicted)"]
     cells = [[str(v) for v in row] for row in report["confusion_matrix"]]
     heads = [_shorten(x, 12) for x in labels]
@@ -137,6 +145,8 @@ def render_confusion(
     n = cm.shape[0]
     if cm.ndim != 2 or cm.shape != (n, n) or n != len(labels):
         raise InputError(f"confusion matrix of shape {cm.shape} does not fit {len(labels)} labels")
+    if n > MAX_DETAILED_CLASSES:
+        return _render_heatmap(cm, title)
     names = [_shorten(str(x).encode("ascii", "replace").decode()) for x in labels]
     cell = int(np.clip(560 // max(n, 1), 28, 110))
     scale = float(np.clip(cell / 110 * 0.6, 0.3, 0.6))
@@ -181,6 +191,29 @@ def render_confusion(
     img[y_strip : y_strip + rotated.shape[0], left : left + rotated.shape[1]] = rotated
     _text(img, "true", (8, top + 14), 0.5)
     return img
+
+
+def _render_heatmap(cm: np.ndarray, title: str) -> np.ndarray:
+    """The row-normalised confusion matrix of many classes as a HEATMAP_SIDE-pixel square
+    (white -> dark blue on the diagonal, white -> red elsewhere), without names or counts."""
+    n = cm.shape[0]
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=np.float32), where=rows > 0)
+    shade = (255 - 200 * share).astype(np.uint8)
+    img = np.repeat(shade[:, :, None], 3, axis=2)
+    img[:, :, 2] = 255  # BGR (shade, shade, 255): white -> red
+    i = np.arange(n)
+    img[i, i, 0], img[i, i, 2] = 255, shade[i, i]  # diagonal (255, shade, shade): -> blue
+    top, margin = 70, 10
+    out = np.full((top + HEATMAP_SIDE + margin, HEATMAP_SIDE + 2 * margin, 3), 255, np.uint8)
+    out[top : top + HEATMAP_SIDE, margin : margin + HEATMAP_SIDE] = cv2.resize(
+        img, (HEATMAP_SIDE, HEATMAP_SIDE), interpolation=cv2.INTER_AREA
+    )
+    if title:
+        _text(out, _shorten(title, 70), (margin, 25), 0.6)
+    note = f"{n} classes (rows: true, columns: predicted); counts in the JSON report"
+    _text(out, note, (margin, 55), 0.5)
+    return out
 
 
 def confusion_png(

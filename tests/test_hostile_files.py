@@ -610,6 +610,40 @@ def test_deeply_nested_contract_json_is_refused(product, tmp_path):
     _one_line_refusal(path, "nested too deeply")
 
 
+def test_overlay_draws_hostile_names_printable_and_cut_to_the_frame():
+    from edgecnn.runtime.live.loop import Result
+    from edgecnn.runtime.live.overlay import draw, fit
+
+    long_name = "<script>\u732b" + "W" * 5000
+    frame = np.zeros((240, 320, 3), np.uint8)
+    result = Result(
+        frame=frame, index=0, seq=0, label=long_name, score=0.9,
+        topk=((long_name, 0.9), ("\x1b[2J\r\x00", 0.1)), probs=np.zeros(2, np.float32),
+        uncertain=False, frame_age_ms=0.0, timings={"total": 1.0, "inference": 0.5},
+        time=0.0, fps=30.0,
+    )  # fmt: skip
+    img = draw(result)
+    assert img.shape == frame.shape and not np.array_equal(img, frame)
+    text = fit(long_name, 300, 0.5)
+    assert text.startswith("<script>?W") and text.endswith("...")
+    assert cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] <= 300
+    assert fit("\x1b[2J\r\x00", 300, 0.5) == "?[2J??"
+
+
+def test_a_thousand_classes_give_a_bounded_confusion_picture_and_printout():
+    """Names and counts in every cell would make a 28000-pixel square (2.4 GB) for 1000
+    classes: above 100 classes the picture is a plain heat map and the printout skips it."""
+    from edgecnn.runtime.metrics import classification_report, format_report, render_confusion
+
+    labels = [f"class {i}" for i in range(MAX_CLASSES)]
+    truth = np.arange(3 * MAX_CLASSES) % MAX_CLASSES
+    report = classification_report(truth, np.roll(truth, 1), labels)
+    img = render_confusion(report["confusion_matrix"], labels, title="many")
+    assert max(img.shape[:2]) <= 1100
+    text = format_report(report)
+    assert len(text.splitlines()) < MAX_CLASSES + 10 and "too many to print" in text
+
+
 def test_html_report_escapes_class_names(tmp_path):
     from edgecnn.report import _Page
 

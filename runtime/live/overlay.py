@@ -1,6 +1,9 @@
 """The annotation drawn on every shown, served or recorded frame: label and score, top-k bars,
 FPS and per-frame latency.  Plain OpenCV drawing, sized relative to the frame width so it reads
-the same on a 320x240 Pi stream and a 1080p webcam."""
+the same on a 320x240 Pi stream and a 1080p webcam.
+
+Class names come from the model file, so they are drawn as OpenCV's Hershey font can draw them
+(printable ASCII; anything else shows as '?') and cut with '...' to fit the frame."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ ORANGE = (0, 165, 255)
 WHITE = (255, 255, 255)
 GREY = (170, 170, 170)
 BAR_WIDTH = 0.28  # fraction of the frame width used by a full bar
+NAME_WIDTH = 0.35  # fraction of the frame width a class name next to its bar may take
+ELLIPSIS = "..."
 
 
 def draw(result: Result, *, fps: float | None = None, status: str | None = None) -> np.ndarray:
@@ -42,13 +47,41 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color,
     cv2.putText(img, text, org, FONT, scale, color, max(1, round(thick)), cv2.LINE_AA)
 
 
+def printable(text: str) -> str:
+    """`text` as the Hershey font can draw it: printable ASCII, anything else as '?'."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
+def fit(text: str, max_width: int, font_scale: float, thickness: int = 1) -> str:
+    """`printable(text)`, cut with '...' so it is at most `max_width` pixels wide."""
+    text = printable(text)
+    if _width(text, font_scale, thickness) <= max_width:
+        return text
+    lo, hi = 0, len(text)  # the longest prefix that fits with the ellipsis: binary search
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _width(text[:mid] + ELLIPSIS, font_scale, thickness) <= max_width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] + ELLIPSIS
+
+
+def _width(text: str, font_scale: float, thickness: int) -> int:
+    return cv2.getTextSize(text, FONT, font_scale, thickness)[0][0]
+
+
 def _headline(img: np.ndarray, result: Result, scale: float) -> int:
-    text = f"{result.label} {result.score:.2f}"
-    if result.uncertain:
-        text = f"uncertain ({result.best} {result.score:.2f})"
     font_scale = 1.0 * scale
-    (tw, th), base = cv2.getTextSize(text, FONT, font_scale, max(1, round(2 * scale)))
+    thick = max(1, round(2 * scale))
     pad = round(8 * scale)
+    if result.uncertain:
+        before, name, after = "uncertain (", result.best, f" {result.score:.2f})"
+    else:
+        before, name, after = "", result.label, f" {result.score:.2f}"
+    room = img.shape[1] - 2 * pad - _width(before + after, font_scale, thick)
+    text = before + fit(name, max(0, room), font_scale, thick) + after
+    (tw, th), base = cv2.getTextSize(text, FONT, font_scale, thick)
     _panel(img, 0, 0, tw + 2 * pad, th + base + 2 * pad)
     color = ORANGE if result.uncertain else GREEN
     _text(img, text, (pad, pad + th), font_scale, color, 2 * scale)
@@ -60,10 +93,12 @@ def _bars(img: np.ndarray, result: Result, scale: float, top: int) -> int:
     row = round(20 * scale)
     pad = round(8 * scale)
     bar_max = round(BAR_WIDTH * img.shape[1])
-    label_w = max(cv2.getTextSize(name, FONT, font_scale, 1)[0][0] for name, _ in result.topk)
+    room = round(NAME_WIDTH * img.shape[1])
+    names = [fit(name, room, font_scale) for name, _ in result.topk]
+    label_w = max(cv2.getTextSize(name, FONT, font_scale, 1)[0][0] for name in names)
     width = pad + label_w + pad + bar_max + round(60 * scale)
     _panel(img, 0, top, width, top + row * len(result.topk) + pad)
-    for i, (name, score) in enumerate(result.topk):
+    for i, (name, (_, score)) in enumerate(zip(names, result.topk)):
         y = top + pad + i * row
         _text(img, name, (pad, y + round(13 * scale)), font_scale, WHITE)
         x = pad + label_w + pad
