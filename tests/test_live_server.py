@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import socket
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from _live_fixtures import ColourClassifier, SyntheticClip, rss_kib
 
+from edgecnn.runtime.contract import Contract
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.live import FrameHub, LiveServer, parse_address, run_live
 
@@ -36,6 +38,7 @@ class Running:
     def __init__(self, colour="green", *, fps=60.0, size=(160, 120), **kwargs) -> None:
         colour_at = colour if callable(colour) else (lambda i: colour)
         self.clip = SyntheticClip(colour_at, fps=fps, size=size, **kwargs.pop("clip", {}))
+        self.classifier = kwargs.pop("classifier", None) or ColourClassifier()
         self.ready = threading.Event()
         self.server: LiveServer | None = None
         self.summary = None
@@ -50,7 +53,7 @@ class Running:
     def _run(self) -> None:
         try:
             self.summary = run_live(
-                ColourClassifier(), self.clip, on_server=self._on_server, log=_Null(), **self.kwargs
+                self.classifier, self.clip, on_server=self._on_server, log=_Null(), **self.kwargs
             )
         except BaseException as e:  # surfaced by the test
             self.error = e
@@ -248,6 +251,50 @@ def test_headless_chromium_shows_the_label_of_the_frames_being_played(tmp_path):
     video = img[60:230, 300:500].reshape(-1, 3)  # inside the 320x240 video, below the overlay
     green_pixels = (video[:, 1] > 200) & (video[:, 0] < 80) & (video[:, 2] < 80)
     assert green_pixels.mean() > 0.5
+
+
+# --- class names from a hostile model file ---------------------------------------------------
+
+# What the colour classifier calls red, green and blue: markup that would run if the page put
+# class names into its HTML instead of text.
+HOSTILE_LABELS = (
+    "<script>document.title='pwned'</script>",
+    '"><img src=x onerror="document.title=\'pwned\'">',
+    "blue & <b>bold</b>",
+)
+
+
+class HostileLabelClassifier(ColourClassifier):
+    def __init__(self) -> None:
+        super().__init__()
+        self.contract = Contract(labels=HOSTILE_LABELS, height=16, width=16)
+        self.labels = HOSTILE_LABELS
+
+
+def test_state_carries_hostile_class_names_as_json_strings():
+    """The label and top-k names reach the page only through /state, as JSON strings; the page
+    itself never holds them (the browser test below checks they end up as text in the DOM)."""
+    with Running("green", classifier=HostileLabelClassifier()) as run:
+        s = run.wait_frames(3)
+        status, page = _get(run.base + "/")
+    assert s["label"] == HOSTILE_LABELS[1]
+    assert {name for name, _ in s["topk"]} == set(HOSTILE_LABELS)
+    assert status == 200 and not any(label.encode() in page for label in HOSTILE_LABELS)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium not installed (apt-get install chromium)")
+def test_headless_chromium_shows_hostile_class_names_as_literal_text(tmp_path):
+    with Running("green", fps=30, size=(320, 240), classifier=HostileLabelClassifier()) as run:
+        run.wait_frames(3)
+        dom = _browser(["--dump-dom", run.base + "/"], tmp_path)
+    label = html.escape(HOSTILE_LABELS[1], quote=False)
+    assert f'<div id="label" class="">{label}</div>' in dom, dom[:2000]
+    for name in HOSTILE_LABELS:  # every top-k name as text, none as markup
+        assert f'<span class="name">{html.escape(name, quote=False)}</span>' in dom
+        assert name not in dom
+    assert dom.count("<img") == 1  # the video; no injected image
+    assert dom.count("<script>") == 1  # the page's own
+    assert "<b>" not in dom and "pwned" not in dom.split("<title>")[1].split("</title>")[0]
 
 
 # --- memory ----------------------------------------------------------------------------------
