@@ -147,7 +147,8 @@ def check_labels(labels: tuple[str, ...]) -> None:
     every model file's metadata), so what is displayed later is plain, printable text; HTML
     special characters are legal in a name and are escaped where a page shows it."""
     if len(labels) < 2:
-        raise InputError(f"a classifier needs at least 2 labels, got {list(labels)}")
+        shown = [label[:60] for label in labels]
+        raise InputError(f"a classifier needs at least 2 labels, got {shown}")
     if len(labels) > MAX_CLASSES:
         raise InputError(f"{len(labels)} labels is more than the {MAX_CLASSES} supported")
     for index, label in enumerate(labels):
