@@ -19,7 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--backend", default="auto", help="tflite, onnx, opencv, keras or auto")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="inference threads")
-    parser.add_argument("--show", action="store_true", help="show an OpenCV window (q/Esc quits)")
+    parser.add_argument(
+        "--show", action="store_true",
+        help="show an OpenCV window (q/Esc quits); with a headless OpenCV, the live page in "
+        "the default browser",
+    )  # fmt: skip
     parser.add_argument(
         "--serve", metavar="HOST:PORT",
         help="serve a live web page (127.0.0.1 only unless HOST says otherwise; other "

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import webbrowser
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import IO
@@ -28,11 +29,14 @@ from .outputs import (
     Window,
     check_jsonl_target,
     check_record_path,
+    has_gui_build,
 )
 from .overlay import draw
 from .server import FrameHub, LiveServer, parse_address
 from .sources import Source, open_source
 from .stats import Summary
+
+LOOPBACK = "127.0.0.1"
 
 
 def run_live(
@@ -55,17 +59,25 @@ def run_live(
     backoff: Backoff | None = None,
     log: IO[str] | None = None,
     on_server: Callable[[LiveServer], None] | None = None,
+    open_browser: Callable[[str], object] = webbrowser.open,
 ) -> Summary:
     """Run the live loop with the outputs asked for and return the summary it printed.
 
     Args mirror `edgecnn run`.  `console` prints a short line per label change when no other
     output is chosen; `log` receives status and summary lines (stderr by default); `on_server`
-    is called with the started server (tests use it to learn the port).
+    is called with the started server (tests use it to learn the port).  `show` on an OpenCV
+    build without GUI support (what `pip install edgecnn` brings) serves the live view on
+    127.0.0.1 instead and hands its URL to `open_browser` (the default browser, honouring
+    $BROWSER); the URL is printed too.
     """
     log = log or sys.stderr
     say = _printer(log)
     check_options(top_k=top_k, smooth=smooth, min_score=min_score, max_frames=max_frames)
     address = parse_address(serve) if serve else None
+    in_browser = show and not has_gui_build()
+    if in_browser:
+        show = False
+        address = address or (LOOPBACK, 0)
     if record is not None:
         check_record_path(record)
     if jsonl is not None:
@@ -92,6 +104,8 @@ def run_live(
             server = _start_server(address, token, classifier, opened, say)
             if on_server is not None:
                 on_server(server)
+            if in_browser:
+                _open_in_browser(server.url, open_browser, say)
         if console and not outputs and server is None:
             outputs.append(ConsoleLine())
         say(f"classifying {opened.name} with {_describe(classifier)}")
@@ -171,6 +185,19 @@ def _start_server(address, token, classifier, source, say) -> LiveServer:
     else:
         say(f"serving on {server.url}")
     return server
+
+
+def _open_in_browser(url: str, open_browser: Callable[[str], object], say) -> None:
+    """--show without a GUI OpenCV: the live page in the default browser, or the URL to open."""
+    say(f"this OpenCV has no window support: showing the live view in a browser at {url}")
+    try:
+        opened = open_browser(url)
+    except Exception as e:  # webbrowser runs whatever $BROWSER names; never stop the loop for it
+        opened, why = False, f" ({type(e).__name__}: {e})"
+    else:
+        why = ""
+    if not opened:
+        say(f"could not start a browser{why}; open {url} yourself")
 
 
 def _close_all(outputs: list[Output], say) -> None:
