@@ -3,6 +3,8 @@
 Each subcommand lives in `edgecnn/commands/<name>.py` with two functions: `add_arguments(parser)`
 and `run(args) -> int`.  Modules are imported lazily, so `edgecnn --help` and `edgecnn predict`
 never import TensorFlow.  Exit codes: 0 ok, 2 bad input (one line on stderr), 1 internal error.
+The commands that import TensorFlow run with its native log lines kept off the console
+(`_native_log`): set up here, before dispatch, never when a library module is imported.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sys
 from edgecnn import __version__
 from edgecnn.runtime.errors import InputError
 
+# commands that import TensorFlow (profile: for some inputs only)
+TENSORFLOW_COMMANDS = frozenset({"demo", "train", "export", "profile"})
 COMMANDS = {
     "demo": "built-in data -> train -> export -> verify -> bench -> live run -> report",
     "train": "train a CNN on a folder of labelled photos",
@@ -55,6 +59,15 @@ def _command_module(name: str):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in TENSORFLOW_COMMANDS:
+        from edgecnn._native_log import quiet_native_logs
+
+        with quiet_native_logs():
+            return _dispatch(args)
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(_command_module(args.command).run(args) or 0)
     except InputError as e:
