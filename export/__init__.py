@@ -165,7 +165,7 @@ class _Int8:
         return ("per-channel", "per-tensor") if self.weights == "auto" else (self.weights,)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: which of the files tried was kept
 class _Built:
     """One converted and verified file, not yet placed under its final name."""
 
