@@ -11,11 +11,16 @@ raises BrokenPipe/ConnectionReset in its own thread, which is swallowed; a clien
 reading is dropped by the socket timeout.
 
 Binds 127.0.0.1 by default; on any other address every request needs the token printed at
-start-up (`?token=...` once, then a cookie).
+start-up (`?token=...` once, then a cookie), compared in constant time.  Hostile clients are
+bounded: nothing is served from the file system (five fixed routes, 404 otherwise), request lines
+and headers are capped by http.server (414/431), at most `MAX_CONNECTIONS` connections and
+`MAX_STREAMS` video streams at once (503 past them), and a client must send its request head
+within `REQUEST_HEAD_DEADLINE_S`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import html
 import ipaddress
@@ -38,7 +43,12 @@ from .loop import Result
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 MAX_STREAMS = 32
+# Connections served at once (each holds a thread); more are answered 503 and closed.
+MAX_CONNECTIONS = 64
+# A socket read that waits longer drops the client; a request line and headers that take longer
+# in all (a client dripping bytes to hold a thread) drop it too.
 CLIENT_TIMEOUT_S = 10.0
+REQUEST_HEAD_DEADLINE_S = 10.0
 JPEG_QUALITY = 80
 BOUNDARY = "edgecnnframe"
 COOKIE = "edgecnn_token"
@@ -212,6 +222,12 @@ class LiveServer:
         self.stop()
 
 
+BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 18\r\n"
+    b"Retry-After: 5\r\nConnection: close\r\n\r\ntoo many clients\r\n"
+)
+
+
 def _new_token() -> str:
     return secrets.token_urlsafe(12)
 
@@ -220,6 +236,29 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+
+    def server_activate(self) -> None:
+        self.connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().server_activate()
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+        """A thread per connection, up to MAX_CONNECTIONS; past that a 503 and close."""
+        if not self.connections.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(BUSY_RESPONSE)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
 
     def handle_error(self, request, client_address) -> None:  # noqa: ANN001
         """A client that vanished is normal; anything else is reported in one line."""
@@ -255,6 +294,26 @@ class _Handler(BaseHTTPRequestHandler):
             super().handle()
         except _CLIENT_GONE:
             self.close_connection = True
+
+    def handle_one_request(self) -> None:
+        """One request, its head (request line and headers) due within the deadline."""
+        self._head_timer = threading.Timer(REQUEST_HEAD_DEADLINE_S, self._drop)
+        self._head_timer.daemon = True
+        self._head_timer.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._head_timer.cancel()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # the head has been read
+        self._head_timer.cancel()
+        return parsed
+
+    def _drop(self) -> None:
+        """Too slow: shut the socket so the blocked read returns and the thread ends."""
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         url = urlsplit(self.path)
