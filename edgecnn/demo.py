@@ -74,8 +74,8 @@ class Budget:
 
 # Measured on a shared 2-core machine (see the commit log for figures).  Small batches give the
 # short runs enough optimiser steps.  Validation sets are the export's check sets: at least
-# ~150 images, so the int8 threshold (98% top-1 agreement) is not decided by one or two
-# borderline images.
+# ~150 images, so the int8 gate (accuracy within its standard error, confident answers kept)
+# is not decided by one or two borderline images.
 BUDGETS = {
     "default": Budget(
         "default",

@@ -194,7 +194,7 @@ class _Page:
             ("int8 model", _size(int8.get("bytes")),
              f"{ratio:.0%} of fp32" if ratio else "full-integer TFLite"),
             ("int8 agreement", _pct((int8.get("parity") or {}).get("agreement")),
-             "top-1 vs the Keras model" if int8.get("passed") else "below 98%: not kept"),
+             "top-1 vs the Keras model" if int8.get("passed") else "refused: see export.json"),
             ("int8 latency", f"{_ms(p50)} ms" if p50 else "–",
              "p50, 1 thread, batch 1" if p50 else "no verified int8 TFLite file"),
             ("live", f"{live.get('fps', 0):.0f} FPS",
