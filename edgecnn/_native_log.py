@@ -79,16 +79,12 @@ def quiet_native_logs() -> Iterator[None]:
     os.environ.setdefault(LEVEL_VARIABLE, DEFAULT_LEVEL)
     try:
         level = _level(os.environ[LEVEL_VARIABLE])
-        with _filtered_fd2(level) if level and _is_process_stderr(sys.stderr) else _nothing():
+        filtering = level and _is_process_stderr(sys.stderr)
+        with _filtered_fd2(level) if filtering else contextlib.nullcontext():
             yield
     finally:
         if ours:  # TensorFlow has read it by now; leave the environment as it was
             os.environ.pop(LEVEL_VARIABLE, None)
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def _level(value: str) -> int:
@@ -109,7 +105,11 @@ def _is_process_stderr(stream) -> bool:
 def _filtered_fd2(level: int) -> Iterator[None]:
     """fd 2 -> filter process -> the real stderr; sys.stderr -> the real stderr directly."""
     sys.stderr.flush()
-    real = os.dup(2)
+    try:
+        real = os.dup(2)
+    except OSError:  # no usable fd 2: nothing to filter
+        yield
+        return
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", os.path.abspath(__file__), str(level)],
@@ -123,9 +123,9 @@ def _filtered_fd2(level: int) -> Iterator[None]:
         yield
         return
     python_stderr = sys.stderr
-    sys.stderr = _text_stream(real, like=python_stderr)
-    os.dup2(proc.stdin.fileno(), 2)
     try:
+        sys.stderr = _text_stream(real, like=python_stderr)
+        os.dup2(proc.stdin.fileno(), 2)
         yield
     finally:
         sys.stderr.flush()
