@@ -8,15 +8,13 @@ STAMP := $(VENV)/.edgecnn-installed
 UV_VERSION := 0.13.9
 UV_VENV ?= .venv-uv
 UV := $(UV_VENV)/bin/uv
-# The newest versions pyproject.toml's ranges allow, for `make test-latest`.
-LATEST_VENV ?= .venv-latest
 # MediaPipe Tasks, the on-device client the exported .tflite files are checked with, lives in a
 # venv of its own (its wheel brings a second OpenCV), from its own lock; its tests skip if it
 # cannot be installed.
 MP_VENV ?= .venv-mp
 MP_STAMP := $(MP_VENV)/.installed
 
-.PHONY: demo test test-latest lint lock pi-check clean
+.PHONY: demo test test-latest test-oldest lint lock pi-check clean
 
 $(UV):
 	test -x $(UV_VENV)/bin/python || $(PYTHON) -m venv $(UV_VENV)
@@ -38,14 +36,18 @@ test: $(STAMP) $(MP_STAMP) lint
 	mp=$(abspath $(MP_VENV))/bin/python; test -f $(MP_STAMP) || mp=; \
 	  EDGECNN_MEDIAPIPE_PYTHON=$$mp $(PY) -m pytest -q
 
-# The suite against the newest releases the ranges allow, in a venv of its own.
-test-latest: $(UV)
-	test -x $(LATEST_VENV)/bin/python || $(UV) venv --quiet $(LATEST_VENV) --python $(PYTHON)
-	VIRTUAL_ENV=$(abspath $(LATEST_VENV)) $(UV) pip install --quiet --upgrade \
-	  --resolution highest -e ".[dev]"
-	VIRTUAL_ENV=$(abspath $(LATEST_VENV)) $(UV) pip list 2>/dev/null | \
-	  grep -Ei '^(numpy|opencv|tensorflow |keras|ai-edge-litert|onnxruntime|onnx |tf2onnx) '
-	$(LATEST_VENV)/bin/python -m pytest -q
+# The suite against the newest releases the ranges allow (test-latest) or the oldest, the
+# floors pyproject.toml promises (test-oldest), each in a venv of its own.
+test-latest: RESOLUTION := highest
+test-oldest: RESOLUTION := lowest-direct
+test-latest test-oldest: $(UV)
+	venv=$(abspath .venv-$(subst test-,,$@)); \
+	  (test -x $$venv/bin/python || $(UV) venv --quiet $$venv --python $(PYTHON)) && \
+	  VIRTUAL_ENV=$$venv $(UV) pip install --quiet --upgrade --resolution $(RESOLUTION) \
+	    -e ".[dev]" && \
+	  VIRTUAL_ENV=$$venv $(UV) pip list 2>/dev/null | \
+	    grep -Ei '^(numpy|opencv-python-headless|tensorflow|keras|ai-edge-litert|onnxruntime|onnx|tf2onnx) ' && \
+	  $$venv/bin/python -m pytest -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

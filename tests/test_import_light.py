@@ -41,7 +41,11 @@ def test_import_does_not_pull_in_tensorflow(imports):
 
 
 _ONEDNN_PROBE = """
-import edgecnn.training  # before TensorFlow, as `edgecnn train` and `edgecnn.train` import it
+import os
+import edgecnn.training
+assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ or os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0", \
+    "importing edgecnn.training changed the environment"
+edgecnn.training.prefer_onednn()  # what train() does first, before it imports TensorFlow
 from tensorflow.python.util import _pywrap_util_port
 print(_pywrap_util_port.IsMklEnabled())
 """
