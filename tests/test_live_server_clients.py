@@ -134,3 +134,17 @@ def test_a_wrong_or_missing_token_is_forbidden_on_every_route():
             assert _get(run.base + route + "?token=wrong-token")[0] == 403
             assert _get(run.base + route + "?token=right-token-and-more")[0] == 403
         assert _get(run.base + "/state?token=right-token")[0] == 200
+
+
+def test_responses_forbid_content_sniffing():
+    import urllib.request
+
+    with Running("green") as run:
+        run.wait_frames(1)
+        for route in ("/", "/state", "/frame.jpg", "/nowhere"):
+            try:
+                with urllib.request.urlopen(run.base + route, timeout=5) as resp:
+                    headers = resp.headers
+            except urllib.error.HTTPError as e:
+                headers = e.headers
+            assert headers["X-Content-Type-Options"] == "nosniff", route
