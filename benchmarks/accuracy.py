@@ -1,4 +1,4 @@
-"""Accuracy on real photos: `seed` vs `edge`, trained here, exported, scored on one test folder.
+"""Accuracy on real photos: `seed` vs `edge`, trained, exported, scored on one test folder.
 
 For every architecture: `edgecnn.training` (default recipe; `seed` with its own epoch count) on
 TRAIN_DIR, `edgecnn.export` (int8 calibrated on training images), then the Keras model, the int8
@@ -10,9 +10,9 @@ file's latency is measured at batch 1 / 1 thread by `edgecnn bench` (its own pro
     .venv/bin/python benchmarks/accuracy.py ../shared/datasets/cats-vs-dogs/train \
         --test ../shared/datasets/cats-vs-dogs/test
 
-Validation during training is the test folder (`--val-dir`, exactly the command the issue
-states), unless `--val-split F` holds out F of TRAIN_DIR instead: then model selection never
-sees the test images and the test column is an untouched estimate.  `--reuse` skips training
+Validation during training is the test folder (`--val-dir`), unless `--val-split F` holds out
+F of TRAIN_DIR instead: then model selection never sees the test images and the test column is
+an untouched estimate.  `--reuse` skips training
 and export for runs that are already complete in `--out`.
 """
 

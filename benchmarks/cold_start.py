@@ -10,7 +10,7 @@ a whole `edgecnn predict` process, exit included.
     python benchmarks/cold_start.py runs/NAME            # a run directory with export/
     python benchmarks/cold_start.py runs/NAME --runs 9 --json cold_start.json
 
-Target (issue 4): runtime path (.tflite via LiteRT, .onnx via ONNX Runtime) <= 0.5 s median.
+Target: runtime path (.tflite via LiteRT, .onnx via ONNX Runtime) <= 0.5 s median.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Shapes of the `edge` net side by side: training cost, int8 latency, and accuracy on a split.
 
-Issue 6 gives the default two budgets on a 2-core CPU, 15 minutes of training and 3 ms of int8
-inference, and a CPU without AVX-512 (float32 training on AVX2, int8 kernels without VNNI) is
-where both bite.  For each named variant (`VARIANTS`) this prints:
+The default net has two budgets on a 2-core CPU, 15 minutes of training and 3 ms of int8
+inference (two test-time views, batch 1, 1 thread), and a CPU without AVX-512 (float32 training
+on AVX2, int8 kernels without VNNI) is where both bite.  For each named variant (`VARIANTS`)
+this prints:
 
 - `train s/epoch`: wall seconds of one training epoch of 2,048 random images at batch 32 with
   edgecnn's training graph and precision (the best of two, after a warm-up epoch);
@@ -16,8 +17,9 @@ where both bite.  For each named variant (`VARIANTS`) this prints:
     .venv/bin/python benchmarks/edge_variants.py                       # cost and latency, all
     .venv/bin/python benchmarks/edge_variants.py default previous --train \\
         ../shared/datasets/cats-vs-dogs/train --seeds 1,2 --out runs/variants
+    # a 3x3 stem conv trained from random initialisation, on splits 1-3:
     .venv/bin/python benchmarks/edge_variants.py stem-3x3 --no-whiten-stem --train \\
-        ../shared/datasets/cats-vs-dogs/train --seeds 1,2,3   # session 7's default
+        ../shared/datasets/cats-vs-dogs/train --seeds 1,2,3
 
 Each training run takes the whole machine; on 2 cores two runs side by side with one thread
 each (`TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1`) finish ~15% sooner in all.
@@ -40,7 +42,7 @@ from edgecnn.training import prefer_onednn
 prefer_onednn()  # before TensorFlow loads, as `train` does
 
 _NO_48 = ((64, 2, 1),)
-# the variants compared in session 7 all had a 3x3 stem conv holding both signs itself
+# variants with a 3x3 stem conv holding both signs itself (no 1x1 signs layer)
 _3 = {"stem_kernel": 3, "stem_signs": False}
 # name: (input size, EdgeConfig, what it is)
 VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
@@ -48,20 +50,20 @@ VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
     "stem-5x5": (
         80,
         EdgeConfig(stem_kernel=5, stem_signs=False),
-        "session 8's default: a 5x5 stem conv holding both signs",
+        "the default with a 5x5 stem conv holding both signs, no signs layer",
     ),
-    "stem-3x3": (80, EdgeConfig(**_3), "the default with a 3x3 stem (session 7's default)"),
+    "stem-3x3": (80, EdgeConfig(**_3), "the default with a 3x3 stem conv holding both signs"),
     "previous": (
         96,
         EdgeConfig(fused=((32, 1, 1), (64, 2, 1)), **_3),
-        "sessions 3-6: a 32-channel stage at 48x48, 96 px",
+        "a 32-channel stage at 48x48 before the 64-channel one, 96 px",
     ),
     "previous-80": (
         80,
         EdgeConfig(fused=((32, 1, 1), (64, 2, 1)), **_3),
-        "the previous net at 80 px",
+        "the `previous` shape at 80 px",
     ),
-    "default-96": (96, EdgeConfig(**_3), "session 7's default at 96 px"),
+    "default-96": (96, EdgeConfig(**_3), "3x3 stem, no 48x48 stage, 96 px"),
     "narrow-96": (96, EdgeConfig(fused=((48, 2, 1),), **_3), "48 channels instead of 64, 96 px"),
     "plain-stages": (
         96,
@@ -166,7 +168,7 @@ def main() -> None:
         "--no-whiten-stem",
         dest="whiten_stem",
         action="store_false",
-        help="--train: stems trained from random initialisation (as before session 8)",
+        help="--train: stems trained from random initialisation instead of whitened and frozen",
     )
     a = p.parse_args()
     unknown = sorted(set(a.variants) - set(VARIANTS))

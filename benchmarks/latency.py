@@ -4,8 +4,11 @@ Prints the Markdown table for the README (p50/p99 per image at batch 1, FPS, loa
 RSS, and with --data accuracy and agreement with Keras) and the command that made it; writes
 RUN/bench/bench.{json,csv,md,png}.
 
-    .venv/bin/python benchmarks/latency.py runs/cvd-edge --threads 1,2 \
+    .venv/bin/python benchmarks/latency.py RUN --threads 1,2 \
         --data ../shared/datasets/cats-vs-dogs/test
+
+RUN is a run directory with `export/`: `edgecnn train ../shared/datasets/cats-vs-dogs/train
+--val-dir ../shared/datasets/cats-vs-dogs/test --out RUN`, then `edgecnn export RUN`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgecnn.bench import BenchConfig, bench, default_output_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, nargs="?", default=Path("runs/cvd-edge"))
+    parser.add_argument("run", type=Path, help="run directory with export/")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--backends", default=None, help="default: all that fit each artifact")
     parser.add_argument("--runs", type=int, default=300)

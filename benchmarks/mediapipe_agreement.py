@@ -1,6 +1,6 @@
 """MediaPipe Tasks' ImageClassifier on edgecnn's .tflite files vs edgecnn's own runtime.
 
-The check behind the export issue: a phone task library loads `model_fp32.tflite` and
+What the export promises: a phone task library loads `model_fp32.tflite` and
 `model_int8.tflite` from their TFLite Metadata alone and names the classes.  MediaPipe runs in
 its own venv (`make test` creates `.venv-mp`); point at it with --mediapipe-python.
 

@@ -7,7 +7,7 @@ agreement with Keras, the images that disagree, and the largest probability diff
 
     python benchmarks/parity.py runs/NAME ../shared/datasets/cats-vs-dogs/test
 
-The issue's requirement: fp32 backends (fp32 .tflite via LiteRT, .onnx via ONNX Runtime and
+The requirement: fp32 backends (fp32 .tflite via LiteRT, .onnx via ONNX Runtime and
 OpenCV) give the same top-1 as Keras on every image; quantised files are reported, not required.
 """
 

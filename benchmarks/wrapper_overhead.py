@@ -1,4 +1,4 @@
-"""The three bench targets of issue 5, measured on one exported run.
+"""Three targets of `edgecnn bench`, measured on one exported run.
 
 1. Wrapper overhead: `Classifier.probs` on an already-preprocessed input vs the backend's bare
    call (LiteRT `set_tensor`/`invoke`/`get_tensor` on a pre-quantised int8 tensor; ONNX Runtime
@@ -6,7 +6,10 @@
 2. int8 vs fp32 TFLite at 1 thread (`edgecnn bench`, each in its own process).
 3. Run-to-run spread: two consecutive `edgecnn bench` runs; every p50 within 15%.
 
-    .venv/bin/python benchmarks/wrapper_overhead.py runs/cvd-edge [--runs 300] [--threads 1]
+    .venv/bin/python benchmarks/wrapper_overhead.py RUN [--runs 300] [--threads 1]
+
+RUN is a run directory with `export/`: `edgecnn train ../shared/datasets/cats-vs-dogs/train
+--val-dir ../shared/datasets/cats-vs-dogs/test --out RUN`, then `edgecnn export RUN`.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ def _bench(targets: list[Path], *, threads: int, runs: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, nargs="?", default=Path("runs/cvd-edge"))
+    parser.add_argument("run", type=Path, help="run directory with export/")
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)

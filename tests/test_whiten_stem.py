@@ -93,7 +93,7 @@ def test_a_stem_without_signs_layer_holds_both_signs_itself():
     from edgecnn import models
 
     photos = _smooth_photos()
-    config = models.EdgeConfig(stem_kernel=5, stem_signs=False)  # session 8's default stem
+    config = models.EdgeConfig(stem_kernel=5, stem_signs=False)  # a 5x5 stem conv, no signs layer
     net = models.build_edge(2, 32, config=config)
     assert set_whitened_stem(net, photos, seed=2)
     kernel = net.get_layer("stem_conv").get_weights()[0]
