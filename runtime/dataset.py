@@ -70,19 +70,21 @@ class Dataset:
         return self.subset(np.sort(np.concatenate(picked)))
 
     def stratified_split(self, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-        """(train, val): `fraction` of every class goes to val, reproducibly."""
+        """(train, val): `fraction` of every class goes to val, reproducibly, and at least one
+        image of every class goes to each side (a class of 3 at 0.2 splits 2 + 1)."""
         if not 0.0 < fraction < 1.0:
             raise InputError(f"--val-split must be between 0 and 1, got {fraction}")
         rng = np.random.default_rng(seed)
         val: list[np.ndarray] = []
         for cls in range(len(self.classes)):
             idx = rng.permutation(np.flatnonzero(self.targets == cls))
-            k = int(round(len(idx) * fraction))
-            if k < 1 or k >= len(idx):
+            if len(idx) < 2:
                 raise InputError(
-                    f"--val-split {fraction} leaves class {self.classes[cls]!r} "
-                    f"({len(idx)} images) with an empty train or validation part"
+                    f"{self.root / self.classes[cls]}: class {self.classes[cls]!r} has "
+                    f"{len(idx)} image(s); --val-split needs at least 2 a class (1 to train on, "
+                    "1 to validate): add images or pass --val-dir"
                 )
+            k = min(max(int(round(len(idx) * fraction)), 1), len(idx) - 1)
             val.append(idx[:k])
         val_idx = np.sort(np.concatenate(val))
         train_idx = np.setdiff1d(np.arange(len(self)), val_idx)
