@@ -47,8 +47,15 @@ Architectures:
   int8 on the test photos over three seeds, 5x5), its 7x7 form ~0.6 more (87.5%) at ~1.04x
   the int8 latency, and keeping the epoch on the two views ~0.4 more: 88.3% int8 over five
   seeds (87.8-89.6%), issue 6's 88% target met at the line, not with a margin.
-- `mobilenetv3small`: `keras.applications.MobileNetV3Small` built with `weights=None` (nothing
-  downloads); `weights=PATH` loads a local ImageNet weights file into the backbone.
+- `mobilenetv3small`, `mobilenetv3large`, `mobilenetv2`, `mobilenetv2-0.35`: the
+  `keras.applications` MobileNets (`BACKBONES`) under a dropout + softmax head, at 128x128.
+  They start from random initialisation (nothing downloads), from `weights="imagenet"` (Keras'
+  own ImageNet "no top" file, from its cache or downloaded once: `edgecnn.imagenet`) or from a
+  local weights file; with weights, `edgecnn.transfer` trains the head on a frozen backbone
+  first, then fine-tunes.  MobileNets because every op in them has an int8 TFLite kernel
+  (ReLU6; V3's hard-swish and squeeze-excite as ADD/RELU6/MUL and pooling).  No EfficientNet:
+  its swish and squeeze-excite lose accuracy in full-integer int8, which is why Google made
+  EfficientNet-Lite for the edge, and Keras ships no Lite weights.
 
 Keras/TensorFlow are imported inside the functions, so importing this module is cheap.
 """
@@ -59,6 +66,7 @@ import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -418,35 +426,96 @@ def _crop_zoom(size: int, trim: int):
     return matrix
 
 
-def build_mobilenetv3small(num_classes: int, img_size: int, *, weights: str | None = None):
-    """MobileNetV3Small backbone (its own 0..255 preprocessing inside) + dropout + softmax.
+@dataclass(frozen=True)
+class Backbone:
+    """A `keras.applications` backbone under edgecnn's head (dropout 0.2, softmax).
 
-    `weights` is a local file for the backbone (e.g. the ImageNet "no top" weights); without it
-    the backbone starts from random initialisation.  Nothing is ever downloaded.
+    `own_scaling`: the application scales 0..255 pixels itself (MobileNetV3's
+    `include_preprocessing`); otherwise a `Rescaling` to -1..1 goes in front of it, so every
+    edgecnn model takes raw 0..255 pixels, as the preprocessing contract and int8 calibration
+    expect.
+    """
+
+    application: str  # the keras.applications class, e.g. "MobileNetV3Small"
+    alpha: float = 1.0
+    own_scaling: bool = True
+
+    def imagenet_file(self, img_size: int):
+        """The Keras ImageNet "no top" file for this backbone at `img_size` (`edgecnn.imagenet`)."""
+        from edgecnn import imagenet
+
+        return imagenet.weights_file(self.application, alpha=self.alpha, img_size=img_size)
+
+
+# The ImageNet backbones offered for the edge (README, "Starting from ImageNet"): MobileNets,
+# whose ops (hard-swish and squeeze-excite in V3, ReLU6 in V2) all have int8 TFLite kernels.
+BACKBONES: dict[str, Backbone] = {
+    "mobilenetv3small": Backbone("MobileNetV3Small"),
+    "mobilenetv3large": Backbone("MobileNetV3Large"),
+    "mobilenetv2": Backbone("MobileNetV2", own_scaling=False),
+    "mobilenetv2-0.35": Backbone("MobileNetV2", alpha=0.35, own_scaling=False),
+}
+IMAGENET = "imagenet"  # the --weights value that asks for Keras' ImageNet file
+
+
+def build_backbone(
+    arch: str, num_classes: int, img_size: int, *, weights: str | os.PathLike | None = None
+):
+    """`BACKBONES[arch]` (its scaling in front where it has none) + dropout 0.2 + softmax.
+
+    `weights` is `"imagenet"` (Keras' ImageNet "no top" file, from its cache or downloaded
+    once: `edgecnn.imagenet`), a local weights file for the backbone, or None (random
+    initialisation; nothing downloads).  `edgecnn.transfer` decides what trains when.
     """
     import keras
     from keras import layers
 
-    path = _existing_file(weights) if weights else None
+    spec = BACKBONES[arch]
+    path = _backbone_weights(arch, img_size, weights)
+    options = {"include_preprocessing": True} if spec.own_scaling else {}
     inputs = keras.Input((img_size, img_size, 3), name="pixels")
+    x = inputs
+    if not spec.own_scaling:
+        x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(x)
     try:
-        backbone = keras.applications.MobileNetV3Small(
+        backbone = getattr(keras.applications, spec.application)(
             input_shape=(img_size, img_size, 3),
+            alpha=spec.alpha,
             include_top=False,
             weights=None,
             pooling="avg",
-            include_preprocessing=True,
+            **options,
         )
         if path:
             backbone.load_weights(path)
     except (ValueError, OSError) as e:
-        raise InputError(
-            f"{weights}: cannot load into mobilenetv3small ({_first_line(e)})"
-        ) from None
-    x = backbone(inputs)
+        raise InputError(f"{weights}: cannot load into {arch} ({_first_line(e)})") from None
+    x = backbone(x)
     x = layers.Dropout(0.2, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
-    return keras.Model(inputs, outputs, name="mobilenetv3small")
+    return keras.Model(inputs, outputs, name=arch)
+
+
+def _backbone_weights(arch: str, img_size: int, weights: str | os.PathLike | None) -> str | None:
+    """The local file to load into the backbone: Keras' ImageNet file or the user's own."""
+    if not weights:
+        return None
+    if os.fspath(weights) == IMAGENET:
+        from edgecnn import imagenet
+
+        return str(imagenet.fetch(BACKBONES[arch].imagenet_file(img_size)))
+    return _existing_file(weights)
+
+
+def imagenet_file(arch: str, img_size: int):
+    """The ImageNet file `--weights imagenet` loads for `arch` at `img_size`; InputError for an
+    architecture without one (edge and seed are trained from scratch)."""
+    if arch not in BACKBONES:
+        raise InputError(
+            f"--weights imagenet: {arch} has no ImageNet weights; choose --arch "
+            f"{' or '.join(BACKBONES)} (or pass a weights file)"
+        )
+    return BACKBONES[arch].imagenet_file(img_size)
 
 
 def _existing_file(weights: str | os.PathLike) -> str:
@@ -500,13 +569,21 @@ ARCHITECTURES: dict[str, Architecture] = {
             training_graph=True,
             whiten_stem=True,
         ),
-        Architecture(
-            "mobilenetv3small",
-            build_mobilenetv3small,
-            128,
-            1e-3,
-            1e-5,
-            "keras.applications MobileNetV3Small (weights=None or a local file)",
+        # keras.applications backbones: 128 px (an ImageNet MobileNetV2 file exists for it; the
+        # V3 files fit any size), Adam 1e-3 for the head while the backbone is frozen, then a
+        # tenth of it for fine-tuning (edgecnn.transfer), 30 epochs.
+        *(
+            Architecture(
+                name,
+                partial(build_backbone, name),
+                128,
+                1e-3,
+                1e-5,
+                f"keras.applications {spec.application}"
+                + (f" alpha {spec.alpha}" if spec.alpha != 1.0 else "")
+                + " (random start, --weights imagenet or a local file)",
+            )
+            for name, spec in BACKBONES.items()
         ),
     )
 }
@@ -561,7 +638,9 @@ def build_model(
     """Build architecture `arch` for `num_classes` classes at `img_size` (default per arch).
 
     The model maps float32 (N, S, S, 3) raw 0..255 RGB pixels to (N, num_classes) softmax
-    probabilities.  `weights` is an optional local weights file.  `precision="mixed_bfloat16"`
+    probabilities.  `weights` is an optional local weights file, or `"imagenet"` for the
+    `keras.applications` backbones (Keras' cached ImageNet file, `edgecnn.imagenet`).
+    `precision="mixed_bfloat16"`
     computes in bfloat16 with float32 variables and a float32 softmax (faster training on CPUs
     with bf16 units); the weights then load unchanged into a float32 build for export.
 
@@ -578,6 +657,8 @@ def build_model(
         raise InputError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
     if any_size and not spec.any_size:
         raise InputError(f"{arch} needs a fixed input size")
+    if weights and os.fspath(weights) == IMAGENET:
+        imagenet_file(arch, size)  # refuses an architecture without ImageNet weights
     extra = {"training_graph": True} if training_graph and spec.training_graph else {}
     with _dtype_policy(precision):
         return spec.build(

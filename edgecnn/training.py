@@ -20,8 +20,9 @@ The story of one run:
           continues exactly where it stopped.
 4. report the best epoch's weights become `model.keras` (the inference model: no augmentation,
           no optimizer; the contract is inside it as the zip entry `edgecnn.json`), plus
-          `labels.txt`, `edgecnn.json`, `history.csv`, `training.png`, `metrics.json`,
-          `confusion.png`.  `checkpoint/` is removed once the run is complete.
+          `labels.txt`, `edgecnn.json`, `history.csv`, `training.png`, `metrics.json` (with
+          the most-confused class pairs, `edgecnn.runtime.confusion`), `confusion.png`.
+          `checkpoint/` is removed once the run is complete.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,14 +49,17 @@ from edgecnn import __version__, transfer
 from edgecnn.data import Augment, Splits, eval_dataset, prepare, steps_per_epoch, train_dataset
 from edgecnn.models import (
     DEFAULT_ARCH,
+    IMAGENET,
     TTA_CROP,
     build_model,
     get_architecture,
+    imagenet_file,
     resolve_img_size,
     resolve_train_size,
     set_whitened_stem,
     with_flip_tta,
 )
+from edgecnn.runtime.confusion import format_pairs
 from edgecnn.runtime.contract import Contract
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.files import write_atomic
@@ -73,7 +78,10 @@ HISTORY_FIELDS = (
 )
 DEFAULT_EPOCHS = None  # None: the architecture's own default (models.Architecture.epochs)
 DEFAULT_BATCH = 32
-DEFAULT_PATIENCE = 10
+# Early-stopping patience is a sixth of the schedule unless given: 10 epochs of the default
+# 60 (the recipe's), 5 of 30, and never less than MIN_PATIENCE.
+PATIENCE_SHARE = 1 / 6
+MIN_PATIENCE = 3
 # Early stopping counts only epochs in the last quarter of the schedule.  Under cosine decay the
 # learning rate is still above 15% of its peak before that, so validation accuracy plateaus and
 # dips there are the high rate, not overfitting: on validation splits of cats-vs-dogs, patience
@@ -148,7 +156,7 @@ def train(
     strategy: str = "default",
     weights: str | os.PathLike | None = None,
     progress: bool = True,
-    patience: int = DEFAULT_PATIENCE,
+    patience: int | None = None,
     augment: Augment | None = None,
     callbacks: list | None = None,
     precision: str = "auto",
@@ -175,6 +183,11 @@ def train(
     `whiten_stem` starts the net from a frozen first layer of the training photos' patch
     principal components (`edgecnn.models.set_whitened_stem`; None: the architecture's default,
     on for `edge`; never with `weights`).
+    `weights` is a local weights file, or `"imagenet"` for the `keras.applications` backbones
+    (Keras' own ImageNet file from its cache, downloaded once if missing: `edgecnn.imagenet`;
+    offline without it, an InputError names the file, the folder and the URL).  `patience`
+    counts validated epochs without a gain inside the early-stopping window (the last quarter
+    of the schedule); None: `default_patience(epochs)`.
     `callbacks` are extra Keras callbacks.  Ctrl-C raises `TrainingInterrupted` after the last
     finished epoch is saved.
 
@@ -183,7 +196,7 @@ def train(
     prefer_onednn()
     if resume and force:
         raise InputError("--resume and --force contradict each other; pass one")
-    if (epochs is not None and epochs < 1) or batch < 1 or patience < 1:
+    if (epochs is not None and epochs < 1) or batch < 1 or (patience is not None and patience < 1):
         raise InputError(
             f"epochs, batch and patience must be >= 1, got {epochs}, {batch}, {patience}"
         )
@@ -211,12 +224,13 @@ def train(
             batch=int(batch),
             seed=int(seed),
             weights=os.fspath(weights) if weights else None,
-            patience=int(patience),
+            patience=default_patience(epochs) if patience is None else int(patience),
             precision=resolve_precision(precision),
             flip_tta=get_architecture(arch).flip_tta if flip_tta is None else bool(flip_tta),
             train_size=resolve_train_size(arch, size, train_size),
             whiten_stem=_whitens(arch, whiten_stem, weights),
         )
+        _fetch_imagenet(config)  # before decoding: offline without the file fails at once
     splits = prepare(
         config.data_dir,
         img_size=config.img_size,
@@ -227,6 +241,7 @@ def train(
         train_size=config.fit_size,
     )
     _print_skipped(splits.skipped)
+    _print_val_gaps(splits)
     if state is not None and state["fingerprint"] != splits.fingerprint:
         raise InputError(f"{out_dir}: the data changed since this run started; cannot resume")
     if state is None and force and out_dir.exists():
@@ -234,6 +249,21 @@ def train(
     return _Trainer(
         config, splits, out_dir, epochs, state, strategy, progress, augment, callbacks or []
     ).run()
+
+
+def default_patience(epochs: int) -> int:
+    """Early-stopping patience for an `epochs`-long schedule: a sixth of it (10 of 60)."""
+    return max(MIN_PATIENCE, round(epochs * PATIENCE_SHARE))
+
+
+def _fetch_imagenet(config: _Config) -> None:
+    """Put Keras' ImageNet file for the run's backbone in its cache now, if the run asks for it,
+    so a missing file stops the run before any photo is decoded."""
+    if config.weights != IMAGENET:
+        return
+    from edgecnn import imagenet
+
+    imagenet.fetch(imagenet_file(config.arch, config.img_size))
 
 
 def _whitens(arch: str, whiten_stem: bool | None, weights) -> bool:
@@ -300,6 +330,19 @@ def _read_state(out_dir: Path) -> dict[str, Any]:
 
 def _write_text(path: Path, text: str) -> None:
     write_atomic(path, text)
+
+
+def _print_val_gaps(splits: Splits) -> None:
+    """Name the classes validation has no image of (a --val-dir without their folder, or every
+    one skipped): their recall cannot be measured, and metrics.json shows support 0."""
+    counts = np.bincount(splits.val.targets, minlength=len(splits.classes))
+    missing = [name for name, n in zip(splits.classes, counts) if n == 0]
+    if missing:
+        print(
+            f"edgecnn train: no validation images of class(es) {missing}; their recall is not "
+            "measured",
+            file=sys.stderr,
+        )
 
 
 def _print_skipped(skipped: list[tuple[Path, str]]) -> None:
@@ -613,7 +656,7 @@ class _Trainer:
         s = self.state
         best = self.ckpt / "best.weights.h5"
         if best.exists():
-            model.load_weights(best)
+            _load_best_weights(model, best)
         infer = build_model(c.arch, len(self.splits.classes), c.img_size)
         infer.set_weights(model.get_weights())
         if c.flip_tta:
@@ -644,6 +687,7 @@ class _Trainer:
                 f"run saved in {self.out}",
                 file=sys.stderr,
             )
+            print(f"most confused: {format_pairs(report['confused_pairs'])}", file=sys.stderr)
         return Run(self.out, self.out / "model.keras", contract, report, tuple(s["history"]))
 
     def _contract(self) -> Contract:
@@ -666,6 +710,9 @@ class _Trainer:
             best_epoch=self.state["best_epoch"],
             batch=c.batch,
             weights=c.weights,
+            weights_file=(
+                imagenet_file(c.arch, c.img_size).name if c.weights == IMAGENET else None
+            ),
             training_precision=c.precision,
             flip_tta=c.flip_tta,
             tta_crop=TTA_CROP if c.flip_tta else None,
@@ -680,11 +727,13 @@ class _Trainer:
         )
 
     def _report(self, model, contract: Contract) -> dict[str, Any]:
+        from edgecnn.runtime.confusion import confused_pairs
         from edgecnn.runtime.metrics import classification_report
 
         sp = self.splits
         probs = model.predict(eval_dataset(sp.val.pixels, sp.val.targets, batch=64), verbose=0)
         report = classification_report(sp.val.targets, np.argmax(probs, axis=1), contract.labels)
+        pairs = confused_pairs(report["confusion_matrix"], contract.labels)
         s = self.state
         counts = {
             "train": _counts(sp.train.targets, contract.labels),
@@ -693,6 +742,7 @@ class _Trainer:
         return {
             "val_accuracy": report["accuracy"],
             **report,
+            "confused_pairs": pairs,
             "best_epoch": s["best_epoch"],
             "epochs_run": s["epochs_done"],
             "stopped_early": s["stopped_early"],
@@ -747,6 +797,15 @@ def _checkpoint_callback(trainer: _Trainer):
             self.trainer.end_epoch(self.model, epoch, logs or {}, time.perf_counter() - self.t0)
 
     return Checkpoint(trainer)
+
+
+def _load_best_weights(model, path: Path) -> None:
+    """Load the kept epoch's weights.  The file holds that epoch's optimizer state too; when
+    the epoch was one of a frozen backbone's (edgecnn.transfer), the optimizer has tracked more
+    variables since, and Keras warns that it skips them: only the model's weights matter here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(path)
 
 
 def _save_weights(model, path: Path) -> None:

@@ -1,17 +1,25 @@
-"""Transfer learning from a local weights file: frozen backbone first, then fine-tuning.
+"""Transfer learning: a pretrained backbone trains frozen first, then fine-tunes.
 
-When an architecture with a pretrained-style backbone (`mobilenetv3small`: a nested
-`keras.applications` model) starts from `--weights PATH`, training runs in two phases:
+When a `keras.applications` backbone (`edgecnn.models.BACKBONES`: a nested model) starts from
+`--weights imagenet` (Keras' ImageNet file, `edgecnn.imagenet`) or `--weights PATH` (a local
+file), training runs in two phases:
 
 1. frozen: the backbone is not trainable (its BatchNorm layers then run in inference mode, so
    the pretrained statistics are kept) and only the new head learns, at the recipe's learning
    rate.  A randomly initialised head would otherwise send large gradients into the backbone
    and wreck the features it is meant to reuse.
-2. fine-tune: everything is trainable, at `FINE_TUNE_LR_SCALE` x the scheduled learning rate,
-   so the backbone adapts gently to the new photos.
+2. fine-tune: the backbone's weights train too, at `FINE_TUNE_LR_SCALE` x the scheduled
+   learning rate, so it adapts gently to the new photos; its BatchNorm layers stay frozen, in
+   inference mode, as the Keras transfer-learning guide advises.  A few hundred photos give
+   batch statistics far noisier than ImageNet's, and a model that trains on batch statistics
+   but answers with moving ones is not the model validation picked.  (The guide's way,
+   `base_model(x, training=False)`, no longer holds in Keras 3: `fit` calls the whole model
+   with `training=True` and that overrides the nested call's argument, keras-team/keras#20285;
+   a BatchNormalization layer that is not trainable runs in inference mode in any case.)
 
 Without weights (or for architectures without a backbone, where `--weights` is a whole-model
-starting point) there is one phase and nothing is frozen.  Nothing is ever downloaded.
+starting point) there is one phase and nothing is frozen.  Only `--weights imagenet` downloads,
+and only when Keras' cache does not hold the file yet.
 """
 
 from __future__ import annotations
@@ -48,12 +56,19 @@ def lr_scale(epoch: int, frozen: int) -> float:
 
 
 def set_backbone_trainable(model, trainable: bool) -> bool:
-    """Freeze or unfreeze the backbone; True if that changed anything (then recompile, since
-    Keras fixes the trainable variables when the train function is built)."""
+    """Freeze or unfreeze the backbone, its BatchNorm layers excepted (they stay frozen: see the
+    module docstring); True if that changed anything (then recompile, since Keras fixes the
+    trainable variables when the train function is built)."""
+    import keras
+
     net = backbone(model)
     if net is None or net.trainable == trainable:
         return False
     net.trainable = trainable
+    if trainable:
+        for layer in net.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
     return True
 
 

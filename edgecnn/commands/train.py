@@ -56,7 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=STRATEGY_CHOICES,
         help="tf.distribute strategy (mirrored: all local devices; multiworker: TF_CONFIG)",
     )
-    parser.add_argument("--weights", metavar="PATH", help="local weights file to start from")
+    parser.add_argument(
+        "--weights",
+        metavar="PATH|imagenet",
+        help="start from a local weights file, or from ImageNet ('imagenet': the "
+        "keras.applications backbones, e.g. --arch mobilenetv3small; Keras' own file, "
+        "downloaded once into $KERAS_HOME/models, default ~/.keras/models)",
+    )
     parser.add_argument(
         "--precision",
         default="auto",
