@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .classifier import Classifier
+from .confusion import confused_pairs
 from .dataset import Dataset, Decoded, list_dataset, load_pixels
 from .errors import InputError
 from .metrics import classification_report
@@ -96,6 +97,7 @@ def evaluate(
     report = classification_report(decoded.targets, predicted, names)
     return {
         **report,
+        "confused_pairs": confused_pairs(report["confusion_matrix"], names),
         "model": str(clf.path),
         "backend": clf.backend,
         "data": None if root is None else str(root),

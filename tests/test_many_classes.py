@@ -134,6 +134,7 @@ def test_int8_file_evaluates_every_class(trained, int8_file, photos):
     assert report["count"] == PER_CLASS * (len(CLASSES) - 1) + SMALL_COUNT
     pairs = confused_pairs(report["confusion_matrix"], report["labels"])
     assert pairs and all(p["count"] > 0 for p in pairs)
+    assert report["confused_pairs"] == pairs  # what `edgecnn eval` prints and writes to --json
 
 
 def test_live_run_labels_match_predict(int8_file, photos, tmp_path):

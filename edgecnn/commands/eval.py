@@ -55,6 +55,7 @@ def default_confusion_path(model: Path, backend: str, json_file: str | None) -> 
 def run(args: argparse.Namespace) -> int:
     from edgecnn.commands._runtime_cli import load_reporting_warnings
     from edgecnn.runtime import InputError, evaluate
+    from edgecnn.runtime.confusion import format_pairs
     from edgecnn.runtime.metrics import confusion_png, format_report, write_bytes_atomic
 
     if args.batch < 1:
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         f"model {clf.path} (backend {clf.backend}, {clf.describe().get('version', '')})", file=out
     )
     print(format_report(report), file=out)
+    if report["confused_pairs"]:
+        print(f"most confused: {format_pairs(report['confused_pairs'])}", file=out)
     for item in report["skipped"]:
         print(f"skipped {item['path']}: {item['reason']}", file=out)
     print(f"confusion matrix: {png}", file=out)
