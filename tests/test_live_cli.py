@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,13 +106,24 @@ def test_bad_input_is_exit_2_with_one_line(model, clip, tmp_path, args, message)
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.skipif(
-    has_gui_build(), reason="this OpenCV has a GUI; the headless message cannot show"
-)
-def test_show_on_headless_opencv_says_what_to_install(model, clip):
-    proc = edgecnn(model, "--source", clip, "--show")
-    assert proc.returncode == 2
-    assert "pip install opencv-python" in proc.stderr and "--serve" in proc.stderr
+@pytest.mark.skipif(has_gui_build(), reason="this OpenCV has a GUI: --show opens a window")
+def test_show_on_headless_opencv_opens_the_live_page_in_the_browser(model, clip, tmp_path):
+    """$BROWSER is what Python's webbrowser runs: here a script that notes the URL it got."""
+    seen = tmp_path / "url.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {seen}\n')
+    browser.chmod(0o755)
+    cmd = [sys.executable, "-m", "edgecnn", "run", str(model), "--source", str(clip), "--show"]
+    env = {**ENV, "BROWSER": f"{browser} %s"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    url = proc.stderr.split("showing the live view in a browser at ", 1)[1].split()[0]
+    assert url.startswith("http://127.0.0.1:")
+    for _ in range(50):  # the browser command runs in the background
+        if seen.exists() and seen.read_text().strip():
+            break
+        time.sleep(0.1)
+    assert seen.read_text().strip() == url
 
 
 def test_run_does_not_import_tensorflow(model, clip):
