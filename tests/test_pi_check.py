@@ -283,3 +283,15 @@ def test_eval_subset_links_the_first_photos_of_each_class(tmp_path):
     names = sorted(str(p.relative_to(subset)) for p in subset.rglob("*.jpg"))
     assert names == ["cat/cat.0.jpg", "cat/cat.1.jpg", "dog/dog.0.jpg", "dog/dog.1.jpg"]
     assert (subset / "cat" / "cat.0.jpg").is_symlink()
+
+
+def test_missing_host_tools_without_root_say_how(monkeypatch):
+    monkeypatch.setattr(
+        userland.shutil, "which", lambda tool: "/usr/bin/apt-get" if tool == "apt-get" else None
+    )
+    monkeypatch.setattr(userland.os, "geteuid", lambda: 1000)
+    with pytest.raises(userland.SetupError, match="run as root, or first `sudo apt-get install"):
+        userland.ensure_host_tools()
+    monkeypatch.setattr(userland.shutil, "which", lambda tool: None)
+    with pytest.raises(userland.SetupError, match="apt-get is not here"):
+        userland.ensure_host_tools()

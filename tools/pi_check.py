@@ -296,7 +296,9 @@ class Reference:
     evals: dict[str, dict] = field(default_factory=dict)
 
 
-def prepare_model(args: argparse.Namespace, work: Path, logs: Path) -> tuple[model.Data, dict]:
+def prepare_model(
+    args: argparse.Namespace, work: Path, logs: Path
+) -> tuple[model.Data, dict[str, Path]]:
     data_root = args.data or (None if args.synthetic or not DEFAULT_DATA.is_dir() else DEFAULT_DATA)
     data_dir = work / "data"
     if data_root is not None:
@@ -337,7 +339,7 @@ def reference_summary(ref: Reference, n_raw: int) -> str:
     """What x86 measured, for the stage line: counts and each file's accuracy on the photos."""
     first = ref.predictions[model.FILES[0]]
     photos = len(first.under(str(ref.check)).images)
-    frames = len(list(first.images)) - photos
+    frames = len(first.images) - photos
     n_eval = ref.evals[model.FILES[0]]["count"]
     accuracy = ", ".join(
         f"{name} {_accuracy(p.under(str(ref.check)))}" for name, p in ref.predictions.items()
