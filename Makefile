@@ -60,5 +60,10 @@ lock: $(UV)
 	$(UV) pip compile --quiet --universal --python-version 3.10 --generate-hashes \
 	  --upgrade requirements/mediapipe.in -o requirements/mediapipe.txt
 
+# The device runtime on arm64 Raspberry Pi OS userlands (Bookworm, Trixie) under qemu user-mode
+# emulation, compared with x86-64 on the same images (tools/pi_check.py says how).
+pi-check: $(STAMP)
+	$(PY) tools/pi_check.py
+
 clean:
 	rm -rf runs/demo .pytest_cache build
