@@ -67,11 +67,15 @@ def build_run(root: Path) -> Path:
     )
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(train.pixels.astype(np.float32), train.targets, epochs=3, batch_size=16, verbose=0)
-    run = root / "run"
+    return save_run(root / "run", model, contract)
+
+
+def save_run(run: Path, model, contract) -> Path:
+    """A run directory as `edgecnn train` leaves it: model.keras, edgecnn.json, labels.txt."""
     run.mkdir()
     model.save(run / "model.keras")
     (run / "edgecnn.json").write_text(contract.to_json(), encoding="utf-8")
-    (run / "labels.txt").write_text("\n".join(CLASSES) + "\n", encoding="utf-8")
+    (run / "labels.txt").write_text("\n".join(contract.labels) + "\n", encoding="utf-8")
     return run
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _export_fixtures import copy_run
+from _export_fixtures import copy_run, save_run
 
 from edgecnn.cli import main
 from edgecnn.export import FILENAMES, MANIFEST, export
@@ -82,12 +82,7 @@ def _build_run(root: Path) -> Path:
         width=SIZE,
         info={"arch": "test", "seed": 0, "data_dir": str(train), "val_dir": str(val)},
     )
-    run = root / "run"
-    run.mkdir()
-    model.save(run / "model.keras")
-    (run / "edgecnn.json").write_text(contract.to_json(), encoding="utf-8")
-    (run / "labels.txt").write_text("\n".join(CLASSES) + "\n", encoding="utf-8")
-    return run
+    return save_run(root / "run", model, contract)
 
 
 @pytest.fixture(scope="module")
