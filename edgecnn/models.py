@@ -36,17 +36,10 @@ Architectures:
   brightness/contrast/saturation jitter).  `edgecnn.training` fits the net through
   `build_edge(training_graph=True)` (fused BatchNorm, stride-1 depthwise + `EveryOther`;
   `edgecnn._train_graph`): same weights and outputs, less CPU.
-  Why this size: the budget is a 2-core CPU that may have no AVX-512 (cloud VMs often hide
-  it), where TensorFlow trains in float32 on AVX2 and LiteRT's int8 kernels are ~5x slower
-  than with AVX-512 VNNI.  There the previous default (an extra 32-channel residual stage at
-  48x48, 96 px: ~87M MACs) trained ~16 s an epoch and ran 5.5 ms int8 with its two views,
-  over both of issue 6's budgets (15 min, 3 ms).  Without that stage, at 80 px, it costs ~7 s
-  an epoch and 2.5 ms, and on three 1,600/400 splits of the training photos it scored as well
-  as every variant tried, within the noise (README, "Fitting a CPU without AVX-512", which
-  also lists what was tried since the seed).  The whitened stem then added ~3.5 points (86.9%
-  int8 on the test photos over three seeds, 5x5), its 7x7 form ~0.6 more (87.5%) at ~1.04x
-  the int8 latency, and keeping the epoch on the two views ~0.4 more: 88.3% int8 over five
-  seeds (87.8-89.6%), issue 6's 88% target met at the line, not with a margin.
+  Why this size: it trains the 60-epoch recipe within 15 minutes and runs under 3 ms int8 (two
+  views, 1 thread) on a 2-core CPU without AVX-512, where TensorFlow trains in float32 on AVX2
+  and LiteRT's int8 kernels are ~5x slower than with AVX-512 VNNI.  The figures behind each
+  choice (size, stem, views, recipe), with their commands: docs/edge-recipe.md.
 - `mobilenetv3small`, `mobilenetv3large`, `mobilenetv2`, `mobilenetv2-0.35`: the
   `keras.applications` MobileNets (`BACKBONES`) under a dropout + softmax head, at 128x128.
   They start from random initialisation (nothing downloads), from `weights="imagenet"` (Keras'
@@ -112,7 +105,7 @@ class EdgeConfig:
     photos none of those tried raised accuracy beyond the noise (README).  `stem_kernel` is the
     stem's size, 7 for its whitening (`set_whitened_stem`); `stem_signs` computes each stem
     filter once and passes it on with both signs through a frozen 1x1 conv (`sign_pairs`), where
-    `False` gives a plain stem conv of all `stem` filters (the stems before session 10).
+    `False` gives a plain stem conv of all `stem` filters, each sign its own filter.
     """
 
     stem: int = 32
@@ -554,8 +547,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(
             "seed", build_seed, 64, 1e-3, 0.0, "the seed's textbook convnet (baseline)", 25
         ),
-        # The recipe (issue 6): 80 px, AdamW 2e-3 with decoupled weight decay 0.05, 1 warm-up
-        # epoch then cosine, 60 epochs: ~9 min on 2,000 photos on a 2-core CPU without AVX-512.
+        # The recipe: 80 px, AdamW 2e-3 with decoupled weight decay 0.05, 1 warm-up epoch then
+        # cosine, 60 epochs: 7:19 on 2,000 photos on a 2-core CPU without AVX-512.
         Architecture(
             "edge",
             build_edge,
