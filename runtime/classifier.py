@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import AUTO_ORDER, Backend, check_threads, choose_backend, get_backend
+from .backends import Backend, check_threads, choose_backend, installed_backends
 from .backends._onnxproto import check_external_data
 from .contract import Contract
 from .errors import InputError
@@ -212,10 +212,7 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
 def _candidates(kind: str, backend: str, path: Path) -> list[type[Backend]]:
     """The backend asked for, or for `auto` every installed one for this kind, fastest first."""
     first = choose_backend(kind, backend, path=path)  # raises when nothing installed can
-    if backend != "auto":
-        return [first]
-    rest = [get_backend(name) for name in AUTO_ORDER[kind] if get_backend(name) is not first]
-    return [first, *(cls for cls in rest if cls.is_available())]
+    return installed_backends(kind) if backend == "auto" else [first]
 
 
 def _open_first(candidates: list[type[Backend]], path: Path, threads: int) -> Backend:

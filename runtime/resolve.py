@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .backends import installed_backends
 from .errors import InputError
 from .metadata import MODEL_SUFFIXES, model_kind
 
@@ -55,17 +56,12 @@ def resolve_model(path: str | os.PathLike, *, backend: str = "auto") -> Path:
     # a run dir, or its export/ folder given directly
     found = [c for rel in candidates for c in (path / rel, path / Path(rel).name) if c.is_file()]
     if found:
-        runnable = [p for p in found if _can_run(model_kind(p))] if backend == "auto" else found
+        runnable = (
+            [p for p in found if installed_backends(model_kind(p))] if backend == "auto" else found
+        )
         return (runnable or found)[0]
     expected = ", ".join(candidates)
     raise InputError(
         f"{path}: no model file found in this directory (expected one of {expected}; "
         f"or pass a {'/'.join(MODEL_SUFFIXES)} file)"
     )
-
-
-def _can_run(kind: str) -> bool:
-    """Whether a backend `auto` would pick for this file kind is installed (not imported)."""
-    from .backends import AUTO_ORDER, get_backend
-
-    return any(get_backend(name).is_available() for name in AUTO_ORDER[kind])

@@ -4,6 +4,7 @@ BACKENDS            name -> "module:Class" (the registry; adding a backend is on
 get_backend(name)   the Backend class (imports its module, not its package)
 available_backends() names whose package is installed, checked without importing it
 choose_backend(kind, requested) the backend for a model file kind ("tflite"/"onnx"/"keras")
+installed_backends(kind) the installed backends `auto` may use for a kind, fastest first
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def backends_for(kind: str) -> list[str]:
     return [name for name in BACKENDS if kind in get_backend(name).kinds]
 
 
+def installed_backends(kind: str) -> list[type[Backend]]:
+    """The installed backends `auto` may use for a file kind, fastest first (none imported)."""
+    return [cls for cls in map(get_backend, AUTO_ORDER[kind]) if cls.is_available()]
+
+
 def choose_backend(kind: str, requested: str = "auto", *, path: object = "") -> type[Backend]:
     """The backend class for a file kind: `requested`, or the fastest installed one for `auto`.
 
@@ -59,10 +65,9 @@ def choose_backend(kind: str, requested: str = "auto", *, path: object = "") -> 
     MissingDependencyError (naming the pip extra) when nothing installed can."""
     where = f"{path}: " if path else ""
     if requested == "auto":
-        for name in AUTO_ORDER[kind]:
-            cls = get_backend(name)
-            if cls.is_available():
-                return cls
+        installed = installed_backends(kind)
+        if installed:
+            return installed[0]
         raise MissingDependencyError(
             _PACKAGE_FOR_KIND[kind], _EXTRA_FOR_KIND[kind], f"running .{kind} files"
         )
@@ -88,4 +93,5 @@ __all__ = [
     "choose_backend",
     "default_threads",
     "get_backend",
+    "installed_backends",
 ]
