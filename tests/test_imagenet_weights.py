@@ -191,24 +191,19 @@ def test_every_backbone_converts_to_full_integer_int8(arch):
     int8 builtins only, converts the model edgecnn builds.  (The other two are the same ops at
     other widths.)  What accuracy real ImageNet features
     keep through int8 is `edgecnn export`'s gate to check, on the user's photos."""
-    import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
+    from edgecnn.export import _tflite
+    from edgecnn.runtime.contract import Contract
+
     model = build_model(arch, 3, SIZE)
-    rng = np.random.default_rng(0)
-
-    def representative():
-        for _ in range(8):
-            yield [rng.integers(0, 256, (1, SIZE, SIZE, 3)).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.uint8
+    calib = np.random.default_rng(0).integers(0, 256, (8, SIZE, SIZE, 3)).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        interpreter = Interpreter(model_content=converter.convert())
+        flatbuffer = _tflite.convert(
+            model, Contract.default(3, SIZE, SIZE), "tflite-int8", calib_inputs=calib
+        )  # what `edgecnn export` runs: int8 builtins only, uint8 raw-pixel input
+    interpreter = Interpreter(model_content=flatbuffer)
     tensors = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()
     float_inputs = [
