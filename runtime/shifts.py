@@ -195,22 +195,22 @@ def evaluate_shifts(
     dataset = data if isinstance(data, Dataset) else match_folder(clf, data)[0]
     correct = dict.fromkeys(names, 0)
     seen = 0
-    c = clf.contract
+
+    def shifted(i: int) -> np.ndarray | None:
+        """Image i decoded once, then each shift of it at model resolution (None: undecodable)."""
+        try:
+            bgr = load_bgr(dataset.paths[i])
+        except ImageError:
+            return None
+        return np.stack(
+            [to_pixels(apply_shift(s, bgr, index=i, seed=seed), clf.contract) for s in names]
+        )
+
     with (
         ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2)) as pool,
         Progress(len(dataset), f"shifts ({clf.backend})", enabled=progress) as bar,
     ):
         for chunk in _chunks(len(dataset)):
-
-            def shifted(i: int) -> np.ndarray | None:
-                try:
-                    bgr = load_bgr(dataset.paths[i])
-                except ImageError:
-                    return None
-                return np.stack(
-                    [to_pixels(apply_shift(s, bgr, index=i, seed=seed), c) for s in names]
-                )
-
             results = list(pool.map(shifted, chunk))
             kept = [k for k, r in enumerate(results) if r is not None]
             bar.update(len(chunk))
