@@ -32,11 +32,9 @@ from .outputs import (
     has_gui_build,
 )
 from .overlay import draw
-from .server import FrameHub, LiveServer, parse_address
+from .server import DEFAULT_HOST, FrameHub, LiveServer, parse_address
 from .sources import Source, open_source
 from .stats import Summary
-
-LOOPBACK = "127.0.0.1"
 
 
 def run_live(
@@ -77,7 +75,7 @@ def run_live(
     in_browser = show and not has_gui_build()
     if in_browser:
         show = False
-        address = address or (LOOPBACK, 0)
+        address = address or (DEFAULT_HOST, 0)  # loopback, any free port
     if record is not None:
         check_record_path(record)
     if jsonl is not None:
