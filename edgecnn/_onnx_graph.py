@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.runtime.errors import InputError
-from edgecnn.runtime.metadata import _fields
+from edgecnn.runtime.metadata import protobuf_fields
 
 # TensorProto.DataType -> numpy dtype (bfloat16 and float8 are read as same-sized integers).
 DTYPES = {
@@ -134,7 +134,7 @@ def _tensor(buf: bytes) -> Tensor:
     dims: list[int] = []
     dtype, name, raw = 1, "", None
     typed: dict[int, list] = {}
-    for f, wire, value in _fields(buf):
+    for f, wire, value in protobuf_fields(buf):
         if f == 1:
             dims += _ints(wire, value)
         elif f == 2:
@@ -175,7 +175,7 @@ def _values(tensor: Tensor, raw: bytes | None, typed: dict[int, list]) -> np.nda
 
 def _attribute(buf: bytes) -> tuple[str, object]:
     name, single, many = "", None, []
-    for f, wire, value in _fields(buf):
+    for f, wire, value in protobuf_fields(buf):
         if f == 1:
             name = str(value, "utf-8")
         elif f == 2:
@@ -197,7 +197,7 @@ def _attribute(buf: bytes) -> tuple[str, object]:
 
 def _node(buf: bytes) -> Node:
     node = Node("", "", [], [])
-    for f, _, value in _fields(buf):
+    for f, _, value in protobuf_fields(buf):
         if f == 1:
             node.inputs.append(str(value, "utf-8"))
         elif f == 2:
@@ -215,23 +215,23 @@ def _node(buf: bytes) -> Node:
 def _value_info(buf: bytes) -> tuple[str, Shape | None, np.dtype | None]:
     """(name, shape with open dimensions as 1, dtype) of a ValueInfoProto."""
     name, shape, dtype = "", None, None
-    for f, _, value in _fields(buf):
+    for f, _, value in protobuf_fields(buf):
         if f == 1:
             name = str(value, "utf-8")
         elif f == 2:
-            for f2, _, tensor_type in _fields(value):
+            for f2, _, tensor_type in protobuf_fields(value):
                 if f2 != 1:
                     continue
-                for f3, _, v3 in _fields(tensor_type):
+                for f3, _, v3 in protobuf_fields(tensor_type):
                     if f3 == 1:
                         dtype = np.dtype(DTYPES.get(v3, np.float32))
                     elif f3 == 2:
-                        shape = tuple(_dim(d) for f4, _, d in _fields(v3) if f4 == 1)
+                        shape = tuple(_dim(d) for f4, _, d in protobuf_fields(v3) if f4 == 1)
     return name, shape, dtype
 
 
 def _dim(buf: bytes) -> int:
-    for f, _, value in _fields(buf):
+    for f, _, value in protobuf_fields(buf):
         if f == 1 and value > 0:
             return int(value)
     return 1  # an open (named or unknown) dimension: profiled at batch 1
@@ -241,7 +241,7 @@ def read_graph(path: Path) -> Graph:
     """The main graph of the ONNX file at `path`, shapes inferred; InputError if unreadable."""
     try:
         data = path.read_bytes()
-        body = next((v for f, w, v in _fields(data) if f == 7 and w == 2), None)
+        body = next((v for f, w, v in protobuf_fields(data) if f == 7 and w == 2), None)
         if body is None:
             raise ValueError("no graph")
         graph, known = _parse_graph(body)
@@ -254,7 +254,7 @@ def read_graph(path: Path) -> Graph:
 def _parse_graph(body: bytes) -> tuple[Graph, dict[str, tuple[Shape | None, np.dtype | None]]]:
     graph = Graph([], {}, [], [])
     known: dict[str, tuple[Shape | None, np.dtype | None]] = {}
-    for f, wire, value in _fields(body):
+    for f, wire, value in protobuf_fields(body):
         if wire != 2:
             continue
         if f == 1:

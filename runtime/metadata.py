@@ -238,7 +238,7 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
             raise ValueError("varint longer than 10 bytes")
 
 
-def _fields(buf: bytes | memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
+def protobuf_fields(buf: bytes | memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
     """Yield (field_number, wire_type, value) for a protobuf message; value is a memoryview
     into `buf` for length-delimited fields and an int otherwise.  ValueError for anything
     truncated or malformed (field 0, groups, lengths past the end)."""
@@ -271,7 +271,7 @@ class TooLarge(ValueError):
     """A well-formed field larger than the runtime reads (not a malformed file)."""
 
 
-def _text(value: memoryview | bytes, what: str = "string") -> str:
+def protobuf_text(value: memoryview | bytes, what: str = "string") -> str:
     """A length-delimited field as UTF-8 text, refused past MAX_METADATA_BYTES."""
     if len(value) > MAX_METADATA_BYTES:
         raise TooLarge(f"{what} is {len(value)} bytes {_LIMIT}")
@@ -289,7 +289,7 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
     saw_graph = False
     total = 0
     try:
-        for field, wire, value in _fields(data):
+        for field, wire, value in protobuf_fields(data):
             if field == 7 and wire == 2:
                 saw_graph = True
             if field == 14 and wire == 2:
@@ -312,6 +312,6 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 def _metadata_entry(entry: memoryview) -> tuple[str, str]:
     """(key, value) of a StringStringEntryProto."""
-    fields = {f: v for f, w, v in _fields(entry) if w == 2}
-    key = _text(fields.get(1, b""), "metadata key")
-    return key, _text(fields.get(2, b""), f"metadata value {key[:40]!r}")
+    fields = {f: v for f, w, v in protobuf_fields(entry) if w == 2}
+    key = protobuf_text(fields.get(1, b""), "metadata key")
+    return key, protobuf_text(fields.get(2, b""), f"metadata value {key[:40]!r}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import InputError
-from ..metadata import TooLarge, _fields, _text
+from ..metadata import TooLarge, protobuf_fields, protobuf_text
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 10: "float16", 11: "float64"}
 MAX_SUBGRAPH_DEPTH = 16  # If/Loop bodies inside bodies; real models nest two or three deep
@@ -40,34 +40,34 @@ class TensorInfo:
 
 def _tensor_info(value_info: memoryview) -> TensorInfo:
     name, dtype, dims = "", "unknown", []
-    for field, _, value in _fields(value_info):
+    for field, _, value in protobuf_fields(value_info):
         if field == 1:
-            name = _text(value)
+            name = protobuf_text(value)
         elif field == 2:  # TypeProto
-            for f2, _, tensor in _fields(value):
+            for f2, _, tensor in protobuf_fields(value):
                 if f2 != 1:
                     continue
-                for f3, _, v3 in _fields(tensor):
+                for f3, _, v3 in protobuf_fields(tensor):
                     if f3 == 1:
                         dtype = ELEM_TYPES.get(v3, f"onnx type {v3}")
                     elif f3 == 2:  # TensorShapeProto
-                        for f4, _, dim in _fields(v3):
+                        for f4, _, dim in protobuf_fields(v3):
                             if f4 == 1:
                                 dims.append(_dim(dim))
     return TensorInfo(name, dtype, tuple(dims))
 
 
 def _dim(dim: memoryview) -> int | str | None:
-    for field, _, value in _fields(dim):
+    for field, _, value in protobuf_fields(dim):
         if field == 1:
             return int(value)
         if field == 2:
-            return _text(value)
+            return protobuf_text(value)
     return None
 
 
 def _graph(data: bytes) -> memoryview:
-    graph = next((v for f, w, v in _fields(data) if f == _MODEL_GRAPH and w == 2), None)
+    graph = next((v for f, w, v in protobuf_fields(data) if f == _MODEL_GRAPH and w == 2), None)
     if graph is None:
         raise ValueError("no graph")
     return graph
@@ -80,13 +80,13 @@ def graph_io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
         initializers: set[str] = set()
         inputs: list[TensorInfo] = []
         outputs: list[TensorInfo] = []
-        for field, wire, value in _fields(graph):
+        for field, wire, value in protobuf_fields(graph):
             if wire != 2:
                 continue
             if field == _GRAPH_INITIALIZER:
-                for f, _, v in _fields(value):
+                for f, _, v in protobuf_fields(value):
                     if f == 8:
-                        initializers.add(_text(v))
+                        initializers.add(protobuf_text(v))
             elif field == 11:
                 inputs.append(_tensor_info(value))
             elif field == 12:
@@ -140,13 +140,13 @@ def _location_problem(location: str, folder: Path) -> str | None:
 
 def external_locations(model: bytes) -> Iterator[str]:
     """Every `external_data` location of every tensor anywhere in a serialized ModelProto."""
-    for field, wire, value in _fields(model):
+    for field, wire, value in protobuf_fields(model):
         if wire != 2:
             continue
         if field == _MODEL_GRAPH:
             yield from _graph_locations(value, 0)
         elif field == _MODEL_TRAINING:  # TrainingInfoProto: initialization=1, algorithm=2
-            for f, w, graph in _fields(value):
+            for f, w, graph in protobuf_fields(value):
                 if f in (1, 2) and w == 2:
                     yield from _graph_locations(graph, 0)
         elif field == _MODEL_FUNCTIONS:
@@ -156,7 +156,7 @@ def external_locations(model: bytes) -> Iterator[str]:
 def _graph_locations(graph: memoryview, depth: int) -> Iterator[str]:
     if depth > MAX_SUBGRAPH_DEPTH:
         raise ValueError(f"subgraphs nested more than {MAX_SUBGRAPH_DEPTH} deep")
-    for field, wire, value in _fields(graph):
+    for field, wire, value in protobuf_fields(graph):
         if wire != 2:
             continue
         if field == _GRAPH_INITIALIZER:
@@ -168,7 +168,7 @@ def _graph_locations(graph: memoryview, depth: int) -> Iterator[str]:
 
 
 def _function_locations(function: memoryview, depth: int) -> Iterator[str]:
-    for field, wire, value in _fields(function):
+    for field, wire, value in protobuf_fields(function):
         if wire != 2:
             continue
         if field == _FUNCTION_NODE:
@@ -178,13 +178,13 @@ def _function_locations(function: memoryview, depth: int) -> Iterator[str]:
 
 
 def _node_locations(node: memoryview, depth: int) -> Iterator[str]:
-    for field, wire, value in _fields(node):
+    for field, wire, value in protobuf_fields(node):
         if field == _NODE_ATTRIBUTE and wire == 2:
             yield from _attribute_locations(value, depth)
 
 
 def _attribute_locations(attribute: memoryview, depth: int) -> Iterator[str]:
-    for field, wire, value in _fields(attribute):
+    for field, wire, value in protobuf_fields(attribute):
         if wire != 2:
             continue
         if field in _ATTR_TENSORS:
@@ -196,14 +196,14 @@ def _attribute_locations(attribute: memoryview, depth: int) -> Iterator[str]:
 
 
 def _sparse_locations(sparse: memoryview) -> Iterator[str]:
-    for field, wire, value in _fields(sparse):
+    for field, wire, value in protobuf_fields(sparse):
         if field in (1, 2) and wire == 2:  # values, indices
             yield from _tensor_locations(value)
 
 
 def _tensor_locations(tensor: memoryview) -> Iterator[str]:
-    for field, wire, value in _fields(tensor):
+    for field, wire, value in protobuf_fields(tensor):
         if field == _TENSOR_EXTERNAL_DATA and wire == 2:
-            entry = {f: v for f, w, v in _fields(value) if w == 2}
-            if _text(entry.get(1, b""), "external data key") == "location":
-                yield _text(entry.get(2, b""), "external data location")
+            entry = {f: v for f, w, v in protobuf_fields(value) if w == 2}
+            if protobuf_text(entry.get(1, b""), "external data key") == "location":
+                yield protobuf_text(entry.get(2, b""), "external data location")
