@@ -20,6 +20,7 @@ import numpy as np
 
 from .contract import Contract
 from .errors import ImageError, InputError
+from .files import temp_file
 from .preprocess import is_image_file, to_pixels
 from .progress import track
 
@@ -152,34 +153,165 @@ def load_pixels(
     desc: str = "decoding",
     progress: bool | None = None,
     workers: int | None = None,
+    into: str | os.PathLike | None = None,
 ) -> Decoded:
     """Decode every image once with the shared contract; undecodable files are skipped with a
-    reason.  Raises InputError when nothing at all could be decoded."""
+    reason.  Raises InputError when nothing at all could be decoded.
+
+    `into` decodes into that `.npy` file instead of memory, for datasets larger than memory:
+    numpy's own format (`np.lib.format.open_memmap` writes the header and sizes the file), rows
+    written with positional writes under a temporary name that is renamed only once complete.
+    `Decoded.pixels` is then the file memory-mapped read-only (`np.load(mmap_mode="r")`);
+    stream batches from it with `read_rows`.
+    """
     n = len(dataset)
-    out = np.empty((n, contract.height, contract.width, 3), dtype=np.uint8)
+    shape = (n, contract.height, contract.width, 3)
+    out = np.empty(shape, dtype=np.uint8) if into is None else None
     ok = np.zeros(n, dtype=bool)
     reasons: dict[int, str] = {}
+    rows = _RowFile.create(Path(into), shape) if into is not None else None
 
     def work(i: int) -> int:
         try:
-            to_pixels(dataset.paths[i], contract, out=out[i])
+            pixels = to_pixels(dataset.paths[i], contract, out=None if out is None else out[i])
             ok[i] = True
         except ImageError as e:
             reasons[i] = str(e).split(": ", 1)[-1]
         except Exception as e:  # OpenCV can raise odd errors on hostile files; skip, not crash
             reasons[i] = f"{type(e).__name__}: {e}"
+        else:
+            if rows is not None:  # outside the try: a full disk is an error, not a bad image
+                rows.write(i, pixels)
         return i
 
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in track(pool.map(work, range(n)), n, desc, enabled=progress):
-            pass
-    keep = np.flatnonzero(ok)
-    if keep.size == 0:
-        raise InputError(f"{dataset.root}: none of the {n} image files could be decoded")
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in track(pool.map(work, range(n)), n, desc, enabled=progress):
+                pass
+        keep = np.flatnonzero(ok)
+        if keep.size == 0:
+            raise InputError(f"{dataset.root}: none of the {n} image files could be decoded")
+        if rows is not None:
+            pixels = rows.finish(keep)
+        else:
+            pixels = out[keep] if keep.size < n else out
+    finally:
+        if rows is not None:
+            rows.discard()
     return Decoded(
-        pixels=out[keep] if keep.size < n else out,
+        pixels=pixels,
         targets=dataset.targets[keep],
         paths=[dataset.paths[i] for i in keep],
         skipped=[(dataset.paths[i], reasons[i]) for i in sorted(reasons)],
     )
+
+
+def read_rows(pixels: np.ndarray, indices) -> np.ndarray:
+    """`pixels[indices]` as an ordinary in-memory array, for `pixels` memory-mapped from a `.npy`
+    file (what `load_pixels(into=...)` returns) read with positional reads.
+
+    Reading through the mapping would give the same values, but every page a mapping touches
+    counts toward the process's resident memory until it is unmapped, so streaming an epoch
+    through it makes the process look as large as the file.  Positional reads go through the
+    OS page cache just the same (memory the kernel reclaims under pressure) and the process
+    holds only the rows asked for.  Consecutive rows are read in one call.
+    """
+    if not isinstance(pixels, np.memmap):
+        return pixels[indices]
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    out = np.empty((len(idx), *pixels.shape[1:]), dtype=pixels.dtype)
+    if idx.size == 0:
+        return out
+    if idx.min() < 0 or idx.max() >= len(pixels):
+        raise IndexError(f"row index out of range for {len(pixels)} rows: {idx.min()}..{idx.max()}")
+    row = out[0].nbytes
+    order = np.argsort(idx, kind="stable")
+    ascending = idx[order]
+    runs = np.split(np.arange(idx.size), np.flatnonzero(np.diff(ascending) != 1) + 1)
+    fd = os.open(pixels.filename, os.O_RDONLY)
+    try:
+        for run in runs:
+            first = int(ascending[run[0]])
+            block = _pread_exact(fd, row * len(run), pixels.offset + first * row)
+            out[order[run]] = np.frombuffer(block, dtype=pixels.dtype).reshape(-1, *out.shape[1:])
+    finally:
+        os.close(fd)
+    return out
+
+
+def _pread_exact(fd: int, size: int, offset: int) -> bytes:
+    data = os.pread(fd, size, offset)
+    while len(data) < size:
+        more = os.pread(fd, size - len(data), offset + len(data))
+        if not more:
+            raise OSError(f"decoded cache file ends early: wanted {size} bytes at {offset}")
+        data += more
+    return data
+
+
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+class _RowFile:
+    """A uint8 `.npy` being filled row by row under a temporary name beside `path`."""
+
+    _CHUNK_BYTES = 16 << 20  # compaction copies this much at a time
+
+    def __init__(self, path: Path, tmp: Path, offset: int, row: int) -> None:
+        self.path, self.tmp, self.offset, self.row = path, tmp, offset, row
+        self.fd = os.open(tmp, os.O_WRONLY)
+
+    @classmethod
+    def create(cls, path: Path, shape: tuple[int, ...]) -> _RowFile:
+        tmp = _new_npy(path, shape)
+        return cls(path, tmp, np.load(tmp, mmap_mode="r").offset, int(np.prod(shape[1:])))
+
+    def write(self, i: int, pixels: np.ndarray) -> None:
+        _pwrite_all(self.fd, np.ascontiguousarray(pixels), self.offset + i * self.row)
+
+    def finish(self, keep: np.ndarray) -> np.memmap:
+        """Keep rows `keep` (all of them, or the decodable ones copied into a second file),
+        rename the result to `path` and return it memory-mapped read-only."""
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        full = np.load(self.tmp, mmap_mode="r")
+        if keep.size < len(full):
+            shape = (keep.size, *full.shape[1:])
+            kept = _new_npy(self.path, shape)
+            offset = np.load(kept, mmap_mode="r").offset
+            chunk = max(1, self._CHUNK_BYTES // self.row)
+            fd = os.open(kept, os.O_WRONLY)
+            try:
+                for start in range(0, keep.size, chunk):
+                    block = read_rows(full, keep[start : start + chunk])
+                    _pwrite_all(fd, block, offset + start * self.row)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.tmp.unlink()
+            self.tmp = kept
+        del full
+        os.replace(self.tmp, self.path)
+        return np.load(self.path, mmap_mode="r")
+
+    def discard(self) -> None:
+        """Remove the temporary file (after `finish`, or when decoding failed)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.tmp.unlink(missing_ok=True)
+
+
+def _new_npy(path: Path, shape: tuple[int, ...]) -> Path:
+    """A new uint8 `.npy` of `shape` beside `path` under a temporary name: numpy writes the
+    header and sizes the file (sparse: no zeros are written)."""
+    fd, tmp = temp_file(path, suffix=".npy")
+    os.close(fd)
+    np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)  # unmapped at once
+    return tmp
