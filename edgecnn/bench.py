@@ -30,22 +30,13 @@ from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+from edgecnn.runtime.artifacts import EXPORT_DIR, KERAS_FILE, rank
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.metadata import MODEL_SUFFIXES, model_kind
 
 SCHEMA = "edgecnn-bench/1"
 BACKENDS = ("tflite", "onnx", "opencv", "keras")
 BACKENDS_FOR_KIND = {"tflite": ("tflite",), "onnx": ("onnx", "opencv"), "keras": ("keras",)}
-# Order in which a run directory's artifacts are listed (deployment candidates first).
-ARTIFACT_ORDER = (
-    "model_int8.tflite",
-    "model_fp16.tflite",
-    "model_drq.tflite",
-    "model_fp32.tflite",
-    "model_int8.onnx",
-    "model.onnx",
-    "model.keras",
-)
 PACKAGES = {
     "numpy": ("numpy",),
     "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
@@ -104,22 +95,22 @@ class Job:
 
 
 def list_artifacts(target: str | os.PathLike) -> list[Path]:
-    """The model files a bench target stands for: a file itself, or everything in a run dir."""
+    """The model files a bench target stands for: a file itself, or everything in a run dir,
+    in the order `edgecnn run` prefers them (`artifacts.RUN_ORDER`)."""
     path = Path(target)
     if path.is_file():
         model_kind(path)  # InputError for an unknown extension
         return [path]
     if not path.is_dir():
         raise InputError(f"{path}: no such file or run directory")
-    found = [p for p in (path / "export").glob("*") if p.suffix in MODEL_SUFFIXES and p.is_file()]
-    if (path / "model.keras").is_file():
-        found.append(path / "model.keras")
+    found = [p for p in (path / EXPORT_DIR).glob("*") if p.suffix in MODEL_SUFFIXES and p.is_file()]
+    if (path / KERAS_FILE).is_file():
+        found.append(path / KERAS_FILE)
     if not found:
         found = [p for p in path.glob("*") if p.suffix in MODEL_SUFFIXES and p.is_file()]
     if not found:
         raise InputError(f"{path}: no model files (.tflite, .onnx, .keras) in it or in its export/")
-    rank = {name: i for i, name in enumerate(ARTIFACT_ORDER)}
-    return sorted(found, key=lambda p: (rank.get(p.name, len(rank)), p.name))
+    return sorted(found, key=lambda p: (rank(p.name), p.name))
 
 
 def plan_jobs(artifacts: list[Path], config: BenchConfig) -> list[Job]:
@@ -160,7 +151,7 @@ def keras_reference(artifacts: list[Path]) -> Path | None:
     for a in artifacts:
         if a.suffix == ".keras":
             return a
-        for candidate in (a.parent / "model.keras", a.parent.parent / "model.keras"):
+        for candidate in (a.parent / KERAS_FILE, a.parent.parent / KERAS_FILE):
             if candidate.is_file():
                 return candidate
     return None
@@ -469,7 +460,7 @@ def _label_rows(rows: list[dict], pipeline_rows: list[dict] | None) -> None:
     labels = {}
     for p in paths:
         path = Path(p)
-        run = path.parent.parent if path.parent.name == "export" else path.parent
+        run = path.parent.parent if path.parent.name == EXPORT_DIR else path.parent
         labels[path.name, p] = f"{run.name}/{path.name}"
     for r in rows:
         r["artifact"] = labels[r["artifact"], r["path"]]
@@ -524,6 +515,6 @@ def default_output_dir(targets: list[str | os.PathLike]) -> Path:
     first = Path(targets[0])
     if first.is_dir():
         return first / "bench"
-    if first.parent.name == "export":
+    if first.parent.name == EXPORT_DIR:
         return first.parent.parent / "bench"
     return first.parent / "bench"

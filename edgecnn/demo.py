@@ -40,7 +40,6 @@ MARKER = ".edgecnn-demo"
 SUMMARY_FILE = "demo.json"
 REPORT_FILE = "report.html"
 SEED = 0
-INT8_FILE = "model_int8.tflite"
 DATA_DIR = "shapes"  # the run is named after it: train() calls data/train "<parent>"
 
 
@@ -292,7 +291,8 @@ def _train(root: Path, plan: Budget, progress: bool) -> dict[str, Any]:
 def _export(run_dir: Path, plan: Budget, progress: bool) -> dict[str, Any]:
     """Every format, verified.  A format that fails verification is reported, not fatal: the
     demo shows what passed and why the rest did not (export.json has the figures)."""
-    from edgecnn.export import MANIFEST, export
+    from edgecnn.export import export
+    from edgecnn.runtime.artifacts import EXPORT_DIR, MANIFEST
     from edgecnn.runtime.errors import VerificationError
 
     error = None
@@ -301,7 +301,8 @@ def _export(run_dir: Path, plan: Budget, progress: bool) -> dict[str, Any]:
     except VerificationError as e:
         error = str(e)
         _say(f"export: {error} (the demo continues with the files that passed)")
-    manifest = json.loads((run_dir / "export" / MANIFEST).read_text(encoding="utf-8"))
+    manifest_path = run_dir / EXPORT_DIR / MANIFEST
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     artifacts = {
         fmt: {
             "file": a.get("file"),
@@ -314,7 +315,7 @@ def _export(run_dir: Path, plan: Budget, progress: bool) -> dict[str, Any]:
         }
         for fmt, a in manifest["artifacts"].items()
     }
-    return {"manifest": str(run_dir / "export" / MANIFEST), "artifacts": artifacts, "error": error}
+    return {"manifest": str(manifest_path), "artifacts": artifacts, "error": error}
 
 
 # --- 4. bench ------------------------------------------------------------------------------
@@ -325,14 +326,10 @@ def _bench_targets(run_dir: Path, plan: Budget) -> list[Path]:
     tflite on int8 and fp32, onnx and opencv on model.onnx, keras on model.keras)."""
     if plan.bench_all_artifacts:
         return [run_dir]
-    export_dir = run_dir / "export"
-    wanted = [
-        export_dir / INT8_FILE,
-        export_dir / "model_fp32.tflite",
-        export_dir / "model.onnx",
-        run_dir / "model.keras",
-    ]
-    return [p for p in wanted if p.is_file()]
+    from edgecnn.runtime.artifacts import KERAS_FILE, by_name
+
+    wanted = [run_dir / by_name(f).path for f in ("tflite-int8", "tflite-fp32", "onnx")]
+    return [p for p in (*wanted, run_dir / KERAS_FILE) if p.is_file()]
 
 
 def _bench(run_dir: Path, root: Path, plan: Budget, progress: bool) -> dict[str, Any]:
@@ -465,14 +462,11 @@ def _live(
 
 
 def _live_model(run_dir: Path) -> Path:
-    """The int8 TFLite file (what goes onto a Pi), or the best verified artifact if it failed."""
-    from edgecnn.bench import ARTIFACT_ORDER
+    """What `edgecnn run RUN` runs: the int8 TFLite file (what goes onto a Pi), or the best
+    verified artifact if it failed (`runtime.resolve_model`)."""
+    from edgecnn.runtime.resolve import resolve_model
 
-    for name in ARTIFACT_ORDER:
-        for path in (run_dir / "export" / name, run_dir / name):
-            if path.is_file():
-                return path
-    raise InputError(f"{run_dir}: no model file to run live")
+    return resolve_model(run_dir)
 
 
 # --- summary -------------------------------------------------------------------------------

@@ -5,39 +5,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .backends import installed_backends
+from .artifacts import RUN_ORDER
+from .backends import BACKENDS, get_backend, installed_backends
 from .errors import InputError
 from .metadata import MODEL_SUFFIXES, model_kind
 
-# Best first: what goes onto a device.  Paths relative to a run directory; an export folder
-# given directly is searched without the `export/` prefix.
-RUN_ARTIFACTS = (
-    "export/model_int8.tflite",
-    "export/model_fp32.tflite",
-    "export/model.onnx",
-    # only when a partial export (--formats) left none of the above:
-    "export/model_fp16.tflite",
-    "export/model_drq.tflite",
-    "export/model_int8.onnx",
-    "model.keras",
-)
-# What a specific backend can run, best first, when MODEL is a directory.
-_BACKEND_ARTIFACTS = {
-    "tflite": (
-        "export/model_int8.tflite",
-        "export/model_fp32.tflite",
-        "export/model_fp16.tflite",
-        "export/model_drq.tflite",
-    ),
-    "onnx": ("export/model.onnx", "export/model_int8.onnx"),
-    "opencv": ("export/model.onnx", "export/model_int8.onnx"),
-    "keras": ("model.keras",),
-}
+
+def _candidates(backend: str) -> tuple[str, ...]:
+    """RUN_ORDER, limited to the files `backend` runs (all of it for `auto`)."""
+    if backend not in BACKENDS:
+        return RUN_ORDER
+    kinds = get_backend(backend).kinds
+    return tuple(rel for rel in RUN_ORDER if model_kind(rel) in kinds)
 
 
 def resolve_model(path: str | os.PathLike, *, backend: str = "auto") -> Path:
     """The model file `path` names: the file itself, or for a run directory its best artifact
-    (int8 TFLite, else fp32 TFLite, else ONNX, else Keras; limited to what `backend` runs).
+    (the first of `artifacts.RUN_ORDER` that is there: int8 TFLite, else fp32 TFLite, else
+    ONNX, ...; limited to what `backend` runs).
 
     With `backend="auto"` the best artifact that an installed backend can run wins, so a device
     with only onnxruntime gets the run's `model.onnx` rather than an error about LiteRT; when
@@ -52,7 +37,7 @@ def resolve_model(path: str | os.PathLike, *, backend: str = "auto") -> Path:
     if path.is_file():
         model_kind(path)  # validates the extension
         return path
-    candidates = _BACKEND_ARTIFACTS.get(backend, RUN_ARTIFACTS)
+    candidates = _candidates(backend)
     # a run dir, or its export/ folder given directly
     found = [c for rel in candidates for c in (path / rel, path / Path(rel).name) if c.is_file()]
     if found:

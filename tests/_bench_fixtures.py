@@ -2,8 +2,8 @@
 
 bench and profile tests need real `.keras`, fp32/int8 `.tflite` and `.onnx` files carrying
 edgecnn metadata; building them here (a 32x32 model, a few seconds of conversion) keeps those
-tests independent of the other stages' progress.  Used only by tests/test_bench.py and
-tests/test_profile.py.
+tests independent of the other stages' progress.  Used by tests/test_bench.py,
+tests/test_profile.py and tests/test_demo.py.
 """
 
 from __future__ import annotations

@@ -171,3 +171,34 @@ def test_report_renders_in_headless_chromium(tiny_demo, tmp_path):
     assert image[20:60, :200].mean() < 90 and image[1000:1100, 20:60].mean() > 200
     colours = np.unique(image[::8, ::8].reshape(-1, 3), axis=0)
     assert len(colours) > 500  # photos and plots, not just text on a flat background
+
+
+def test_demo_runs_live_what_edgecnn_run_picks_in_a_run_directory(
+    tmp_path, tmp_path_factory, capsys
+):
+    """The demo's live step, `edgecnn run RUN` and bench's listing follow one preference order:
+    removing the best file each time, all three name the same next one."""
+    from _bench_fixtures import cached_run
+
+    from edgecnn.bench import list_artifacts
+    from edgecnn.cli import main
+    from edgecnn.demo import _live_model
+
+    base = cached_run(tmp_path_factory.getbasetemp())
+    run = shutil.copytree(base, tmp_path / "run")
+    export_dir = run / "export"
+    # the formats a partial export may leave: other files of the same kinds, under their names
+    shutil.copy(export_dir / "model_fp32.tflite", export_dir / "model_fp16.tflite")
+    shutil.copy(export_dir / "model.onnx", export_dir / "model_int8.onnx")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "a.png"), np.full((40, 48, 3), 200, np.uint8))
+    expected = ["model_int8.tflite", "model_fp32.tflite", "model.onnx", "model_fp16.tflite",
+                "model_int8.onnx"]  # fmt: skip
+    for name in expected:
+        capsys.readouterr()
+        assert main(["run", str(run), "--source", str(frames), "--max-frames", "1"]) == 0
+        ran = re.search(r"classifying \S+ with (\S+) ", capsys.readouterr().err).group(1)
+        assert ran == _live_model(run).name == list_artifacts(run)[0].name == name
+        (export_dir / name).unlink()
+    assert _live_model(run) == list_artifacts(run)[0] == run / "model.keras"
