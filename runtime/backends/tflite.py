@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..env import module_version
 from ..errors import InputError, MissingDependencyError
 from .base import Backend, nhwc_shape, probs_2d
 
@@ -43,7 +44,7 @@ def find_interpreter() -> tuple[Any, str]:
         if top == "tflite_runtime" and int(np.__version__.split(".")[0]) >= 2:
             continue  # tflite-runtime <= 2.14 is built against numpy 1 and crashes with numpy 2
         module = importlib.import_module(module_name)
-        return module.Interpreter, f"{top} {_version(top, dist)}"
+        return module.Interpreter, f"{top} {module_version(top, dist)}"
     raise MissingDependencyError("ai-edge-litert (LiteRT)", "tflite", "running .tflite files")
 
 
@@ -77,19 +78,6 @@ def _drop_native_info_lines() -> Iterator[None]:
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
-
-
-def _version(top: str, dist: str) -> str:
-    """The package's __version__ (cheap), else its distribution metadata (~15 ms to import)."""
-    version = getattr(importlib.import_module(top), "__version__", None)
-    if version:
-        return str(version)
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "?"
 
 
 class _Quant:
