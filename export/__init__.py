@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn.runtime.env import package_versions
 from edgecnn.runtime.errors import InputError, VerificationError
 from edgecnn.runtime.files import temp_file, write_atomic
 
@@ -44,6 +45,8 @@ AUTO_MAX_AGREEMENT_LOSS = 0.005
 MAX_CALIBRATION_DOUBLINGS = 2
 MANIFEST = "export.json"
 MANIFEST_SCHEMA = "edgecnn-export/1"
+# packages whose versions export.json records (the ones installed)
+VERSIONS = ("edgecnn", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
 
 __all__ = ["FILENAMES", "FORMATS", "INT8_IO", "INT8_WEIGHTS", "MANIFEST", "export", "parse_formats"]
 
@@ -479,7 +482,7 @@ class _Job:
             "calibration": self.calibration.source if self.calibration else None,
             "check": self.checks.source,
             "artifacts": _merge_previous(self.source.out_dir, artifacts, model_bytes),
-            "versions": _versions(),
+            "versions": package_versions(VERSIONS),
         }
 
 
@@ -542,26 +545,6 @@ def _merge_previous(out_dir: Path, artifacts: dict[str, Any], model_bytes: bytes
         ):
             merged[fmt] = old
     return merged
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in (
-        "edgecnn",
-        "tensorflow",
-        "keras",
-        "tf2onnx",
-        "onnx",
-        "onnxruntime",
-        "ai-edge-litert",
-    ):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
 
 
 def _skipped(images) -> str:
