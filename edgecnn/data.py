@@ -10,6 +10,11 @@
    batched tf ops (one affine warp for flip + zoom + rotation + shift, then colour jitter).
    Augmentation therefore never enters the model, and the same seed gives the same batches
    (also after `--resume`, because epoch `e` always draws from seed `(seed, e)`).
+3. Above a memory budget (`cache_mb`, default `default_cache_mb()`: a quarter of the memory
+   this process may use) the decoded photos go to `.npy` files on disk instead
+   (`load_pixels(into=...)`), and the same pipelines gather each batch from them
+   (`read_rows`): same batches, same augmentation seeds, same results; the OS page cache keeps
+   the hot part of the file in memory that the kernel can take back.
 
 This is why training is fast on a CPU: no JPEG is decoded twice, and the per-batch work is a
 handful of vectorised ops instead of per-image Python.
@@ -19,40 +24,28 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import socket
+import sys
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.augment import Augment, augment_batch
 from edgecnn.runtime.contract import Contract
-from edgecnn.runtime.dataset import Dataset, Decoded, list_dataset, load_pixels
+from edgecnn.runtime.dataset import Dataset, Decoded, list_dataset, load_pixels, read_rows
 from edgecnn.runtime.errors import InputError
 
 MIN_SIDE = 8  # images smaller than this on either side carry no usable content
 _EPOCH_LIMIT = 1_000_000  # the training stream is endless in practice; fit() counts the steps
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Random augmentation applied to training batches (never to validation, never in the model).
-
-    `zoom` crops in by up to that fraction, `rotation` is in degrees either way, `shift` is a
-    fraction of the image size; the colour terms are relative jitters.  `Augment.none()` turns
-    everything off.
-    """
-
-    flip: bool = True
-    zoom: float = 0.2
-    rotation: float = 12.0
-    shift: float = 0.08
-    brightness: float = 0.15
-    contrast: float = 0.2
-    saturation: float = 0.2
-
-    @classmethod
-    def none(cls) -> Augment:
-        return cls(False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+# The decoded cache's default budget is this share of the memory the process may use.  In memory
+# the photos are held twice while training (numpy's array and TensorFlow's copy of it), so a
+# quarter leaves half of the memory to TensorFlow, the model and everything else.
+CACHE_SHARE = 0.25
+_MB = 1 << 20
 
 
 @dataclass
@@ -65,6 +58,13 @@ class Splits:
     fingerprint: str
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
+    cache: Path | None = None  # the folder of the on-disk cache, when the photos are on disk
+
+    def close(self) -> None:
+        """Remove the on-disk cache's folder (no-op for photos in memory); `train` calls this
+        when the run ends, however it ends."""
+        if self.cache is not None:
+            shutil.rmtree(self.cache, ignore_errors=True)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -88,11 +88,19 @@ def prepare(
     seed: int = 0,
     progress: bool | None = None,
     train_size: int | None = None,
+    cache_mb: float | None = None,
+    cache_beside: str | os.PathLike | None = None,
 ) -> Splits:
     """List, split, screen and decode the training data at `img_size` (see the module docstring).
 
     `train_size` decodes the training images at that size instead (validation stays at
     `img_size`): for nets trained at a lower resolution than they run at.
+
+    `cache_mb` is the memory budget of the decoded photos in MB (2**20 bytes; None:
+    `default_cache_mb()`).  When train + validation would take more, they are decoded into
+    `train.npy` and `val.npy` in a new folder beside `cache_beside` (`<name>.decoded-HOST-PID-*`;
+    None: in the system's temp folder), one line on stderr says so, and `Splits.close()`
+    removes it.  Folders that ended processes of this host left beside it are removed first.
 
     The returned `Splits.contract` is the preprocessing contract (labels = sorted class folders)
     that the data was decoded with, and that the trained model will carry.
@@ -114,9 +122,38 @@ def prepare(
     train_contract = contract
     if train_size is not None and train_size != img_size:
         train_contract = replace(contract, height=train_size, width=train_size)
-    train = load_pixels(train_set, train_contract, desc="decoding train", progress=progress)
-    val = load_pixels(val_set, contract, desc="decoding val", progress=progress)
-    _require_every_class(train, train_set.classes, "training")
+    need = _decoded_bytes(len(train_set), train_contract) + _decoded_bytes(len(val_set), contract)
+    budget = default_cache_mb() if cache_mb is None else cache_mb
+    if budget < 0:
+        raise InputError(f"--cache-mb must be >= 0, got {cache_mb}")
+    cache = None
+    if need > budget * _MB:
+        cache = _cache_folder(cache_beside)
+        print(
+            f"decoded photos take {_size(need)}, over the {_size(budget * _MB)} cache budget "
+            f"(--cache-mb): cached on disk in {cache}",
+            file=sys.stderr,
+        )
+    try:
+        train = load_pixels(
+            train_set,
+            train_contract,
+            desc="decoding train",
+            progress=progress,
+            into=cache / "train.npy" if cache else None,
+        )
+        val = load_pixels(
+            val_set,
+            contract,
+            desc="decoding val",
+            progress=progress,
+            into=cache / "val.npy" if cache else None,
+        )
+        _require_every_class(train, train_set.classes, "training")
+    except BaseException:
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
+        raise
     return Splits(
         contract=contract,
         train=train,
@@ -124,7 +161,68 @@ def prepare(
         fingerprint=fingerprint,
         skipped=[*small_train, *train.skipped, *small_val, *val.skipped],
         source=source,
+        cache=cache,
     )
+
+
+def default_cache_mb() -> int:
+    """The decoded photos' default memory budget in MB: `CACHE_SHARE` (a quarter) of the
+    memory this process may use, physical RAM or its cgroup's limit when lower (a container's
+    limit, which /proc/meminfo does not show)."""
+    return int(_memory_bytes() * CACHE_SHARE) // _MB
+
+
+def _memory_bytes() -> int:
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf names: assume a small machine
+        total = 4096 * _MB
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():  # cgroup v2 says "max" when there is no limit
+            total = min(total, int(limit))
+    return total
+
+
+def _size(nbytes: float) -> str:
+    mb = nbytes / _MB
+    if mb >= 10_000:
+        return f"{mb / 1024:,.1f} GB"
+    return f"{mb:,.1f} MB" if mb < 10 else f"{mb:,.0f} MB"
+
+
+def _decoded_bytes(count: int, contract: Contract) -> int:
+    return count * contract.height * contract.width * 3
+
+
+def _cache_folder(beside: str | os.PathLike | None) -> Path:
+    """A new folder `<beside>.decoded-HOST-PID-XXXXXXXX` for this process's disk cache, after
+    removing those beside it whose process on this host has ended (a killed run's leftovers)."""
+    if beside is None:
+        parent, name = Path(tempfile.gettempdir()), "edgecnn"
+    else:
+        parent, name = Path(beside).parent, Path(beside).name
+    parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname().replace("-", "_")
+    prefix = f"{name}.decoded-{host}-"
+    for old in parent.glob(f"{prefix}*"):
+        pid = old.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _fingerprint(train: Dataset, val: Dataset) -> str:
@@ -198,7 +296,7 @@ def train_dataset(
 
     aug = augment if augment is not None else Augment()
     n = len(pixels)
-    px = tf.constant(pixels)
+    gather = _gather(pixels)
     ys = tf.constant(np.asarray(targets, dtype=np.int32))
     ws = None
     if class_weights:
@@ -211,7 +309,7 @@ def train_dataset(
         return idx.enumerate().map(lambda b, ix: (epoch, b, ix))
 
     def make_batch(epoch, b, ix):
-        x = tf.cast(tf.gather(px, ix), tf.float32)
+        x = tf.cast(gather(ix), tf.float32)
         x = augment_batch(x, aug, tf.stack([seed + 1, epoch * 100_003 + b]))
         y = tf.gather(ys, ix)
         if ws is None:
@@ -227,9 +325,36 @@ def eval_dataset(pixels: np.ndarray, targets: np.ndarray, *, batch: int):
     """Validation batches: the cached pixels as float32, in order, no augmentation."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((pixels, np.asarray(targets, dtype=np.int32)))
-    ds = ds.batch(batch).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    ys = np.asarray(targets, dtype=np.int32)
+    if not isinstance(pixels, np.memmap):
+        ds = tf.data.Dataset.from_tensor_slices((pixels, ys))
+        ds = ds.batch(batch).map(lambda x, y: (tf.cast(x, tf.float32), y))
+        return _with_options(ds.prefetch(tf.data.AUTOTUNE))
+    n, gather, ys = len(pixels), _gather(pixels), tf.constant(ys)
+
+    def load(start):
+        ix = tf.range(start, tf.minimum(start + batch, n))
+        return tf.cast(gather(ix), tf.float32), tf.gather(ys, ix)
+
+    ds = tf.data.Dataset.range(0, n, batch).map(load)
     return _with_options(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def _gather(pixels: np.ndarray):
+    """`ix -> pixels[ix]` as a tf op: `tf.gather` from a constant for photos in memory,
+    `read_rows` through `tf.numpy_function` for photos on disk (a `np.memmap`)."""
+    import tensorflow as tf
+
+    if not isinstance(pixels, np.memmap):
+        px = tf.constant(pixels)
+        return lambda ix: tf.gather(px, ix)
+    shape = [None, *pixels.shape[1:]]
+
+    def gather(ix):
+        x = tf.numpy_function(lambda i: read_rows(pixels, i), [ix], tf.uint8, stateful=False)
+        return tf.ensure_shape(x, shape)
+
+    return gather
 
 
 def _with_options(ds):
@@ -240,54 +365,3 @@ def _with_options(ds):
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     opts.deterministic = True
     return ds.with_options(opts)
-
-
-def augment_batch(x, aug: Augment, seed):
-    """Augment a float32 NHWC batch of 0..255 pixels with stateless random ops from `seed`.
-
-    Flip, zoom, rotation and shift are composed into one affine matrix per image and applied in
-    a single `ImageProjectiveTransformV3` (reflect padding), then brightness/contrast/saturation.
-    """
-    import tensorflow as tf
-
-    shape = tf.shape(x)
-    bsz, h, w = shape[0], shape[1], shape[2]
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=8)
-
-    def uniform(i, lo, hi):
-        return tf.random.stateless_uniform([bsz], seed=seeds[i], minval=lo, maxval=hi)
-
-    geometric = aug.flip or aug.zoom or aug.rotation or aug.shift
-    if geometric:
-        hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-        flip = tf.where(uniform(0, 0.0, 1.0) < 0.5, -1.0, 1.0) if aug.flip else tf.ones([bsz])
-        scale = uniform(1, 1.0 - aug.zoom, 1.0)
-        theta = uniform(2, -aug.rotation, aug.rotation) * (math.pi / 180.0)
-        tx = uniform(3, -aug.shift, aug.shift) * wf
-        ty = uniform(4, -aug.shift, aug.shift) * hf
-        cos, sin = tf.cos(theta) * scale, tf.sin(theta) * scale
-        # output pixel (x, y) samples input centre + R(theta) * scale * Flip * (p - centre) + t
-        m00, m01, m10, m11 = flip * cos, -sin, flip * sin, cos
-        cx, cy = (wf - 1.0) / 2.0, (hf - 1.0) / 2.0
-        a2 = cx + tx - m00 * cx - m01 * cy
-        b2 = cy + ty - m10 * cx - m11 * cy
-        zeros = tf.zeros([bsz])
-        transforms = tf.stack([m00, m01, a2, m10, m11, b2, zeros, zeros], axis=1)
-        x = tf.raw_ops.ImageProjectiveTransformV3(
-            images=x,
-            transforms=transforms,
-            output_shape=tf.stack([h, w]),
-            fill_value=0.0,
-            interpolation="BILINEAR",
-            fill_mode="REFLECT",
-        )
-    if aug.brightness or aug.contrast or aug.saturation:
-        per_image = [bsz, 1, 1, 1]
-        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-        contrast = tf.reshape(uniform(5, 1.0 - aug.contrast, 1.0 + aug.contrast), per_image)
-        bright = tf.reshape(uniform(6, -aug.brightness, aug.brightness) * 255.0, per_image)
-        x = (x - mean) * contrast + mean + bright
-        gray = tf.reduce_mean(x, axis=3, keepdims=True)
-        sat = tf.reshape(uniform(7, 1.0 - aug.saturation, 1.0 + aug.saturation), per_image)
-        x = gray + (x - gray) * sat
-    return tf.clip_by_value(x, 0.0, 255.0)
