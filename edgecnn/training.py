@@ -163,6 +163,7 @@ def train(
     flip_tta: bool | None = None,
     train_size: int | None = None,
     whiten_stem: bool | None = None,
+    cache_mb: float | None = None,
 ) -> Run:
     """Train `arch` on the folder-per-class images in `data_dir`; returns the finished `Run`.
 
@@ -188,6 +189,10 @@ def train(
     offline without it, an InputError names the file, the folder and the URL).  `patience`
     counts validated epochs without a gain inside the early-stopping window (the last quarter
     of the schedule); None: `default_patience(epochs)`.
+    `cache_mb` is the memory budget of the decoded photos (None: a quarter of the memory,
+    `edgecnn.data.default_cache_mb`); above it they are decoded into a folder beside the run
+    folder and streamed from disk, with the same results, and the folder is removed when
+    training ends (a `resume` decodes again).
     `callbacks` are extra Keras callbacks.  Ctrl-C raises `TrainingInterrupted` after the last
     finished epoch is saved.
 
@@ -239,16 +244,22 @@ def train(
         seed=config.seed,
         progress=None if progress else False,  # None: a bar only on a terminal
         train_size=config.fit_size,
+        cache_mb=cache_mb,
+        cache_beside=out_dir,
     )
     _print_skipped(splits.skipped)
     _print_val_gaps(splits)
     if state is not None and state["fingerprint"] != splits.fingerprint:
+        splits.close()
         raise InputError(f"{out_dir}: the data changed since this run started; cannot resume")
     if state is None and force and out_dir.exists():
         shutil.rmtree(out_dir)
-    return _Trainer(
-        config, splits, out_dir, epochs, state, strategy, progress, augment, callbacks or []
-    ).run()
+    try:
+        return _Trainer(
+            config, splits, out_dir, epochs, state, strategy, progress, augment, callbacks or []
+        ).run()
+    finally:
+        splits.close()  # the decoded photos' folder, when they were cached on disk
 
 
 def default_patience(epochs: int) -> int:

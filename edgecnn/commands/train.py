@@ -9,6 +9,7 @@ STRATEGY_CHOICES = ("default", "mirrored", "multiworker")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from edgecnn.data import CACHE_SHARE
     from edgecnn.models import ARCHITECTURES, DEFAULT_ARCH
 
     parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class")
@@ -85,6 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "components (default for edge, unless --weights)",
         off="train the stem from its initialisation like every other layer",
     )
+    parser.add_argument(
+        "--cache-mb",
+        type=float,
+        metavar="N",
+        help="memory budget in MB for the decoded photos; above it they are cached on disk "
+        f"beside the run folder and streamed from there, same results (default: "
+        f"{CACHE_SHARE:.0%}% of RAM)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -118,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision,
             flip_tta=args.flip_tta,
             whiten_stem=args.whiten_stem,
+            cache_mb=args.cache_mb,
             progress=not args.quiet,
         )
     except TrainingInterrupted as e:
