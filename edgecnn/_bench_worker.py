@@ -15,6 +15,7 @@ Two modes:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import resource
@@ -149,10 +150,13 @@ def _accuracy(clf, spec: dict) -> dict:
 
 def predict(spec: dict) -> dict:
     from edgecnn.runtime import load
+    from edgecnn.runtime.files import write_atomic
 
     clf = load(spec["model"], backend=spec["backend"], threads=spec["threads"])
     pred = _top1(clf, np.load(spec["pixels"]))
-    np.save(spec["save"], pred)
+    npy = io.BytesIO()
+    np.save(npy, pred)
+    write_atomic(spec["save"], npy.getvalue())
     return {"n_images": int(len(pred))}
 
 
@@ -230,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("EDGECNN_BENCH_DEBUG"):
             traceback.print_exc()
         code = 1
-    tmp = Path(argv[1]).with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, argv[1])
+    from edgecnn.runtime.files import write_atomic  # here: not part of any measured import
+
+    write_atomic(argv[1], json.dumps(result))
     return code
 
 

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.files import write_atomic
 
 Drawer = Callable[[np.ndarray, np.random.Generator, tuple[float, float], float, float, tuple], None]
 
@@ -183,9 +184,7 @@ def _write(path: Path, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(ext, image, params)
     if not ok:
         raise InputError(f"{path}: OpenCV cannot encode {ext} images")
-    tmp = path.with_name(f".{path.name}.tmp")
-    buf.tofile(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, buf.tobytes())
 
 
 def generate(

@@ -226,6 +226,17 @@ def test_results_are_written_atomically_without_leftovers(result, tmp_path):
     shutil.rmtree(tmp_path / "o")
 
 
+def test_worker_writes_its_row_without_leftovers(tmp_path):
+    from edgecnn import _bench_worker
+
+    spec = tmp_path / "w.spec.json"
+    missing = tmp_path / "missing.tflite"
+    spec.write_text(json.dumps({"model": str(missing), "backend": "tflite", "threads": 1}))
+    assert _bench_worker.main([str(spec), str(tmp_path / "w.out.json")]) == 1
+    assert "missing.tflite" in json.loads((tmp_path / "w.out.json").read_text())["error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.out.json", "w.spec.json"]
+
+
 def test_pipeline_breakdown_next_to_decode_ceiling(run_dir, tmp_path):
     import cv2
     import numpy as np

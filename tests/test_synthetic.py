@@ -69,3 +69,14 @@ def test_mean_colour_does_not_separate_classes(tmp_path):
 def test_bad_options(tmp_path, kwargs):
     with pytest.raises(InputError):
         generate(tmp_path, **kwargs)
+
+
+def test_a_failed_write_leaves_the_folder_clean(tmp_path):
+    """Images go through a temp file + rename: when the final name is taken by a folder, the
+    write fails and no half-written or temp file is left behind."""
+    blocked = tmp_path / "circle" / "circle_0000.png"
+    blocked.mkdir(parents=True)
+    with pytest.raises(OSError):
+        generate(tmp_path, classes=2, per_class=1, size=16)
+    assert [p.name for p in (tmp_path / "circle").iterdir()] == ["circle_0000.png"]
+    assert blocked.is_dir()
