@@ -260,7 +260,7 @@ def _pwrite_all(fd: int, data, offset: int) -> None:
 class _RowFile:
     """A uint8 `.npy` being filled row by row under a temporary name beside `path`."""
 
-    _CHUNK_BYTES = 16 << 20  # compaction copies this much at a time
+    _CHUNK_BYTES = 256 << 10  # compaction copies this much at a time (read twice: bytes, rows)
 
     def __init__(self, path: Path, tmp: Path, offset: int, row: int) -> None:
         self.path, self.tmp, self.offset, self.row = path, tmp, offset, row
