@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+from edgecnn.runtime import env
 from edgecnn.runtime.artifacts import EXPORT_DIR, KERAS_FILE, rank
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.metadata import MODEL_SUFFIXES, model_kind
@@ -186,39 +185,11 @@ def _skipped(reason: str) -> dict:
 # --- environment --------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _version(names: tuple[str, ...]) -> str | None:
-    for name in names:
-        try:
-            return importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def environment() -> dict:
     """CPU, cores, OS, Python and installed backend versions (read without importing them)."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
     return {
-        "cpu": _cpu_model(),
-        "machine": platform.machine(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {k: v for k, names in PACKAGES.items() if (v := _version(names))},
+        **env.machine(),
+        "versions": env.package_versions(PACKAGES),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
