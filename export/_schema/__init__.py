@@ -1,4 +1,5 @@
-"""Vendored flatc-generated TFLite Metadata schema (Apache-2.0, from the mediapipe wheel).
+"""Vendored flatc-generated TFLite Metadata schema (Apache-2.0, from the mediapipe wheel;
+source, version and sha256 in README.md beside it).
 
 Vendored so that writing the standard `TFLITE_METADATA` entry needs only the `flatbuffers`
 package, not mediapipe or tflite-support (which pins protobuf < 4 and clashes with TF 2.21).
