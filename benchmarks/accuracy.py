@@ -21,11 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
+
+from edgecnn.runtime.env import cpu_model
 
 DATASET = Path(__file__).resolve().parents[1].parent / "shared/datasets/cats-vs-dogs"
 
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     val = f"{args.val_split:.0%} of train" if args.val_split else "the test folder"
     print(
         f"train {args.train_dir}, test {args.test} ({rows[0]['n_test']} images), "
-        f"validation: {val}; {platform.processor() or platform.machine()}, "
+        f"validation: {val}; {cpu_model()}, "
         f"{os.cpu_count()} cores, load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}\n"
     )
     print(render(rows))
