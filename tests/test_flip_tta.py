@@ -97,6 +97,7 @@ def tta_manifest(tta_run):
 
 @RUNS
 def test_flip_tta_model_exports_to_int8_with_no_float_op_and_passes_verification(request, run_name):
+    from edgecnn.export._verify import QUANTIZED_GATE
     from edgecnn.runtime import load
 
     tta_run = request.getfixturevalue(run_name)
@@ -115,7 +116,19 @@ def test_flip_tta_model_exports_to_int8_with_no_float_op_and_passes_verification
     int8 = load(tta_run.path / "export" / "model_int8.tflite")
     x = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     p, p_mirror = int8.probs_pixels(x), int8.probs_pixels(x[:, :, ::-1].copy())
-    assert np.abs(p - p_mirror).max() <= 2 / 256  # symmetric up to int8 rounding
+    # The float model answers a mirrored photo exactly as the photo (test above).  The int8
+    # file does not have to: the converter calibrates the two views' branches separately, each
+    # with its own scales, so mirroring sends each view through the other branch's rounding,
+    # and how that rounding falls depends on the trained weights (so on the CPU that trained
+    # them).  What must hold is what the export gate holds a file to: both answers within its
+    # |Δp| bound of the float model's, and the same top-1 wherever the float margin exceeds
+    # the two errors together.
+    float_p = load(tta_run.model_path).probs(x.astype(np.float32))
+    err = np.abs(np.stack([p, p_mirror]) - float_p).max(axis=(0, 2))
+    assert err.max() <= QUANTIZED_GATE.max_diff, err
+    ranked = np.sort(float_p, axis=1)
+    clear = ranked[:, -1] - ranked[:, -2] > 2 * err
+    assert (p.argmax(1) == p_mirror.argmax(1))[clear].all()
 
 
 def test_no_flip_tta_saves_the_plain_model(tmp_path):
