@@ -228,16 +228,23 @@ def read_rows(pixels: np.ndarray, indices) -> np.ndarray:
     row = out[0].nbytes
     order = np.argsort(idx, kind="stable")
     ascending = idx[order]
-    runs = np.split(np.arange(idx.size), np.flatnonzero(np.diff(ascending) != 1) + 1)
+    bounds = [0, *(np.flatnonzero(np.diff(ascending) != 1) + 1).tolist(), idx.size]
+    order_list, flat = order.tolist(), memoryview(out).cast("B")
     fd = os.open(pixels.filename, os.O_RDONLY)
     try:
-        for run in runs:
-            first = int(ascending[run[0]])
-            block = _pread_exact(fd, row * len(run), pixels.offset + first * row)
-            out[order[run]] = np.frombuffer(block, dtype=pixels.dtype).reshape(-1, *out.shape[1:])
+        for a, b in zip(bounds[:-1], bounds[1:]):  # runs of consecutive rows in the file
+            offset = pixels.offset + int(ascending[a]) * row
+            targets = [flat[j * row : (j + 1) * row] for j in order_list[a:b]]
+            # one call scatters the run's rows straight into their places in `out`
+            if _preadv is None or _preadv(fd, targets, offset) != row * (b - a):
+                block = _pread_exact(fd, row * (b - a), offset)
+                out[order[a:b]] = np.frombuffer(block, pixels.dtype).reshape(-1, *out.shape[1:])
     finally:
         os.close(fd)
     return out
+
+
+_preadv = getattr(os, "preadv", None)  # Linux, BSD, macOS 11+; else read and copy
 
 
 def _pread_exact(fd: int, size: int, offset: int) -> bytes:
