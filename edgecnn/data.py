@@ -22,6 +22,7 @@ handful of vectorised ops instead of per-image Python.
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import shutil
@@ -100,7 +101,7 @@ def prepare(
     `default_cache_mb()`).  When train + validation would take more, they are decoded into
     `train.npy` and `val.npy` in a new folder beside `cache_beside` (`<name>.decoded-HOST-PID-*`;
     None: in the system's temp folder), one line on stderr says so, and `Splits.close()`
-    removes it.  Folders that ended processes of this host left beside it are removed first.
+    removes it.  Folders left beside it by ended processes of this host are removed first.
 
     The returned `Splits.contract` is the preprocessing contract (labels = sorted class folders)
     that the data was decoded with, and that the trained model will carry.
@@ -208,7 +209,7 @@ def _cache_folder(beside: str | os.PathLike | None) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname().replace("-", "_")
     prefix = f"{name}.decoded-{host}-"
-    for old in parent.glob(f"{prefix}*"):
+    for old in parent.glob(f"{glob.escape(prefix)}*"):
         pid = old.name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
