@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 
 from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.files import write_atomic
+from edgecnn.runtime.formatting import ms, pct, size, table
 
 REGRESSION_RATIO = 1.15  # p50 slower than this x the old run: flagged (run-to-run spread is ~15%)
 ACCURACY_DROP = 0.01  # accuracy lower by more than this (absolute): flagged
@@ -50,34 +52,15 @@ def _num(value, fmt: str, empty: str = "-") -> str:
     return empty if value is None else format(value, fmt)
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "-"
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
 def _grid(header: list[str], rows: list[list[str]], *, markdown: bool = False) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    fmt = "  ".join(f"{{:<{w}}}" if i < 3 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return "\n".join(fmt.format(*r).rstrip() for r in [header, *rows])
+    """Artifact, backend and threads left-aligned, the figures right-aligned."""
+    return table(header, rows, left=3, markdown=markdown)
 
 
 def _row_cells(r: dict) -> list[str]:
     if r.get("error"):
         return (
-            [r["artifact"], r["backend"], str(r["threads"]), _size(r.get("file_bytes"))]
+            [r["artifact"], r["backend"], str(r["threads"]), size(r.get("file_bytes"))]
             + ["-"] * 8
             + [_failure(r)]
         )
@@ -85,15 +68,15 @@ def _row_cells(r: dict) -> list[str]:
         r["artifact"],
         r["backend"],
         str(r["threads"]),
-        _size(r.get("file_bytes")),
+        size(r.get("file_bytes")),
         _num(r.get("load_s") and r["load_s"] * 1e3, ".0f"),
         _num(r.get("first_ms"), ".1f"),
-        _ms(r.get("p50_ms")),
-        _ms(r.get("p90_ms")),
-        _ms(r.get("p99_ms")),
+        ms(r.get("p50_ms")),
+        ms(r.get("p90_ms")),
+        ms(r.get("p99_ms")),
         _num(r.get("fps"), ".0f"),
-        _size(r.get("peak_rss_bytes")),
-        f"{_pct(r.get('accuracy'))} / {_pct(r.get('agreement'))}",
+        size(r.get("peak_rss_bytes")),
+        f"{pct(r.get('accuracy'))} / {pct(r.get('agreement'))}",
         _notes(r),
     ]
 
@@ -102,13 +85,6 @@ def _failure(r: dict) -> str:
     """The notes cell of a row that was not measured: skipped (backend not installed) or why
     its worker failed."""
     return f"skipped: {r['error']}" if r.get("skipped") else f"ERROR: {r['error']}"
-
-
-def _ms(value) -> str:
-    """Latency with enough digits for sub-millisecond models."""
-    if value is None:
-        return "-"
-    return f"{value:.3f}" if value < 1 else f"{value:.2f}"
 
 
 def _notes(r: dict) -> str:
@@ -240,28 +216,24 @@ def render_csv(result: dict) -> str:
 # --- files ----------------------------------------------------------------------------------
 
 
-def _atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
+def _write(path: str | os.PathLike, data: str | bytes) -> Path:
+    """`data` into `path` (temp file + rename), its folder made first; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        tmp.write_text(data, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, data)
     return path
 
 
 def write_json(result: dict, path: str | os.PathLike) -> Path:
-    return _atomic_write(path, json.dumps(result, indent=2) + "\n")
+    return _write(path, json.dumps(result, indent=2) + "\n")
 
 
 def write_csv(result: dict, path: str | os.PathLike) -> Path:
-    return _atomic_write(path, render_csv(result))
+    return _write(path, render_csv(result))
 
 
 def write_markdown(result: dict, path: str | os.PathLike) -> Path:
-    return _atomic_write(path, render_markdown(result))
+    return _write(path, render_markdown(result))
 
 
 def write_plot(result: dict, path: str | os.PathLike) -> Path:
@@ -270,7 +242,7 @@ def write_plot(result: dict, path: str | os.PathLike) -> Path:
     Drawn with OpenCV (a core dependency), so `edgecnn bench` writes it on a device too."""
     from edgecnn._bench_plot import encode_png, render_plot
 
-    return _atomic_write(path, encode_png(render_plot(result)))
+    return _write(path, encode_png(render_plot(result)))
 
 
 # --- comparison -----------------------------------------------------------------------------

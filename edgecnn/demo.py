@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 
 from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.files import write_atomic
+from edgecnn.runtime.formatting import file_size, pct, table
 
 MARKER = ".edgecnn-demo"
 SUMMARY_FILE = "demo.json"
@@ -225,9 +227,7 @@ def _say(message: str) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 # --- 1. data -------------------------------------------------------------------------------
@@ -472,17 +472,6 @@ def _live_model(run_dir: Path) -> Path:
 # --- summary -------------------------------------------------------------------------------
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
-             for r in [header, ["-" * w for w in widths], *rows]]  # fmt: skip
-    return "\n".join(lines)
-
-
 def format_summary(summary: dict[str, Any], report: Path) -> str:
     """The table printed at the end: what each step produced and how long it took."""
     t = summary["train"]
@@ -494,12 +483,12 @@ def format_summary(summary: dict[str, Any], report: Path) -> str:
          f"{sum(summary['data']['counts'].values())} images, {len(summary['data']['classes'])} "
          f"classes ({', '.join(summary['data']['classes'])})"],
         ["train", f"{steps.get('train', 0):.1f}",
-         f"edge model, {t['epochs_run']} epochs, val accuracy {_pct(t['val_accuracy'])}"],
+         f"edge model, {t['epochs_run']} epochs, val accuracy {pct(t['val_accuracy'])}"],
         ["export", f"{steps.get('export', 0):.1f}",
          f"{sum(1 for a in ex.values() if a['passed'])}/{len(ex)} formats verified"],
     ]  # fmt: skip
     for fmt, a in ex.items():
-        size = f"{a['bytes'] / 1024:.0f} KB" if a.get("bytes") else "-"
+        size = file_size(a.get("bytes") or None, kb_digits=0)
         verdict = "ok" if a.get("passed") else "FAILED"
         dp = "-" if a.get("max_abs_diff") is None else f"{a['max_abs_diff']:.1e}"
         rows.append(
@@ -507,8 +496,8 @@ def format_summary(summary: dict[str, Any], report: Path) -> str:
                 "",
                 "",
                 f"  {fmt:<12} {size:>7}  {verdict:<6} agreement "
-                f"{_pct(a.get('agreement')):>6}  max |dp| {dp}  "
-                f"accuracy {_pct(a.get('accuracy'))}",
+                f"{pct(a.get('agreement')):>6}  max |dp| {dp}  "
+                f"accuracy {pct(a.get('accuracy'))}",
             ]
         )
     ok = [r for r in summary["bench"]["rows"] if not r.get("error") and r.get("p50_ms")]
@@ -525,7 +514,7 @@ def format_summary(summary: dict[str, Any], report: Path) -> str:
                 "",
                 "",
                 f"  {r['artifact']:<18} {r['backend']:<7} p50 {r['p50_ms']:.3f} ms"
-                f"  acc {_pct(r.get('accuracy'))}",
+                f"  acc {pct(r.get('accuracy'))}",
             ]
         )
     s = lv["summary"]
@@ -534,12 +523,12 @@ def format_summary(summary: dict[str, Any], report: Path) -> str:
             "live",
             f"{steps.get('live', 0):.1f}",
             f"{s['frames']} frames of a generated clip, {s['fps']:.0f} FPS, "
-            f"accuracy {_pct(lv['accuracy'])} ({Path(lv['model']).name})",
+            f"accuracy {pct(lv['accuracy'])} ({Path(lv['model']).name})",
         ]
     )
     rows.append(["report", f"{steps.get('report', 0):.1f}", str(report)])
     rows.append(["total", f"{summary['total_seconds']:.1f}", ""])
-    return "\n" + _table(["step", "seconds", "result"], rows) + f"\n\nopen {report}"
+    return "\n" + table(["step", "seconds", "result"], rows, rule=True) + f"\n\nopen {report}"
 
 
 def budget_with(name: str, **changes: Any) -> Budget:

@@ -13,6 +13,7 @@ offline, can be mailed, and makes no network request.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import os
@@ -22,21 +23,23 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.export import FILENAMES  # names only: the export package imports TF lazily
+from edgecnn.demo import REPORT_FILE, SUMMARY_FILE
+from edgecnn.runtime.artifacts import EXPORT_DIR, MANIFEST, by_name
+from edgecnn.runtime.files import write_atomic
+from edgecnn.runtime.formatting import file_size, ms, pct
 
 SAMPLES_PER_CLASS = 8
 STRIP_FRAMES = 6
+_NONE = "–"  # what the page shows for a figure that is missing
 
 
 def write_report(demo_dir: str | os.PathLike) -> Path:
     """Write `demo_dir/report.html` from a finished demo folder; returns its path."""
     root = Path(demo_dir)
-    summary = json.loads((root / "demo.json").read_text(encoding="utf-8"))
+    summary = json.loads((root / SUMMARY_FILE).read_text(encoding="utf-8"))
     page = _Page(root, summary)
-    path = root / "report.html"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page.render(), encoding="utf-8")
-    os.replace(tmp, path)
+    path = root / REPORT_FILE
+    write_atomic(path, page.render())
     return path
 
 
@@ -73,21 +76,18 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _size(n: int | None) -> str:
-    if not n:
-        return "–"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KB"
-    return f"{n / 1024 / 1024:.2f} MB"
+    return file_size(n or None, empty=_NONE)
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{100 * value:.{digits}f}%"
+_pct = functools.partial(pct, empty=_NONE)
+_ms = functools.partial(ms, empty=_NONE)
 
 
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.3f}" if value < 1 else f"{value:.2f}"
+def _file_name(fmt: str) -> str:
+    try:
+        return by_name(fmt).file
+    except KeyError:  # a format this version does not know
+        return fmt
 
 
 def _plural(n: int | None, word: str) -> str:
@@ -131,7 +131,7 @@ class _Page:
         self.run = Path(summary["train"]["run"])
         self.contract = _read_json(self.run / "edgecnn.json") or {}
         self.metrics = _read_json(self.run / "metrics.json") or {}
-        self.manifest = _read_json(self.run / "export" / "export.json") or {}
+        self.manifest = _read_json(self.run / EXPORT_DIR / MANIFEST) or {}
         self.bench = _read_json(self.run / "bench" / "bench.json") or {}
 
     def render(self) -> str:
@@ -186,7 +186,7 @@ class _Page:
         arts = self.manifest.get("artifacts", {})
         int8, fp32 = arts.get("tflite-int8") or {}, arts.get("tflite-fp32") or {}
         ratio = (int8.get("bytes") or 0) / fp32["bytes"] if fp32.get("bytes") else None
-        p50 = self._p50("model_int8.tflite", "tflite")
+        p50 = self._p50(by_name("tflite-int8").file, "tflite")
         live = self.s["live"]["summary"]
         cards = [
             ("validation accuracy", _pct(t.get("val_accuracy")),
@@ -194,7 +194,7 @@ class _Page:
             ("int8 model", _size(int8.get("bytes")),
              f"{ratio:.0%} of fp32" if ratio else "full-integer TFLite"),
             ("int8 agreement", _pct((int8.get("parity") or {}).get("agreement")),
-             "top-1 vs the Keras model" if int8.get("passed") else "refused: see export.json"),
+             "top-1 vs the Keras model" if int8.get("passed") else f"refused: see {MANIFEST}"),
             ("int8 latency", f"{_ms(p50)} ms" if p50 else "–",
              "p50, 1 thread, batch 1" if p50 else "no verified int8 TFLite file"),
             ("live", f"{live.get('fps', 0):.0f} FPS",
@@ -298,7 +298,7 @@ class _Page:
                 '<span class="ok">verified</span>' if ok else '<span class="bad">failed</span>'
             )
             rel = f"{a['bytes'] / fp32:.0%}" if fp32 and a.get("bytes") else "–"
-            name = a.get("file") or FILENAMES.get(fmt, fmt)
+            name = a.get("file") or _file_name(fmt)
             rows.append([
                 f"<code>{_e(name)}</code>" if ok else f'<code class="gone">{_e(name)}</code>',
                 _e(a.get("scheme", fmt)),
@@ -331,7 +331,7 @@ class _Page:
             f"against the Keras model on {_e(n)} validation images through "
             f"<code>edgecnn.runtime</code> (Keras accuracy {_pct(ref)}). <i>Agreement</i> is the "
             f"share of images with the same top-1 class, <i>max |Δp|</i> the largest difference "
-            f"in any class probability. From <code>export/export.json</code>.</p>"
+            f"in any class probability. From <code>{EXPORT_DIR}/{MANIFEST}</code>.</p>"
             f"{warn}{table}"
             f'<p class="small">Check set: {_e(check_dir)}</p>'
             "</section>"
@@ -460,6 +460,7 @@ class _Page:
     # -- 6. your photos, 7. the Pi --
 
     def _your_photos(self) -> str:
+        int8 = by_name("tflite-int8")
         return (
             '<section id="own"><h2><span class="num">6</span>Now with your own photos</h2>'
             "<p>Put them in one sub-folder per class (any number of classes ≥ 2; JPEG, PNG, BMP, "
@@ -473,13 +474,13 @@ class _Page:
                     "# 2. export every format, each verified against the Keras model",
                     "edgecnn export runs/mine",
                     "# 3. check it on photos it has never seen, and try single images",
-                    "edgecnn eval runs/mine/export/model_int8.tflite photos-test/",
-                    "edgecnn predict runs/mine/export/model_int8.tflite my_cat.jpg",
+                    f"edgecnn eval runs/mine/{int8.path} photos-test/",
+                    f"edgecnn predict runs/mine/{int8.path} my_cat.jpg",
                     "# 4. how fast is each backend on this machine?",
                     "edgecnn bench runs/mine --data photos-test/",
                     "# 5. live on the webcam (a desktop OpenCV build) or a video file",
-                    "edgecnn run runs/mine/export/model_int8.tflite --source 0 --show",
-                    "edgecnn run runs/mine/export/model_int8.tflite --source clip.mp4 --record out.mp4",
+                    f"edgecnn run runs/mine/{int8.path} --source 0 --show",
+                    f"edgecnn run runs/mine/{int8.path} --source clip.mp4 --record out.mp4",
                 ]
             )  # fmt: skip
             + "<p>Or replay this demo's own clip, printing one JSON line per frame:</p>"
@@ -493,6 +494,7 @@ class _Page:
         )
 
     def _pi(self) -> str:
+        int8 = by_name("tflite-int8")
         return (
             '<section id="pi"><h2><span class="num">7</span>On a Raspberry Pi</h2>'
             "<p>The int8 file is all the Pi needs: it carries its labels and preprocessing, and "
@@ -500,11 +502,11 @@ class _Page:
             + _code(
                 [
                     "# on your computer: copy the model",
-                    "scp runs/mine/export/model_int8.tflite pi@raspberrypi.local:~/",
+                    f"scp runs/mine/{int8.path} pi@raspberrypi.local:~/",
                     "# on the Pi",
                     "python3 -m venv ~/edgecnn && . ~/edgecnn/bin/activate",
                     'pip install "edgecnn[tflite]"',
-                    "edgecnn run model_int8.tflite --source 0 --serve 0.0.0.0:8080",
+                    f"edgecnn run {int8.file} --source 0 --serve 0.0.0.0:8080",
                 ]
             )  # fmt: skip
             + "<p>Then open the address it prints (with its access token) on a phone or laptop "

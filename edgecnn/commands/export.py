@@ -7,6 +7,7 @@ import sys
 
 from edgecnn.export import FORMATS, INT8_IO, INT8_WEIGHTS  # no TensorFlow at import time
 from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.formatting import file_size, table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,21 +80,21 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(manifest: dict) -> str:
     """artifact | size | agreement | max |Δp| | accuracy, one row per exported file."""
-    rows = [("artifact", "size", "agreement", "max |Δp|", "accuracy", "input")]
+    rows = []
     for fmt, a in manifest["artifacts"].items():
         p = a["parity"]
         rows.append(
             (
                 a["file"] or f"{fmt} (failed)",
-                _size(a["bytes"]),
+                file_size(a["bytes"]),
                 f"{p['agreement']:.2%}",
                 f"{p['max_abs_diff']:.2g}",
                 f"{p['accuracy']:.2%}",
                 a["input"]["dtype"],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    header = ("artifact", "size", "agreement", "max |Δp|", "accuracy", "input")
+    lines = [table(header, rows)]
     check = manifest["check"]
     lines.append(
         f"verified on {check['count']} images from {check['dir']} "
@@ -106,7 +107,3 @@ def _keras_accuracy(manifest: dict) -> float:
     for a in manifest["artifacts"].values():
         return a["parity"]["reference_accuracy"]
     return float("nan")
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"

@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edgecnn.bench_report import _atomic_write
     from edgecnn.profile import profile, render, resolve_profile_target
+    from edgecnn.runtime.files import write_atomic
 
     report = profile(resolve_profile_target(Path(args.model)), data=args.data)
     if args.json == "-":
@@ -37,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(render(report))
     if args.json:
-        _atomic_write(args.json, json.dumps(report, indent=2) + "\n")
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(args.json, json.dumps(report, indent=2) + "\n")
     return 0
