@@ -33,6 +33,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -105,6 +106,14 @@ class Run:
     contract: Contract
     metrics: dict[str, Any] = field(default_factory=dict, compare=False)
     history: tuple[dict[str, float], ...] = field(default=(), compare=False)
+    # False on the other workers of a multi-worker job: they train in step with the chief,
+    # which alone writes `path` (on its own machine).
+    chief: bool = True
+
+
+class StrategyError(RuntimeError):
+    """Training under a `tf.distribute` strategy failed (a lost peer, a TensorFlow or Keras
+    error); the message is one line, the original exception is its `__cause__`."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -171,7 +180,9 @@ def train(
     `data_dir`.  `out` defaults to `runs/<data>-<arch>-<n>`; an existing run there is refused
     unless `resume` (continue its checkpoint; arch/size/seed/data come from the checkpoint,
     `epochs` may extend it) or `force` (replace it).  `strategy` is `default`, `mirrored` (all
-    local GPUs, else all logical CPUs) or `multiworker` (TF_CONFIG).  `precision` is `float32`,
+    local GPUs, else all logical CPUs) or `multiworker` (every machine runs the same call with
+    its own TF_CONFIG; the chief alone writes `out`, the other workers return a `Run` with
+    `chief=False` and write nothing there; no `resume`).  `precision` is `float32`,
     `bfloat16` (Keras' mixed_bfloat16: bf16 compute, float32 weights; faster on CPUs with bf16
     units, emulated and slow elsewhere) or `auto` (float32; see `resolve_precision`); the saved
     model is float32 either way.  `flip_tta` saves the model averaged over the photo's centre 85% and its mirror
@@ -196,7 +207,8 @@ def train(
     `callbacks` are extra Keras callbacks.  Ctrl-C raises `TrainingInterrupted` after the last
     finished epoch is saved.
 
-    Raises InputError for unusable data or options, before anything is written.
+    Raises InputError for unusable data or options, before anything is written, and
+    StrategyError (one line) when training under a `mirrored` or `multiworker` strategy fails.
     """
     prefer_onednn()
     if resume and force:
@@ -209,6 +221,12 @@ def train(
         raise InputError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
     if resume and out is None:
         raise InputError("--resume needs --out pointing at the run to continue")
+    chief = strategy != "multiworker" or _is_chief(_multiworker_task())
+    if resume and strategy == "multiworker":
+        raise InputError(
+            "--resume continues a run on one machine (--strategy default or mirrored); "
+            "a multi-worker job cannot resume"
+        )
     out_dir = Path(out) if out is not None else _default_out(Path(data_dir), arch)
     state = _read_state(out_dir) if resume else None
     if epochs is None:
@@ -218,7 +236,8 @@ def train(
     if state is not None:
         config = _Config(**state["config"])
     else:
-        _refuse_existing(out_dir, force=force)
+        if chief:  # the other workers write nothing at out_dir
+            _refuse_existing(out_dir, force=force)
         size = resolve_img_size(arch, img_size)
         config = _Config(
             data_dir=str(data_dir),
@@ -252,11 +271,20 @@ def train(
     if state is not None and state["fingerprint"] != splits.fingerprint:
         splits.close()
         raise InputError(f"{out_dir}: the data changed since this run started; cannot resume")
-    if state is None and force and out_dir.exists():
+    if state is None and force and out_dir.exists() and chief:
         shutil.rmtree(out_dir)
     try:
         return _Trainer(
-            config, splits, out_dir, epochs, state, strategy, progress, augment, callbacks or []
+            config,
+            splits,
+            out_dir,
+            epochs,
+            state,
+            strategy,
+            progress,
+            augment,
+            callbacks or [],
+            chief=chief,
         ).run()
     finally:
         splits.close()  # the decoded photos' folder, when they were cached on disk
@@ -404,18 +432,75 @@ def _make_strategy(name: str):
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy()
     return tf.distribute.get_strategy()
 
 
-def _is_chief(strategy) -> bool:
-    """Only the chief of a multi-worker job writes the run directory."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
+def _multi_worker_strategy():
+    """tf.distribute.MultiWorkerMirroredStrategy with a `reduce` that Keras 3's `fit` can use.
+
+    Keras 3.15's TensorFlow trainer calls `strategy.reduce` in two ways this strategy refuses
+    once there is more than one worker (keras-team/keras#20585): on a whole input batch, a
+    tuple `(x, y[, w])`, to build the model (TensorFlow's reduce takes one value: "unsupported
+    type PerReplica"), and with `axis=0` on each step's scalar metrics ("Invalid reduction
+    dimension 0 for input with 0 dimensions").  Here reduce maps over a tuple, and reduces a
+    scalar across replicas only, which is what both callers mean."""
+    import tensorflow as tf
+
+    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            parent = super()
+
+            def one(v):
+                local = tf.convert_to_tensor(self.experimental_local_results(v)[0])
+                return parent.reduce(reduce_op, v, None if local.shape.rank == 0 else axis)
+
+            return tf.nest.map_structure(one, value)
+
+    return MultiWorkerMirroredStrategy()
+
+
+def _multiworker_task() -> tuple[str, int, dict] | None:
+    """This process's (task type, index, cluster) from TF_CONFIG, checked; None without it
+    (TensorFlow then trains on this machine alone)."""
+    raw = os.environ.get("TF_CONFIG", "").strip()
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+        cluster, task = config["cluster"], config["task"]
+        kind, index = task["type"], int(task["index"])
+        members = cluster[kind]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise InputError(
+            'TF_CONFIG: expected JSON like {"cluster": {"worker": ["host:port", ...]}, '
+            f'"task": {{"type": "worker", "index": 0}}}} ({type(e).__name__}: {e})'
+        ) from None
+    if not 0 <= index < len(members):
+        raise InputError(
+            f"TF_CONFIG: task index {index} is outside the {len(members)} {kind!r} address(es)"
+        )
+    return kind, index, cluster
+
+
+def _is_chief(task: tuple[str, int, dict] | None) -> bool:
+    """Only the chief of a multi-worker job writes the run directory: the "chief" task if the
+    cluster has one, else worker 0 (TensorFlow's convention)."""
+    if task is None:
         return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-    )
+    kind, index, cluster = task
+    if "chief" in cluster:
+        return kind == "chief"
+    return kind == "worker" and index == 0
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception as `Type: first line of its message`, cut to `limit` characters: TensorFlow
+    errors may carry whole tensors (a batch of pixels) in their text, and start with the name
+    of the graph function they came from (`{{function_node ...}}`), dropped here."""
+    lines = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(error)).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def earliest_stop(epochs: int) -> int:
@@ -485,6 +570,8 @@ class _Trainer:
         progress: bool,
         augment: Augment | None,
         callbacks: list,
+        *,
+        chief: bool = True,
     ) -> None:
         self.config = config
         self.splits = splits
@@ -509,22 +596,64 @@ class _Trainer:
         self.augment = augment
         self.extra_callbacks = callbacks
         self.created_out = not out_dir.exists()
+        self.chief = chief
 
     def run(self) -> Run:
         import keras
 
         keras.utils.set_random_seed(self.config.seed)
-        strategy = _make_strategy(self.strategy_name)
-        if not _is_chief(strategy):
+        out = self.out
+        if not self.chief:
+            # The other workers save every epoch as the chief does (saving reads variables that
+            # may need every worker), into a folder of their own that goes when they finish.
             self.out = Path(tempfile.mkdtemp(prefix="edgecnn-worker-"))
             self.ckpt = self.out / CHECKPOINT_DIR
-        with strategy.scope():
-            model = self._model()
-        start = self.state["epochs_done"]
-        if start < self.epochs and not self.state["stopped_early"]:
-            self.ckpt.mkdir(parents=True, exist_ok=True)
-            self._fit(model, start)
-        return self._finish(model)
+        try:
+            model = self._trained_model()
+            return self._finish(model) if self.chief else self._worker_result(out)
+        finally:
+            if not self.chief:
+                shutil.rmtree(self.out, ignore_errors=True)
+
+    def _trained_model(self):
+        """The model after the run's remaining epochs.  Under a distribution strategy, what
+        fails is raised as a one-line StrategyError (TensorFlow's own messages may hold whole
+        batches of pixels)."""
+        try:
+            strategy = _make_strategy(self.strategy_name)
+            with strategy.scope():
+                model = self._model()
+            start = self.state["epochs_done"]
+            if start < self.epochs and not self.state["stopped_early"]:
+                self.ckpt.mkdir(parents=True, exist_ok=True)
+                self._fit(model, start)
+        except InputError:
+            raise
+        except Exception as e:
+            if self.single:
+                raise
+            raise StrategyError(f"--strategy {self.strategy_name}: {_one_line(e)}") from e
+        return model
+
+    def _worker_result(self, out: Path) -> Run:
+        """What a worker other than the chief returns: the run's history; the chief writes the
+        run directory and its report."""
+        s = self.state
+        if self.progress:
+            print(
+                f"epochs {s['epochs_done']}/{self.epochs} done (best epoch {s['best_epoch']}); "
+                "the chief worker writes the run",
+                file=sys.stderr,
+            )
+        metrics = {
+            "best_epoch": s["best_epoch"],
+            "epochs_run": s["epochs_done"],
+            "stopped_early": s["stopped_early"],
+            "train_seconds": round(s["train_seconds"], 2),
+            "strategy": self.strategy_name,
+        }
+        contract = self._contract()
+        return Run(out, out / "model.keras", contract, metrics, tuple(s["history"]), chief=False)
 
     def _model(self):
         import keras
@@ -607,6 +736,8 @@ class _Trainer:
 
     def _interrupted(self) -> TrainingInterrupted:
         done = self.state["epochs_done"]
+        if not self.chief:
+            return TrainingInterrupted("interrupted; the chief worker keeps the checkpoint", None)
         if done == 0:
             if self.created_out:
                 shutil.rmtree(self.out, ignore_errors=True)

@@ -106,7 +106,7 @@ def _switch(parser: argparse.ArgumentParser, name: str, *, on: str, off: str) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgecnn.training import TrainingInterrupted, train
+    from edgecnn.training import StrategyError, TrainingInterrupted, train
 
     try:
         result = train(
@@ -133,5 +133,9 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as e:
         print(f"edgecnn train: {e.message}", file=sys.stderr)
         return 130
-    print(result.path)
+    except StrategyError as e:  # one line: TensorFlow's own messages may hold whole tensors
+        print(f"edgecnn train: error: {e}", file=sys.stderr)
+        return 1
+    if result.chief:  # the other workers of a multi-worker job write no run
+        print(result.path)
     return 0
