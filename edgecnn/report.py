@@ -17,7 +17,6 @@ import functools
 import html
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from edgecnn.demo import REPORT_FILE, SUMMARY_FILE
 from edgecnn.runtime.artifacts import EXPORT_DIR, MANIFEST, by_name
+from edgecnn.runtime.env import cpu_model
 from edgecnn.runtime.files import write_atomic
 from edgecnn.runtime.formatting import file_size, ms, pct
 
@@ -159,7 +159,7 @@ class _Page:
     def _subtitle(self) -> str:
         b = self.s["budget"]
         env = self.bench.get("env", {})
-        cpu = env.get("cpu") or platform.processor() or platform.machine()
+        cpu = env.get("cpu") or cpu_model()
         return (
             f"{_e(b['name'])} budget · {_e(cpu)} · {_e(env.get('cores', os.cpu_count()))} cores · "
             f"finished in {self.s.get('total_seconds', 0):.0f} s · "
