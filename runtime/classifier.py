@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .backends import Backend, check_threads, choose_backend, installed_backends
 from .backends._onnxproto import check_external_data
@@ -81,14 +82,21 @@ class Classifier:
 
     # --- batches of model input ----------------------------------------------------------------
 
-    def probs(self, x: np.ndarray) -> np.ndarray:
-        """float32 (N, H, W, 3) model input (what `to_input` makes) -> float32 (N, C)."""
+    def probs(self, x: np.ndarray) -> NDArray[np.float32]:
+        """(N, H, W, 3) model input (what `to_input` makes) -> float32 (N, C) probabilities.
+
+        The input is float32, or any dtype holding the same values.  A model that takes uint8
+        pixels as they are (`takes_raw_pixels`) gets uint8 input unconverted: there model input
+        and pixels are the same numbers (identity scaling), which is what `frame_input` gives it.
+        """
         x = self._batch_of(x, "model input")
         if x.shape[0] == 0:
             return np.zeros((0, self.num_classes), dtype=np.float32)
+        if x.dtype == np.uint8 and self._raw:
+            return self._checked(self._backend.run_pixels(x))
         if x.dtype != np.float32:
             x = x.astype(np.float32)
-        return self._run(x)
+        return self._checked(self._backend.run(x))
 
     def _batch_of(self, x: np.ndarray, what: str) -> np.ndarray:
         """`x` as an (N, H, W, 3) array of the model's size; InputError otherwise."""
@@ -103,17 +111,15 @@ class Classifier:
             )
         return x
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """A non-empty, shape-checked batch: float32 input, or uint8 pixels for a raw-pixel
-        backend."""
-        out = self._backend.run(x)
+    def _checked(self, out: np.ndarray) -> NDArray[np.float32]:
+        """The backend's probabilities, refused when they do not match the labels."""
         if out.shape[1] != self.num_classes:
             raise InputError(
                 f"{self.path}: model gives {out.shape[1]} outputs but has {self.num_classes} labels"
             )
         return out
 
-    def probs_pixels(self, pixels: np.ndarray, *, batch: int = 32) -> np.ndarray:
+    def probs_pixels(self, pixels: np.ndarray, *, batch: int = 32) -> NDArray[np.float32]:
         """uint8 (N, H, W, 3) pixels (what `to_pixels`/`load_pixels` make) -> float32 (N, C),
         `batch` at a time so a large dataset is never converted to float all at once.
 
@@ -125,18 +131,34 @@ class Classifier:
         n = pixels.shape[0]
         if n == 0:
             return np.zeros((0, self.num_classes), dtype=np.float32)
-        raw = pixels.dtype == np.uint8 and self.takes_raw_pixels
+        raw = pixels.dtype == np.uint8 and self._raw
         batch = max(1, int(batch))
         out = np.empty((n, self.num_classes), dtype=np.float32)
         for start in range(0, n, batch):
             chunk = pixels[start : start + batch]
-            if raw:
-                out[start : start + len(chunk)] = self._run(chunk)
-                continue
-            x = self._batch_buffer(len(chunk))
-            to_input(chunk, self.contract, out=x)
-            out[start : start + len(chunk)] = self.probs(x)
+            if not raw:
+                chunk = to_input(chunk, self.contract, out=self._batch_buffer(len(chunk)))
+            out[start : start + len(chunk)] = self.probs(chunk)
         return out
+
+    # --- one frame at a time, in the classifier's own buffers ----------------------------------
+
+    def frame_pixels(self, image: Image) -> NDArray[np.uint8]:
+        """One image (any size, BGR/gray/BGRA, a path or bytes) -> uint8 (H, W, 3) RGB pixels
+        at the model's size, written into this classifier's buffer (valid until the next call;
+        `to_pixels(image, clf.contract)` makes a fresh array instead)."""
+        return to_pixels(image, self.contract, out=self._pixels)
+
+    def frame_input(self, pixels: np.ndarray) -> np.ndarray:
+        """One frame's uint8 (H, W, 3) pixels at the model's size -> the (1, H, W, 3) model input
+        `probs` takes: the pixels themselves (a view, no copy) for a model that takes them as
+        they are, else float32 `to_input` written into this classifier's buffer (valid until
+        the next call).  Splitting the frame path here lets a caller time preprocessing and
+        inference apart."""
+        if self._raw and pixels.dtype == np.uint8:
+            return pixels[None]
+        to_input(pixels, self.contract, out=self._input[0])
+        return self._input
 
     def _batch_buffer(self, n: int) -> np.ndarray:
         if self._batch_input.shape[0] != n:
@@ -149,9 +171,8 @@ class Classifier:
     def predict(self, image: Image, top_k: int | None = None) -> Prediction:
         """One image (BGR frame of any size/channels/dtype, a path, or bytes) -> the top-k
         `(label, score)` pairs, best first (all classes when top_k is None)."""
-        to_pixels(image, self.contract, out=self._pixels)
-        to_input(self._pixels, self.contract, out=self._input[0])
-        return self._top(self.probs(self._input)[0], top_k)
+        x = self.frame_input(self.frame_pixels(image))
+        return self._top(self.probs(x)[0], top_k)
 
     def predict_batch(self, images: Iterable[Image], top_k: int | None = None) -> list[Prediction]:
         """Several images in one backend call -> one top-k list per image."""

@@ -108,6 +108,42 @@ def test_batch_paths_agree_with_single_predictions(arts, frames, artifact, backe
     assert clf.probs(np.zeros((0, SIZE, SIZE, 3), np.float32)).shape == (0, len(LABELS))
 
 
+@pytest.mark.parametrize(("artifact", "backend"), CASES, ids=[f"{a}-{b}" for a, b in CASES])
+def test_one_frame_path_gives_what_the_batch_path_gives(arts, frames, artifact, backend):
+    """What the live loop calls per frame (`frame_pixels` -> `frame_input` -> `probs`) gives
+    `probs_pixels`' numbers; a model that takes raw pixels is handed the frame's pixels
+    themselves (no copy, no float step), any other float32 model input."""
+    clf = open_case(arts, artifact, backend)
+    images, _ = frames
+    for image in images:
+        pixels = clf.frame_pixels(image)
+        assert pixels.dtype == np.uint8 and pixels.shape == (SIZE, SIZE, 3)
+        expected = clf.probs_pixels(pixels.copy())
+        x = clf.frame_input(pixels)
+        assert x.shape == (1, SIZE, SIZE, 3)
+        if clf.takes_raw_pixels:
+            assert x.dtype == np.uint8 and np.shares_memory(x, pixels)
+        else:
+            assert x.dtype == np.float32 and not np.shares_memory(x, pixels)
+        np.testing.assert_allclose(clf.probs(x), expected, rtol=0, atol=1e-6)
+
+
+def test_backend_takes_uint8_pixels_only_where_the_model_does(arts):
+    """`Backend.run` takes float32 model input; `run_pixels` (uint8 as it is) exists only where
+    `takes_raw_pixels`, with exactly the float path's numbers."""
+    rgb, _ = synthetic_images(4, seed=3)
+    raw = get_backend("tflite").open(arts["tflite_uint8"], threads=1)
+    assert raw.takes_raw_pixels
+    np.testing.assert_array_equal(raw.run_pixels(rgb), raw.run(rgb.astype(np.float32)))
+    with pytest.raises(TypeError, match="uint8"):
+        raw.run_pixels(rgb.astype(np.float32))
+    for artifact, backend in [("tflite_int8", "tflite"), ("onnx", "onnx")]:
+        other = get_backend(backend).open(arts[artifact], threads=1)
+        assert not other.takes_raw_pixels
+        with pytest.raises(NotImplementedError, match="float32 model input only"):
+            other.run_pixels(rgb)
+
+
 @pytest.mark.parametrize(
     ("artifact", "backend"), FP32_CASES, ids=[f"{a}-{b}" for a, b in FP32_CASES]
 )

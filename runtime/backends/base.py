@@ -1,8 +1,10 @@
 """The one small interface every runtime backend implements.
 
 A backend opens one model file and turns a float32 NHWC batch (the output of
-`edgecnn.runtime.to_input`) into float32 class probabilities.  Everything else — preprocessing,
-labels, top-k — lives in `Classifier`, so adding a backend means one module and one registry line.
+`edgecnn.runtime.to_input`) into float32 class probabilities: `run`.  A backend whose model takes
+uint8 0..255 pixels as they are (`takes_raw_pixels`) also has `run_pixels`, which feeds uint8
+pixels without the float detour.  Everything else — preprocessing, labels, top-k, which of the
+two to call — lives in `Classifier`, so adding a backend means one module and one registry line.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..contract import MAX_INPUT_SIDE
 from ..errors import InputError
@@ -49,15 +52,23 @@ class Backend(ABC):
         """Open `path` for inference with `threads` CPU threads; InputError if it cannot."""
 
     @abstractmethod
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """float32 (N, H, W, 3) model input -> float32 (N, num_classes) probabilities."""
 
     @property
     def takes_raw_pixels(self) -> bool:
-        """Whether `run` also accepts uint8 (N, H, W, 3) pixels as they are, because the model's
-        input tensor is uint8 0..255 (an int8 TFLite file with uint8 I/O: scale 1, zero point
-        0), so the float detour would be an exact round trip."""
+        """Whether the model's input tensor is uint8 0..255 pixels as they are (an int8 TFLite
+        file with uint8 I/O: scale 1, zero point 0), so that `run_pixels` can feed them without
+        the float detour, which would be an exact round trip."""
         return False
+
+    def run_pixels(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """uint8 (N, H, W, 3) pixels fed to the model as they are -> float32 (N, num_classes)
+        probabilities; only where `takes_raw_pixels` is true."""
+        raise NotImplementedError(
+            f"{self.path}: the {self.name} backend runs float32 model input only "
+            "(its model does not take uint8 pixels as they are)"
+        )
 
     def describe(self) -> dict[str, Any]:
         """What is running, for reports and benchmarks (module, delegate, threads, ...)."""

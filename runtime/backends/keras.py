@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import InputError, MissingDependencyError
 from .base import Backend, nhwc_shape, probs_2d
@@ -71,7 +72,7 @@ class KerasBackend(Backend):
             raise InputError(f"{path}: cannot load Keras model ({reason})") from None
         return cls(path, threads, model, keras)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         n = x.shape[0]
         parts = [
             self._to_numpy(self._model(x[i : i + _CHUNK], training=False))

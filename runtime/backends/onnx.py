@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import InputError, MissingDependencyError
 from .base import Backend, nhwc_shape, probs_2d
@@ -64,7 +65,7 @@ class OnnxBackend(Backend):
             raise InputError(f"{path}: cannot load ONNX model ({_first_line(e)})") from None
         return cls(path, threads, session, f"onnxruntime {ort.__version__}")
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         if self._uint8_input:
             x = np.clip(x, 0, 255).astype(np.uint8)
         self._feed[self._input_name] = x

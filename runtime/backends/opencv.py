@@ -17,6 +17,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import InputError
 from ._onnxproto import graph_io
@@ -87,7 +88,7 @@ class OpenCVBackend(Backend):
             backend.run(np.zeros((1, shape[0], shape[1], 3), dtype=np.float32))
         return backend
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         self._net.setInput(np.ascontiguousarray(x, dtype=np.float32))
         out = self._net.forward()
         return probs_2d(out, x.shape[0], source=str(self.path))

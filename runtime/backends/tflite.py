@@ -5,6 +5,8 @@ LiteRT is the maintained interpreter and works with numpy 2; tflite_runtime (the
 numpy 1; TensorFlow is the last resort.  The interpreter defaults to one thread, so
 `num_threads` is always passed.  Full-integer models take int8/uint8: inputs are quantised and
 outputs dequantised with the tensor's own scale and zero point, so callers always see float32.
+A file whose input is uint8 with scale 1 and zero point 0 takes 0..255 pixels as they are:
+`run_pixels` feeds them without quantising.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import importlib.util
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from ..env import module_version
 from ..errors import InputError, MissingDependencyError
@@ -185,28 +188,38 @@ class TFLiteBackend(Backend):
     def takes_raw_pixels(self) -> bool:
         return self._raw
 
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
-        self._ensure_batch(x.shape[0])
-        if self._raw and x.dtype == np.uint8:
-            feed = np.ascontiguousarray(x)
-        elif self._qin.active:
-            feed = self._quantise(x)
-        else:
-            feed = np.ascontiguousarray(x, np.float32)
-        self._it.set_tensor(self._in["index"], feed)
+    def run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        return self._run(x, self._float_feed)
+
+    def run_pixels(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+        if not self._raw:
+            return super().run_pixels(pixels)
+        if pixels.dtype != np.uint8:
+            raise TypeError(f"run_pixels takes uint8 pixels, got {pixels.dtype}")
+        return self._run(pixels, np.ascontiguousarray)
+
+    def _float_feed(self, x: np.ndarray) -> np.ndarray:
+        """float32 model input as the input tensor takes it: quantised, or as it is."""
+        return self._quantise(x) if self._qin.active else np.ascontiguousarray(x, np.float32)
+
+    def _run(self, x: np.ndarray, feed: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        n = x.shape[0]
+        if self._dynamic_batch or n == self._batch:
+            return probs_2d(self._invoke(x, feed), n, source=str(self.path))
+        # a file fixed to batch 1: one image at a time
+        rows = [
+            probs_2d(self._invoke(x[i : i + 1], feed), 1, source=str(self.path)) for i in range(n)
+        ]
+        return np.concatenate(rows, axis=0)
+
+    def _invoke(self, x: np.ndarray, feed: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        self._ensure_batch(x.shape[0])  # before `feed`, which may quantise into its buffers
+        self._it.set_tensor(self._in["index"], feed(x))
         self._it.invoke()
         out = self._it.get_tensor(self._out["index"])
         if self._qout.active:
             return (out.astype(np.float32) - self._qout.zero_point) * self._qout.scale
         return out
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[0]
-        if self._dynamic_batch or n == self._batch:
-            return probs_2d(self._invoke(x), n, source=str(self.path))
-        # a file fixed to batch 1: one image at a time
-        rows = [probs_2d(self._invoke(x[i : i + 1]), 1, source=str(self.path)) for i in range(n)]
-        return np.concatenate(rows, axis=0)
 
     def describe(self) -> dict[str, Any]:
         return {
