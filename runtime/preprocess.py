@@ -13,6 +13,7 @@ be in 0..1 (OpenCV's convention), uint16 frames in 0..65535.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -77,7 +78,7 @@ def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarr
     except cv2.error:
         img = None
     if img is None:
-        img = _decode_with_videocapture_fallback(buf)
+        img = _decode_gif_with_videocapture(buf)
     if img is None:
         raise ImageError(f"{source}: {_UNDECODABLE}")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
@@ -98,23 +99,27 @@ def _check_declared_size(buf: np.ndarray, source: str) -> None:
         )
 
 
-def _decode_with_videocapture_fallback(buf: np.ndarray) -> np.ndarray | None:
-    """GIFs on OpenCV builds without a GIF codec: Pillow, when installed, gives the first frame."""
-    if bytes(buf[:4]) not in (b"GIF8",):
+def _decode_gif_with_videocapture(buf: np.ndarray) -> np.ndarray | None:
+    """A GIF's first frame where OpenCV's image codecs have no GIF decoder (off by default
+    before OpenCV 4.12): OpenCV's FFmpeg video reader decodes it instead, from a temporary
+    file, since it reads files only.  OpenCV alone, so a device with the runtime's
+    dependencies only decodes a GIF to the same pixels as the machine that trained on it."""
+    if bytes(buf[:4]) != b"GIF8":
         return None
+    fd, name = tempfile.mkstemp(suffix=".gif")
     try:
-        from PIL import Image  # optional
-    except ImportError:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.tobytes())
+        capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+        try:
+            ok, frame = capture.read()
+        finally:
+            capture.release()
+    except cv2.error:
         return None
-    import io
-
-    try:
-        with Image.open(io.BytesIO(buf.tobytes())) as im:
-            im.seek(0)
-            rgb = np.asarray(im.convert("RGB"))
-    except Exception:  # Pillow raises many types for corrupt data
-        return None
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    finally:
+        os.unlink(name)
+    return frame if ok and frame is not None and frame.ndim == 3 else None
 
 
 def as_bgr_uint8(frame: np.ndarray) -> np.ndarray:

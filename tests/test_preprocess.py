@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgecnn.runtime.contract import Contract
-from edgecnn.runtime.preprocess import to_pixels
+from edgecnn.runtime.preprocess import decode_image, to_pixels
 
 
 def _photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -62,3 +62,31 @@ def test_other_interpolations_resize_in_one_step():
     contract = Contract(labels=("a", "b"), height=96, width=96, interpolation="linear")
     expected = cv2.resize(img, (96, 96), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
     np.testing.assert_array_equal(to_pixels(img, contract), expected)
+
+
+def test_gif_decodes_with_opencv_alone_where_its_codecs_lack_gif(monkeypatch):
+    """OpenCV builds before 4.12 have no GIF image codec; the GIF's first frame then comes
+    from OpenCV's FFmpeg video reader, with the same pixels, and without Pillow (which the
+    device runtime does not install)."""
+    import io
+    import sys
+
+    from PIL import Image
+
+    rgb = _photo_like(37, 53)
+    encoded = io.BytesIO()
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(encoded, format="GIF")
+    data = encoded.getvalue()
+    with Image.open(io.BytesIO(data)) as im:
+        expected = np.asarray(im.convert("RGB"))[:, :, ::-1]  # BGR, as OpenCV decodes
+
+    real = cv2.imdecode
+    monkeypatch.setattr(
+        cv2,
+        "imdecode",
+        lambda buf, flags: None if buf[:3].tobytes() == b"GIF" else real(buf, flags),
+    )
+    monkeypatch.setitem(sys.modules, "PIL", None)  # importing Pillow now fails
+    got = decode_image(data, source="x.gif")
+    assert got.shape == (37, 53, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
