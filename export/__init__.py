@@ -23,27 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn.runtime import artifacts as registry
 from edgecnn.runtime.env import package_versions
 from edgecnn.runtime.errors import InputError, VerificationError
 from edgecnn.runtime.files import temp_file, write_atomic
+from edgecnn.runtime.formatting import file_size
 
-FORMATS = ("tflite-fp32", "tflite-fp16", "tflite-drq", "tflite-int8", "onnx", "onnx-int8")
-FILENAMES = {
-    "tflite-fp32": "model_fp32.tflite",
-    "tflite-fp16": "model_fp16.tflite",
-    "tflite-drq": "model_drq.tflite",
-    "tflite-int8": "model_int8.tflite",
-    "onnx": "model.onnx",
-    "onnx-int8": "model_int8.onnx",
-}
-INT8_FORMATS = ("tflite-int8", "onnx-int8")
-INT8_IO = ("int8", "uint8", "float")
+# the formats, their files and their gates: `edgecnn.runtime.artifacts` (the registry)
+FORMATS = registry.NAMES
+FILENAMES = {f.name: f.file for f in registry.FORMATS}
+INT8_IO = registry.INT8_IO
 INT8_WEIGHTS = ("auto", "per-channel", "per-tensor")
 # `auto` keeps per-tensor weights (smaller) unless they lose more agreement than this
 AUTO_MAX_AGREEMENT_LOSS = 0.005
 # when no int8 file passes, calibrate again on twice as many images, at most this many times
 MAX_CALIBRATION_DOUBLINGS = 2
-MANIFEST = "export.json"
+MANIFEST = registry.MANIFEST
 MANIFEST_SCHEMA = "edgecnn-export/1"
 # packages whose versions export.json records (the ones installed)
 VERSIONS = ("edgecnn", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
@@ -134,7 +129,7 @@ def export(
     model = load_keras(source)
     checks = check_set(contract, check=check, run_dir=source.run_dir, progress=bars)
     calibration = load_calibration = None
-    if any(f in INT8_FORMATS for f in fmts):
+    if any(registry.by_name(f).int8 for f in fmts):
         load_calibration = functools.partial(
             calibration_set, contract, calib=calib, run_dir=source.run_dir, seed=seed, progress=bars
         )
@@ -190,6 +185,7 @@ class _Job:
     def __init__(
         self, source, model, checks, calibration, int8: _Int8, say, *, load_calibration=None
     ) -> None:
+        from ._formats import Source
         from ._verify import keras_probs
 
         self.source = source
@@ -205,6 +201,7 @@ class _Job:
         self.say = say
         self.reference = keras_probs(model, checks.pixels, self.contract)
         self._float_onnx: bytes | None = None
+        self.format_source = Source(model, self.contract, self.check_inputs[:2], self._onnx_float)
 
     def run(self, fmts: tuple[str, ...]) -> dict[str, Any]:
         out_dir = self.source.out_dir
@@ -215,7 +212,7 @@ class _Job:
         for i, fmt in enumerate(fmts, 1):
             self.say(f"[{i}/{len(fmts)}] {fmt}: converting")
             try:
-                if fmt in INT8_FORMATS:
+                if registry.by_name(fmt).int8:
                     entry = self._export_int8(fmt, out_dir / FILENAMES[fmt])
                 else:
                     entry = self._export_one(fmt, out_dir / FILENAMES[fmt])
@@ -313,7 +310,7 @@ class _Job:
             or tensor.parity.agreement >= channel.parity.agreement - AUTO_MAX_AGREEMENT_LOSS
         ):
             if choice:
-                self.say(f"    auto: per-tensor weights kept ({_size(len(tensor.data))})")
+                self.say(f"    auto: per-tensor weights kept ({file_size(len(tensor.data))})")
             return tensor
         if channel is not None and choice:
             why = "loses agreement" if tensor is not None else "refused"
@@ -366,7 +363,7 @@ class _Job:
 
     def _report(self, built: _Built, name: str) -> None:
         verdict = "ok " if built.parity.passed else "FAILED"
-        self.say(f"    {verdict} {name} {_size(len(built.data))}: {built.parity.summary()}")
+        self.say(f"    {verdict} {name} {file_size(len(built.data))}: {built.parity.summary()}")
 
     def _place(self, built: _Built, final: Path) -> dict[str, Any]:
         """Write a passing file under its final name (atomically); remove a stale one else."""
@@ -388,52 +385,29 @@ class _Job:
 
     def _convert(self, fmt: str, *, weights=None, calibration=None) -> tuple[bytes, dict]:
         """Serialized artifact with metadata, plus what the manifest says about it."""
-        from . import _metadata, _onnx, _onnx_int8, _tflite
+        from ._formats import Options, convert
 
-        calib_inputs = calibration.inputs(self.contract) if calibration is not None else None
-        if fmt.startswith("tflite-"):
-            flatbuffer = _tflite.convert(
-                self.model,
-                self.contract,
-                fmt,
-                calib_inputs=calib_inputs,
-                int8_io=self.int8.io,
-                per_channel=weights != "per-tensor",
-            )
-            described = _tflite.describe(flatbuffer)
-            data = _metadata.add_tflite_metadata(
-                flatbuffer, self.contract, description=_tflite.SCHEMES[fmt]
-            )
-            info = {"scheme": _tflite.SCHEMES[fmt], **described}
-            if fmt == "tflite-int8":
-                info["int8_io"] = self.int8.io
-        elif fmt == "onnx":
-            data = self._onnx_float()
-            info = {"scheme": _onnx.SCHEME, **_onnx_io(data)}
-        else:
-            proto = _onnx_int8.convert(
-                self._onnx_float(), calib_inputs, per_channel=weights != "per-tensor"
-            )
-            data = _metadata.add_onnx_metadata(proto, self.contract).SerializeToString()
-            _onnx.check_loads(data, self.check_inputs[:2])
-            info = {"scheme": _onnx_int8.SCHEME, **_onnx_io(data)}
+        options = Options(
+            calib_inputs=calibration.inputs(self.contract) if calibration is not None else None,
+            int8_io=self.int8.io,
+            per_channel=weights != "per-tensor",
+        )
+        converted = convert(fmt, self.format_source, options)
+        info = dict(converted.info)
         if calibration is not None:
             info["weights"] = weights
             info["calibration_images"] = len(calibration)
             info["calibration_pixels_sha256"] = calibration.source.get("pixels_sha256")
-        return data, info
+        return converted.data, info
 
     def _onnx_float(self) -> bytes:
         """The float ONNX model (with metadata), converted once and checked in ONNX Runtime."""
-        from . import _metadata, _onnx
+        from . import _onnx
 
         if self._float_onnx is None:
-            proto, notes = _onnx.convert(self.model, self.contract)
+            data, notes = _onnx.float_model(self.model, self.contract, self.check_inputs[:2])
             for note in notes:
                 self.say(f"    note: {note}; the file is verified below")
-            proto = _metadata.add_onnx_metadata(proto, self.contract)
-            data = proto.SerializeToString()
-            _onnx.check_loads(data, self.check_inputs[:2])
             self._float_onnx = data
         return self._float_onnx
 
@@ -442,7 +416,7 @@ class _Job:
         from . import _debug
 
         self.say("    int8 agreement below 99.5%: measuring per-layer quantisation error")
-        if fmt == "tflite-int8":
+        if registry.by_name(fmt).kind == "tflite":
             layers = _debug.int8_layer_errors(
                 self.model,
                 self.contract,
@@ -497,30 +471,6 @@ def _candidate(built: _Built) -> dict[str, Any]:
     }
 
 
-def _onnx_io(data: bytes) -> dict[str, Any]:
-    import onnx
-
-    from . import _onnx
-
-    proto = onnx.load_from_string(data)
-
-    def describe(value) -> dict[str, Any]:
-        t = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
-        return {
-            "name": value.name,
-            "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
-            "shape": dims,
-        }
-
-    return {
-        "input": describe(proto.graph.input[0]),
-        "output": describe(proto.graph.output[0]),
-        "opset": _onnx.opset(proto),
-        "nodes": len(proto.graph.node),
-    }
-
-
 def _merge_previous(out_dir: Path, artifacts: dict[str, Any], model_bytes: bytes) -> dict:
     """Keep entries of formats not exported this time if their files are unchanged and came
     from the same model, so export.json always describes every verified file in the folder."""
@@ -550,10 +500,6 @@ def _merge_previous(out_dir: Path, artifacts: dict[str, Any], model_bytes: bytes
 def _skipped(images) -> str:
     n = len(images.source["skipped"])
     return f"; {n} undecodable file(s) skipped, listed in {MANIFEST}" if n else ""
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
 
 
 def _reporter(enabled: bool):

@@ -18,6 +18,7 @@ import numpy as np
 
 from edgecnn.runtime.contract import Contract
 
+from ._formats import Options
 from ._tflite import make_converter, representative_dataset
 
 TOP_LAYERS = 5
@@ -36,14 +37,8 @@ def int8_layer_errors(
     """The `top` tensors with the largest quantisation error, worst first."""
     import tensorflow as tf
 
-    converter = make_converter(
-        model,
-        contract,
-        "tflite-int8",
-        calib_inputs=calib_inputs,
-        int8_io="float",
-        per_channel=per_channel,
-    )
+    options = Options(calib_inputs=calib_inputs, int8_io="float", per_channel=per_channel)
+    converter = make_converter(model, contract, "tflite-int8", options)
     with warnings.catch_warnings():
         # the debugger runs TF's own (deprecated) interpreter internally; nothing to act on
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")

@@ -13,12 +13,32 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.runtime.artifacts import by_name
 from edgecnn.runtime.contract import Contract
 
+from ._formats import Converted, Options, Source
 from ._graph import INPUT_NAME, OUTPUT_NAME, inference_function, input_spec
 
-OPSET = 17
-SCHEME = "float32 (tf2onnx, opset 17)"
+OPSET = 17  # artifacts' scheme of "onnx" names it
+
+
+def build(fmt: str, source: Source, options: Options) -> Converted:
+    """The float ONNX file (the export's shared one, see `float_model`) and its description."""
+    data = source.float_onnx()
+    return Converted(data, {"scheme": by_name(fmt).scheme, **io_info(data)})
+
+
+def float_model(
+    model: Any, contract: Contract, check_inputs: np.ndarray
+) -> tuple[bytes, list[str]]:
+    """The float ONNX file with metadata, checked in ONNX Runtime on `check_inputs`; plus the
+    notes of `convert`.  Both ONNX formats start from it."""
+    from . import _metadata
+
+    proto, notes = convert(model, contract)
+    data = _metadata.add_onnx_metadata(proto, contract).SerializeToString()
+    check_loads(data, check_inputs)
+    return data, notes
 
 
 def convert(model: Any, contract: Contract) -> tuple[Any, list[str]]:
@@ -83,3 +103,26 @@ def check_loads(data: bytes, sample: np.ndarray) -> None:
 
 def opset(proto: Any) -> int:
     return max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def io_info(data: bytes) -> dict[str, Any]:
+    """What export.json records of an ONNX file: input and output, opset, node count."""
+    import onnx
+
+    proto = onnx.load_from_string(data)
+
+    def describe(value) -> dict[str, Any]:
+        t = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        return {
+            "name": value.name,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+            "shape": dims,
+        }
+
+    return {
+        "input": describe(proto.graph.input[0]),
+        "output": describe(proto.graph.output[0]),
+        "opset": opset(proto),
+        "nodes": len(proto.graph.node),
+    }

@@ -40,13 +40,13 @@ from typing import Any
 
 import numpy as np
 
-# float formats: (minimum top-1 agreement, maximum |Δp| or None)
+from edgecnn.runtime.artifacts import FORMATS
+
+# float formats: (minimum top-1 agreement, maximum |Δp| or None), from the registry
 THRESHOLDS: dict[str, tuple[float, float | None]] = {
-    "tflite-fp32": (0.999, 1e-4),
-    "onnx": (0.999, 1e-4),
-    "tflite-fp16": (0.995, None),
+    f.name: (f.min_agreement, f.max_abs_diff) for f in FORMATS if f.gate == "float"
 }
-QUANTIZED = ("tflite-drq", "tflite-int8", "onnx-int8")
+QUANTIZED = tuple(f.name for f in FORMATS if f.gate == "quantized")
 DEBUG_BELOW = 0.995  # int8 agreement below which the per-layer error report is produced
 _BATCH = 64
 

@@ -331,3 +331,17 @@ def test_int8_tflite_takes_raw_pixels_with_the_same_numbers(exported):
     )
     raw = int8.probs_pixels(val.pixels, batch=7)
     np.testing.assert_array_equal(raw, int8.probs(to_input(val.pixels, int8.contract)))
+
+
+def test_every_registered_format_has_a_converter_of_the_one_signature():
+    import importlib
+    import inspect
+
+    from edgecnn.export import _formats, _onnx
+    from edgecnn.runtime.artifacts import by_name
+
+    assert tuple(_formats.CONVERTERS) == FORMATS
+    for module in set(_formats.CONVERTERS.values()):
+        build = importlib.import_module(f"edgecnn.export.{module}").build
+        assert list(inspect.signature(build).parameters) == ["fmt", "source", "options"], module
+    assert f"opset {_onnx.OPSET}" in by_name("onnx").scheme
