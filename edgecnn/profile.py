@@ -8,9 +8,18 @@
 with a small protobuf reader (`edgecnn._onnx_graph`: no `onnx` package, so a device profiles the
 file it runs); `.keras` with Keras.  Peak activation memory is the largest sum of
 live intermediate tensors while the operators run in file order (batch 1).  For quantised files
-it lists the operators left in float and the per-layer quantisation error: taken from the run's
-export.json when export recorded it, else measured here by running the float and int8 TFLite
-files side by side on a few images and comparing every intermediate tensor.
+it lists the operators left in float (the rule export checks a full-integer file with,
+`edgecnn.runtime.tflite_graph`) and a per-layer quantisation error, one of two quantities:
+
+- `export_quant_error`: what export.json recorded when the file's int8 agreement was low, its
+  worst layers in export's measure (`rmse_per_scale`, RMSE in quantisation steps, for TFLite;
+  `sqnr_db` for ONNX);
+- `quant_error`: measured here (when export recorded nothing, or with --data) by running the
+  float and int8 TFLite files side by side on a few images: `relative_rmse`, RMS(int8 - float)
+  / RMS(float), of every op output both files share.
+
+`quant_error_source` says where `quant_error` came from or why it is missing.  (Profiles written
+before the split carry export's record under `quant_error`; `render` prints either.)
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.runtime.artifacts import MANIFEST, file_name
 from edgecnn.runtime.errors import InputError, MissingDependencyError
+from edgecnn.runtime.formatting import count, size, table
 from edgecnn.runtime.metadata import model_kind, read_contract
 
 QUANT_ERROR_IMAGES = 8
@@ -38,7 +49,6 @@ _ITEMSIZE = {
     "UINT32": 4,
     "INT4": 1,
 }
-_FLOAT = ("FLOAT32", "FLOAT16", "FLOAT64")
 # Ops whose int32 constants are biases (parameters); elsewhere int32 constants are shapes/axes.
 _WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
 
@@ -69,7 +79,7 @@ def profile(path: str | os.PathLike, *, data: str | os.PathLike | None = None) -
         "layers": len(layers),
     }
     if report.get("quantized"):
-        report["quant_error"], report["quant_error_source"] = _quant_error(path, data)
+        report.update(_quant_error(path, data))
     return report
 
 
@@ -81,23 +91,6 @@ def resolve_profile_target(path: Path) -> Path:
 
 
 # --- TFLite ------------------------------------------------------------------------------------
-
-
-def _tflite_schema():
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        try:
-            from tensorflow.lite.python import schema_py_generated as schema
-        except ImportError:
-            raise MissingDependencyError(
-                "ai-edge-litert", "tflite", "reading .tflite files"
-            ) from None
-    return schema
-
-
-def _enum_names(cls) -> dict[int, str]:
-    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
 def _prod(shape) -> int:
@@ -138,110 +131,65 @@ def _peak_activation(
 
 
 def _profile_tflite(path: Path) -> dict:
-    schema = _tflite_schema()
-    buf = path.read_bytes()
-    if buf[4:8] != b"TFL3":
-        raise InputError(f"{path}: not a readable .tflite flatbuffer (no TFL3 file identifier)")
-    try:
-        model = schema.ModelT.InitFromPackedBuf(buf, 0)
-    except Exception as e:  # a corrupt flatbuffer raises anything from struct/IndexError up
-        raise InputError(
-            f"{path}: not a readable .tflite flatbuffer ({type(e).__name__})"
-        ) from None
-    if not model.subgraphs:
-        raise InputError(f"{path}: .tflite file has no subgraph")
-    op_names = _enum_names(schema.BuiltinOperator)
-    type_names = _enum_names(schema.TensorType)
-    g = model.subgraphs[0]
-    tensors = g.tensors or []
+    from edgecnn.runtime.tflite_graph import Graph
 
-    def is_const(t) -> bool:
-        b = (
-            model.buffers[t.buffer]
-            if t.buffer is not None and t.buffer < len(model.buffers)
-            else None
-        )
-        return b is not None and ((b.data is not None and len(b.data) > 0) or (b.offset or 0) > 1)
+    g = Graph(path.read_bytes(), where=str(path))
+    tensors = g.tensors
 
-    def dtype(t) -> str:
-        return type_names.get(t.type, str(t.type))
+    def elements(t: int) -> int:
+        shape = tensors[t].shape
+        return _prod(shape if shape is not None else [])
 
-    def elements(t) -> int:
-        return _prod(t.shape if t.shape is not None else [])
+    def nbytes(t: int) -> int:
+        return elements(t) * _ITEMSIZE.get(g.dtype(t), 4)
 
-    def nbytes(t) -> int:
-        return elements(t) * _ITEMSIZE.get(dtype(t), 4)
-
-    const = {i for i, t in enumerate(tensors) if is_const(t)}
-    layers, produced, last_use, float_ops = [], {}, {}, []
+    const = {i for i in range(len(tensors)) if g.is_constant(i)}
+    layers, produced, last_use = [], {}, {}
     quantized = any(
-        dtype(tensors[i]) in ("INT8", "UINT8", "INT16")
-        for i in range(len(tensors))
-        if i not in const
+        g.dtype(i) in ("INT8", "UINT8", "INT16") for i in range(len(tensors)) if i not in const
     )
-    for idx, op in enumerate(g.operators or []):
-        code = model.operatorCodes[op.opcodeIndex]
-        name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
-        if name == "CUSTOM" and code.customCode:
-            name = f"CUSTOM:{code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode}"
-        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
-        outs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
+    for idx, name in enumerate(g.op_names):
+        ins, outs = g.op_tensors(idx)
         for t in ins:
-            if t >= 0 and t not in const:
+            if t not in const:
                 last_use[t] = idx
         for t in outs:
             produced[t] = idx
         weights = [
             t
             for t in ins
-            if t >= 0
-            and t in const
-            and (name in _WEIGHTED_OPS or dtype(tensors[t]) not in ("INT32", "INT64"))
+            if t in const and (name in _WEIGHTED_OPS or g.dtype(t) not in ("INT32", "INT64"))
         ]
         # keyed by buffer: a weight shared by several ops (a net called twice) counts once
-        sized = [(("t", tensors[t].buffer or t), elements(tensors[t])) for t in weights]
+        sized = [(("t", tensors[t].buffer or t), elements(t)) for t in weights]
         out_t = tensors[outs[0]] if outs else None
         layer = {
             "index": idx,
-            "name": _decode(out_t.name) if out_t is not None else "",
+            "name": g.tensor_name(outs[0]) if outs else "",
             "op": name,
             "output_shape": [int(d) for d in out_t.shape]
             if out_t is not None and out_t.shape is not None
             else [],
-            "dtype": dtype(out_t) if out_t is not None else "",
+            "dtype": g.dtype(outs[0]) if outs else "",
             "params": sum(n for _, n in sized),
-            "weight_bytes": sum(nbytes(tensors[t]) for t in weights),
+            "weight_bytes": sum(nbytes(t) for t in weights),
             "macs": _tflite_macs(name, tensors, ins, outs),
             "_weights": dict(sized),
         }
         layers.append(layer)
-        moving = [t for t in ins + outs if t >= 0 and t not in const]
-        if quantized and any(dtype(tensors[t]) in _FLOAT for t in moving):
-            boundary = name in ("QUANTIZE", "DEQUANTIZE")
-            float_ops.append(
-                {
-                    "index": idx,
-                    "op": name,
-                    "name": layer["name"],
-                    "why": "input/output conversion" if boundary else "computes in float",
-                }
-            )
-    for t in list(g.outputs if g.outputs is not None else []):
+    for t in list(g.subgraph.outputs if g.subgraph.outputs is not None else []):
         last_use[int(t)] = len(layers)
-    sizes = {i: nbytes(t) for i, t in enumerate(tensors) if i not in const}
-    for t in g.inputs if g.inputs is not None else []:
+    sizes = {i: nbytes(i) for i in range(len(tensors)) if i not in const}
+    for t in g.subgraph.inputs if g.subgraph.inputs is not None else []:
         produced[int(t)] = -1
     return {
         "layers": layers,
-        "weight_bytes": sum(nbytes(tensors[i]) for i in const),
+        "weight_bytes": sum(nbytes(i) for i in const),
         "peak_activation_bytes": _peak_activation(len(layers), sizes, produced, last_use),
         "quantized": quantized,
-        "float_ops": float_ops if quantized else [],
+        # the same rule export applies to a full-integer file (runtime/tflite_graph.py)
+        "float_ops": g.float_ops() if quantized else [],
     }
-
-
-def _decode(name) -> str:
-    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "")
 
 
 # --- ONNX ----------------------------------------------------------------------------------
@@ -469,23 +417,36 @@ def _keras_macs(layer, ins: list, outs: list) -> int:
 # --- quantisation error ----------------------------------------------------------------------
 
 
-def _quant_error(path: Path, data: str | os.PathLike | None) -> tuple[list[dict] | None, str]:
-    """Per-layer error of an int8 file: measured against fp32 when --data is given, else
-    export.json's record (its worst layers), else measured on the run's own images."""
+def _quant_error(path: Path, data: str | os.PathLike | None) -> dict:
+    """The report's per-layer error fields for an int8 file (module docstring): export.json's
+    record if it has one and no --data is given, else measured against the fp32 file."""
     from_export = None if data else _quant_error_from_export(path)
     if from_export is not None:
-        return from_export, f"{path.parent / 'export.json'} (worst layers)"
+        recorded = {
+            "source": f"{path.parent / MANIFEST} (worst layers)",
+            "metric": _metric(from_export[0]),
+            "layers": from_export,
+        }
+        why = f"not measured: {MANIFEST} records the worst layers (export_quant_error)"
+        return {"quant_error": None, "quant_error_source": why, "export_quant_error": recorded}
+    errors, source = _measured_error(path, data)
+    return {"quant_error": errors, "quant_error_source": source}
+
+
+def _measured_error(path: Path, data: str | os.PathLike | None) -> tuple[list[dict] | None, str]:
+    """`relative_rmse` of every layer against the fp32 file beside `path`, and where from (or
+    why not)."""
     if path.suffix != ".tflite":
-        return None, "not recorded in export.json (measured only for .tflite)"
-    fp32 = path.with_name("model_fp32.tflite")
+        return None, f"not recorded in {MANIFEST} (measured only for .tflite)"
+    fp32 = path.with_name(file_name("tflite-fp32"))
     if not fp32.is_file():
         return (
             None,
-            f"not recorded in export.json and no {fp32.name} beside the file to compare with",
+            f"not recorded in {MANIFEST} and no {fp32.name} beside the file to compare with",
         )
     images = _calibration_images(path, data)
     if images is None:
-        return None, "not recorded in export.json; give --data DIR to measure it"
+        return None, f"not recorded in {MANIFEST}; give --data DIR to measure it"
     try:
         errors = _measure_tflite_error(fp32, path, images)
     except MissingDependencyError as e:  # the rest of the profile stands without it
@@ -493,10 +454,18 @@ def _quant_error(path: Path, data: str | os.PathLike | None) -> tuple[list[dict]
     return errors, f"measured vs {fp32.name} on {len(images)} images"
 
 
+_METRICS = ("relative_rmse", "rmse_per_scale", "sqnr_db", "error")
+
+
+def _metric(row: dict) -> str | None:
+    """Which error a per-layer row holds (see the module docstring)."""
+    return next((k for k in _METRICS if k in row), None)
+
+
 def _quant_error_from_export(path: Path) -> list[dict] | None:
     """export.json's per-layer int8 error for this file (export records it when int8
     agreement is low: `largest_quantization_error`, worst first), or None."""
-    manifest = path.parent / "export.json"
+    manifest = path.parent / MANIFEST
     try:
         doc = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -612,20 +581,6 @@ def _measure_tflite_error(fp32: Path, int8: Path, images: np.ndarray) -> list[di
 # --- printing ------------------------------------------------------------------------------
 
 
-def _fmt_count(n: int) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f}{unit}"
-    return str(n)
-
-
-def _fmt_bytes(n: int) -> str:
-    for unit, size in (("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
-
-
 def render(report: dict) -> str:
     """The profile as a terminal table plus totals, float ops and quantisation error."""
     header = ["#", "op", "name", "output", "dtype", "params", "MACs", "weights"]
@@ -636,20 +591,19 @@ def render(report: dict) -> str:
             r["name"][:48],
             "x".join(str(d) for d in r["output_shape"]),
             r["dtype"],
-            _fmt_count(r["params"]),
-            _fmt_count(r["macs"]),
-            _fmt_bytes(r["weight_bytes"]),
+            count(r["params"]),
+            count(r["macs"]),
+            size(r["weight_bytes"]),
         ]
         for r in report["layers"]
     ]
-    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines = [table(header, rows)]
     t = report["total"]
     lines += [
         "",
-        f"{report['model']} ({report['format']}, {_fmt_bytes(report['file_bytes'])} on disk)",
+        f"{report['model']} ({report['format']}, {size(report['file_bytes'])} on disk)",
         f"total: {t['layers']} layers, {t['params']:,} parameters, {t['macs']:,} MACs per image, "
-        f"{_fmt_bytes(t['weight_bytes'])} of weights, peak activations {_fmt_bytes(t['peak_activation_bytes'])}",
+        f"{size(t['weight_bytes'])} of weights, peak activations {size(t['peak_activation_bytes'])}",
     ]
     lines += [f"note: {n}" for n in report.get("notes", [])]
     if report.get("quantized"):
@@ -660,10 +614,14 @@ def render(report: dict) -> str:
             + (f" (+{boundary} input/output conversions)" if boundary else "")
         )
         lines += [f"  #{f['index']} {f['op']} {f['name']}" for f in compute]
-        qe = report.get("quant_error")
-        lines.append(f"per-layer quantisation error ({report.get('quant_error_source')}):")
-        for e in qe or []:
-            metric = next((k for k in ("relative_rmse", "rmse_per_scale", "error") if k in e), None)
+        recorded = report.get("export_quant_error")
+        if recorded:
+            source, rows = recorded["source"], recorded["layers"]
+        else:
+            source, rows = report.get("quant_error_source"), report.get("quant_error")
+        lines.append(f"per-layer quantisation error ({source}):")
+        for e in rows or []:
+            metric = _metric(e)
             value = e.get(metric) if metric else None
             shown = f"{metric} {value:.4f}" if isinstance(value, (int, float)) else "-"
             name = str(e.get("name", e.get("tensor", ""))).split(";")[0][:48]
