@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
-from edgecnn.runtime import Classifier, load
-from edgecnn.runtime.classifier import MetadataWarning
+if TYPE_CHECKING:
+    from edgecnn.runtime import Classifier
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """MODEL, --backend and --threads, as predict and eval take them."""
+    from edgecnn.runtime.backends import BACKEND_CHOICES
+
+    parser.add_argument(
+        "model", metavar="MODEL", help=".tflite, .onnx or .keras file, or a run directory"
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKEND_CHOICES,
+        help="inference backend (default: auto, by file type)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
 
 
 def load_reporting_warnings(
@@ -14,6 +32,9 @@ def load_reporting_warnings(
 ) -> Classifier:
     """`load`, with a missing-metadata warning printed as one `edgecnn CMD: warning:` line
     instead of Python's two-line warning format."""
+    from edgecnn.runtime import load
+    from edgecnn.runtime.classifier import MetadataWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MetadataWarning)
         clf = load(model, backend=backend, threads=threads)

@@ -10,19 +10,10 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from edgecnn.runtime.backends import BACKEND_CHOICES
+    from edgecnn.commands._runtime_cli import add_model_arguments
 
-    parser.add_argument(
-        "model", metavar="MODEL", help=".tflite, .onnx or .keras file, or a run directory"
-    )
+    add_model_arguments(parser)
     parser.add_argument("data", metavar="DATA_DIR", help="folder with one sub-folder per class")
-    parser.add_argument(
-        "--backend",
-        default="auto",
-        choices=BACKEND_CHOICES,
-        help="inference backend (default: auto, by file type)",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--batch", type=int, default=32, help="images per inference call")
     parser.add_argument(
         "--json",

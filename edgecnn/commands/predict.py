@@ -9,24 +9,15 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from edgecnn.runtime.backends import BACKEND_CHOICES
+    from edgecnn.commands._runtime_cli import add_model_arguments
 
-    parser.add_argument(
-        "model", metavar="MODEL", help=".tflite, .onnx or .keras file, or a run directory"
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "images",
         metavar="IMAGE",
         nargs="+",
         help="image files to classify (a folder: every image file in it)",
     )
-    parser.add_argument(
-        "--backend",
-        default="auto",
-        choices=BACKEND_CHOICES,
-        help="inference backend (default: auto, by file type)",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--top-k", type=int, default=3, help="labels shown per image (default 3)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
