@@ -140,8 +140,9 @@ def camera_shifts(x, aug: Augment, seed):
     """The camera degradations of `aug` on a float32 NHWC 0..255 batch, seeded by `seed`.
 
     Each op fires on an image with probability `aug.camera_p` (grayscale: `aug.grayscale`) and
-    leaves the others untouched.  Blur sigma and the low-resolution factor are drawn once per
-    batch (one kernel, one resize); every other strength once per image.  Returns 0..255.
+    is computed on those images only, so its cost scales with the probability.  Blur sigma and
+    the low-resolution factor are drawn once per batch (one kernel, one resize); every other
+    strength once per image.  Returns 0..255.
     """
     import tensorflow as tf
 
@@ -153,41 +154,65 @@ def camera_shifts(x, aug: Augment, seed):
             shape, seed=streams[op * _DRAWS + k], minval=lo, maxval=hi
         )
 
-    def fires(op, p):
-        return tf.reshape(tf.cast(draw(op, 0, [bsz]) < p, tf.float32), [bsz, 1, 1, 1])
+    def on_some(op, p, change):
+        """`change(images, picked)` on the images that op `op` fires on (probability `p`),
+        computed on those images only; `picked` indexes them in the batch."""
+        picked = tf.where(draw(op, 0, [bsz]) < p)[:, 0]
+        return tf.cond(  # convolutions mis-shape an empty batch: skip it
+            tf.size(picked) > 0,
+            lambda: tf.tensor_scatter_nd_update(
+                x, picked[:, None], change(tf.gather(x, picked), picked)
+            ),
+            lambda: x,
+        )
 
-    def where(op, p, changed, original):
-        mask = fires(op, p)
-        return original + mask * (changed - original)
+    def per_image(op, lo, hi, picked):
+        return tf.reshape(tf.gather(draw(op, 1, [bsz], lo, hi), picked), [-1, 1, 1, 1])
 
     p = aug.camera_p
     if aug.white_balance and p:
-        t = tf.reshape(draw(_WB, 1, [bsz], -aug.white_balance, aug.white_balance), [bsz, 1, 1])
-        gains = tf.stack([1.0 + t, tf.ones_like(t), 1.0 - t], axis=-1)  # R, G, B (or mirrored)
-        x = where(_WB, p, x * gains, x)
+        wb = aug.white_balance
+
+        def white_balance(images, picked):
+            t = per_image(_WB, -wb, wb, picked)
+            gains = tf.concat([1.0 + t, tf.ones_like(t), 1.0 - t], axis=-1)  # R, G, B (or B, G, R)
+            return images * gains
+
+        x = on_some(_WB, p, white_balance)
     if aug.exposure and p:
-        stops = draw(_EXPOSURE, 1, [bsz], -aug.exposure, aug.exposure)
-        gain = tf.reshape(tf.pow(2.0, stops / 2.2), [bsz, 1, 1, 1])  # light x 2^stops, gamma 2.2
-        x = where(_EXPOSURE, p, x * gain, x)
+
+        def exposure(images, picked):
+            stops = per_image(_EXPOSURE, -aug.exposure, aug.exposure, picked)
+            return images * tf.pow(2.0, stops / 2.2)  # light x 2^stops through gamma 2.2
+
+        x = on_some(_EXPOSURE, p, exposure)
     x = tf.clip_by_value(x, 0.0, 255.0)
     if aug.grayscale:
-        gray = tf.broadcast_to(tf.reduce_mean(x, axis=3, keepdims=True), tf.shape(x))
-        x = where(_GRAY, aug.grayscale, gray, x)
+
+        def grayscale(images, picked):
+            return tf.broadcast_to(tf.reduce_mean(images, axis=3, keepdims=True), tf.shape(images))
+
+        x = on_some(_GRAY, aug.grayscale, grayscale)
     if aug.blur and p:
         sigma = draw(_BLUR, 1, [], min(0.5, aug.blur), aug.blur)
-        x = where(_BLUR, p, gaussian_blur(x, sigma, radius=math.ceil(2.5 * aug.blur)), x)
+        radius = math.ceil(2.5 * aug.blur)
+        x = on_some(_BLUR, p, lambda images, _: gaussian_blur(images, sigma, radius=radius))
     if aug.low_res and p:
         factor = draw(_LOW_RES, 1, [], aug.low_res, 1.0)
-        x = where(_LOW_RES, p, downscale_upscale(x, factor), x)
+        x = on_some(_LOW_RES, p, lambda images, _: downscale_upscale(images, factor))
     if aug.noise and p:
-        std = tf.reshape(draw(_NOISE, 1, [bsz], 0.0, aug.noise), [bsz, 1, 1, 1])
-        normal = tf.random.stateless_normal(tf.shape(x), seed=streams[_NOISE * _DRAWS + 2])
-        x = where(_NOISE, p, x + std * normal, x)
+        noise_seed = streams[_NOISE * _DRAWS + 2]
+
+        def noise(images, picked):
+            std = per_image(_NOISE, 0.0, aug.noise, picked)
+            return images + std * tf.random.stateless_normal(tf.shape(images), seed=noise_seed)
+
+        x = on_some(_NOISE, p, noise)
     return tf.clip_by_value(x, 0.0, 255.0)
 
 
 def gaussian_blur(x, sigma, *, radius: int):
-    """A separable gaussian blur of scalar `sigma` pixels (reflected edges) on an NHWC batch."""
+    """A separable gaussian blur of scalar `sigma` pixels (mirrored edges) on an NHWC batch."""
     import tensorflow as tf
 
     offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
@@ -197,7 +222,7 @@ def gaussian_blur(x, sigma, *, radius: int):
     rows = tf.tile(tf.reshape(taps, [-1, 1, 1, 1]), [1, 1, channels, 1])
     cols = tf.tile(tf.reshape(taps, [1, -1, 1, 1]), [1, 1, channels, 1])
     pad = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
-    x = tf.pad(x, pad, mode="REFLECT")
+    x = tf.pad(x, pad, mode="SYMMETRIC")  # REFLECT refuses an empty batch
     x = tf.nn.depthwise_conv2d(x, rows, strides=[1, 1, 1, 1], padding="VALID")
     return tf.nn.depthwise_conv2d(x, cols, strides=[1, 1, 1, 1], padding="VALID")
 

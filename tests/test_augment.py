@@ -142,3 +142,11 @@ def test_camera_shifts_run_inside_a_tf_function():
 def test_out_of_range_settings_are_refused(options):
     with pytest.raises(ValueError, match=next(iter(options))):
         Augment(**options)
+
+
+def test_a_batch_where_no_image_or_every_image_is_picked_works():
+    x = photos(n=2)
+    rare = camera_only(blur=1.0, low_res=0.5, noise=5.0, grayscale=1e-6, camera_p=1e-6)
+    np.testing.assert_allclose(run(x, rare), x, atol=1e-4)
+    every = run(x, camera_only(blur=1.0, low_res=0.5, noise=5.0, grayscale=1.0, camera_p=1.0))
+    assert changed(x, every).all()
