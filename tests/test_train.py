@@ -196,12 +196,28 @@ def test_early_stopping_waits_for_the_last_quarter_of_the_schedule(data, tmp_pat
             logs.update(val_accuracy=0.5, val_loss=1.0)
 
     train_dir, val_dir = data
-    options = {**FAST, "epochs": 8, "patience": 2, "callbacks": [Plateau()]}
+    options = {**FAST, "epochs": 12, "patience": 2, "callbacks": [Plateau()]}
     run = train(train_dir, val_dir=val_dir, out=tmp_path / "r", **options)
-    assert [earliest_stop(n) for n in (1, 4, 8, 80)] == [1, 3, 6, 60]
-    # patience 2 is used up at epoch 3, but only epochs 6 and 7 (the last quarter) count
-    assert len(run.history) == 7 and run.metrics["epochs_run"] == 7
-    assert run.metrics["stopped_early"] and run.metrics["best_epoch"] == 1
+    assert [earliest_stop(n) for n in (1, 4, 8, 12, 80)] == [1, 3, 6, 9, 60]
+    # patience 2 would be used up at epoch 3, but only the last quarter counts: the kept epoch
+    # is the window's first (9, as good as any), and epochs 10 and 11 bring no gain
+    assert len(run.history) == 11 and run.metrics["epochs_run"] == 11
+    assert run.metrics["stopped_early"] and run.metrics["best_epoch"] == 9
+
+
+def test_the_kept_epoch_is_the_best_inside_the_early_stopping_window(data, tmp_path):
+    class PeakAtTwo(keras.callbacks.Callback):
+        """Validation best at epoch 2, before the window (epochs 6-8 of 8), then lower."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            scores = {1: 0.6, 2: 0.9, 6: 0.7, 7: 0.8, 8: 0.75}
+            logs.update(val_accuracy=scores.get(epoch + 1, 0.5), val_loss=1.0)
+
+    train_dir, val_dir = data
+    options = {**FAST, "epochs": 8, "patience": 5, "callbacks": [PeakAtTwo()]}
+    run = train(train_dir, val_dir=val_dir, out=tmp_path / "r", **options)
+    assert run.metrics["best_epoch"] == 7
+    assert [r["epoch"] for r in run.history] == list(range(1, 9))  # no early stop: patience 5
 
 
 def test_long_runs_validate_every_fifth_epoch_before_the_early_stopping_window(
@@ -217,7 +233,7 @@ def test_long_runs_validate_every_fifth_epoch_before_the_early_stopping_window(
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows if r["val_accuracy"]] == [5, 10, 11, 12, 13, 14]
     assert all(r["loss"] and r["accuracy"] for r in rows)  # every epoch still trains and logs
-    assert sparse.metrics["best_epoch"] in (5, 10, 11, 12, 13, 14)
+    assert sparse.metrics["best_epoch"] in (11, 12, 13, 14)  # kept inside the window
     monkeypatch.setattr(training, "VAL_EVERY", 1)
     dense = train(train_dir, val_dir=val_dir, out=tmp_path / "dense", **options)
     assert not any(np.isnan(r["val_accuracy"]) for r in dense.history)
