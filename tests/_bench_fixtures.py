@@ -1,38 +1,29 @@
-"""A tiny run directory with every artifact kind, built without the train/export stages.
+"""A tiny run directory with every artifact kind, without training or the full export.
 
 bench and profile tests need real `.keras`, fp32/int8 `.tflite` and `.onnx` files carrying
-edgecnn metadata; building them here (a 32x32 model, a few seconds of conversion) keeps those
-tests independent of the other stages' progress.  Used by tests/test_bench.py,
-tests/test_profile.py and tests/test_demo.py.
+edgecnn metadata; a 32x32 model with fixed weights, written by the exporter's own converters
+and metadata writer (`_artifacts`), takes a few seconds instead of a training run and an
+export with its verification.  Used by tests/test_bench.py, tests/test_profile.py,
+tests/test_demo.py and tests/test_device_install.py.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import warnings
-import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+from _artifacts import contract, keras_file, onnx_model, tflite
 
 LABELS = ("cat", "dog")
 SIZE = 32
 
 
-def _contract_json(data_dir: Path) -> str:
-    from edgecnn.runtime.contract import Contract
-
-    c = Contract(
-        labels=LABELS, height=SIZE, width=SIZE, info={"arch": "tiny", "data_dir": str(data_dir)}
-    )
-    return c.to_json()
-
-
 def make_images(root: Path, per_class: int = 6) -> Path:
-    """Class folders of small PNGs whose class is visible (bright vs dark), so a model can agree."""
+    """Class folders of small PNGs whose class is their brightness (dark cat, bright dog): the
+    fixed-weight model below tells them apart by brightness, not colour."""
     rng = np.random.default_rng(0)
     for i, name in enumerate(LABELS):
         folder = root / name
@@ -42,15 +33,6 @@ def make_images(root: Path, per_class: int = 6) -> Path:
             img = np.clip(base + rng.normal(0, 30, (40, 48, 3)), 0, 255).astype(np.uint8)
             cv2.imwrite(str(folder / f"{name}_{j}.png"), img)
     return root
-
-
-def _append_zip(path: Path, members: dict[str, str]) -> None:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, text in members.items():
-            zf.writestr(name, text)
-    with open(path, "ab") as f:
-        f.write(buf.getvalue())
 
 
 def _build_keras():
@@ -73,42 +55,8 @@ def _build_keras():
     return model
 
 
-def _tflite(model, *, int8: bool) -> bytes:
-    import tensorflow as tf
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8:
-        rng = np.random.default_rng(1)
-
-        def rep():
-            for _ in range(8):
-                yield [rng.uniform(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32)]
-
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = rep
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "statistics for quantized inputs": expected
-        return conv.convert()
-
-
-def _onnx(model, path: Path, contract_json: str) -> None:
-    import tensorflow as tf
-    import tf2onnx
-
-    spec = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name="image"),)
-
-    @tf.function(input_signature=spec)
-    def fn(image):
-        return {"probs": model(image, training=False)}
-
-    proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=17)
-    for key, value in (("edgecnn", contract_json), ("labels", "\n".join(LABELS))):
-        p = proto.metadata_props.add()
-        p.key, p.value = key, value
-    path.write_bytes(proto.SerializeToString())
+def _calibration(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (n, SIZE, SIZE, 3)).astype(np.float32)
 
 
 def make_run(root: Path) -> Path:
@@ -118,18 +66,15 @@ def make_run(root: Path) -> Path:
     run = root / "run"
     export = run / "export"
     export.mkdir(parents=True)
-    contract_json = _contract_json(data)
+    c = contract(LABELS, SIZE, arch="tiny", data_dir=str(data))
     model = _build_keras()
-    (run / "edgecnn.json").write_text(contract_json)
+    (run / "edgecnn.json").write_text(c.to_json())
     (run / "labels.txt").write_text("\n".join(LABELS) + "\n")
-    model.save(run / "model.keras")
-    with zipfile.ZipFile(run / "model.keras", "a") as zf:
-        zf.writestr("edgecnn.json", contract_json)
-    meta = {"edgecnn.json": contract_json, "labels.txt": "\n".join(LABELS) + "\n"}
-    for name, int8 in (("model_fp32.tflite", False), ("model_int8.tflite", True)):
-        (export / name).write_bytes(_tflite(model, int8=int8))
-        _append_zip(export / name, meta)
-    _onnx(model, export / "model.onnx", contract_json)
+    keras_file(model, c, run / "model.keras")
+    (export / "model_fp32.tflite").write_bytes(tflite(model, c))
+    int8 = tflite(model, c, "tflite-int8", calib=_calibration(8, seed=1))
+    (export / "model_int8.tflite").write_bytes(int8)
+    (export / "model.onnx").write_bytes(onnx_model(model, c).SerializeToString())
     (export / "export.json").write_text(json.dumps({"artifacts": {}}))
     return run
 
@@ -149,17 +94,11 @@ def cached_run(base: Path) -> Path:
 def make_float_io_int8(run: Path, out: Path) -> Path:
     """An int8 TFLite file with float input/output: QUANTIZE/DEQUANTIZE ops stay in float."""
     import keras
-    import tensorflow as tf
+
+    from edgecnn.runtime.contract import Contract
 
     model = keras.models.load_model(run / "model.keras", compile=False)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    rng = np.random.default_rng(2)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: (
-        [rng.uniform(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32)] for _ in range(4)
-    )
+    c = Contract.from_json((run / "edgecnn.json").read_text())
     out.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        out.write_bytes(conv.convert())
+    out.write_bytes(tflite(model, c, "tflite-int8", calib=_calibration(4, seed=2), int8_io="float"))
     return out

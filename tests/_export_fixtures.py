@@ -12,8 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
+from _artifacts import write_colour_images
 
 CLASSES = ("red", "green", "blue")
 SIZE = 32
@@ -21,19 +21,8 @@ _CACHE: dict[str, object] = {}
 
 
 def make_images(root: Path, *, per_class: int, seed: int) -> Path:
-    """Folder-per-class PNGs: the class colour dominates, plus noise and a random patch."""
-    rng = np.random.default_rng(seed)
-    for idx, name in enumerate(CLASSES):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            rgb = rng.integers(20, 90, size=3)
-            rgb[idx] = rng.integers(150, 256)
-            img = np.clip(rgb + rng.normal(0, 18, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
-            x, y = rng.integers(0, SIZE - 8, size=2)
-            img[y : y + 8, x : x + 8] = rng.integers(0, 256, size=3)
-            cv2.imwrite(str(folder / f"{i:03d}.png"), img[:, :, ::-1])
-    return root
+    """Folder-per-class PNGs of CLASSES (`_artifacts.write_colour_images`)."""
+    return write_colour_images(root, CLASSES, per_class, size=SIZE, seed=seed)
 
 
 def build_run(root: Path) -> Path:

@@ -3,28 +3,27 @@ folders, and fake live sources that die and come back.  No camera needed."""
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import threading
 import time
-import warnings
-import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+from _artifacts import contract, tflite
 
 from edgecnn.runtime.contract import Contract
 from edgecnn.runtime.live.sources import Source
+from edgecnn.runtime.preprocess import to_input, to_pixels
 
 LABELS = ("red", "green", "blue")
 BGR = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0)}
 
 
 class ColourClassifier:
-    """Stands in for `edgecnn.runtime.load(...)`: the class is the dominant RGB channel of the
-    (already preprocessed, RGB float) input, with softmax-like confidence."""
+    """Stands in for `edgecnn.runtime.load(...)` (the live loop's `ClassifierLike`): the class is
+    the dominant RGB channel of the (already preprocessed, RGB float) input, with softmax-like
+    confidence."""
 
     backend = "fake"
     path = "colour-classifier"
@@ -33,6 +32,12 @@ class ColourClassifier:
         self.contract = Contract(labels=LABELS, height=size, width=size)
         self.labels = LABELS
         self.calls = 0
+
+    def frame_pixels(self, image: np.ndarray) -> np.ndarray:
+        return to_pixels(image, self.contract)
+
+    def frame_input(self, pixels: np.ndarray) -> np.ndarray:
+        return to_input(pixels, self.contract)[None]
 
     def probs(self, x: np.ndarray) -> np.ndarray:
         self.calls += 1
@@ -192,11 +197,11 @@ def rss_kib() -> int:
 
 
 def build_colour_tflite(path: Path, *, size: int = 32) -> Path:
-    """A real int8 .tflite (Keras -> TFLite converter, full integer) with edgecnn metadata
-    appended, whose fixed weights pick the dominant RGB channel.  Needs TensorFlow (test only)."""
+    """A real int8 .tflite (full integer, int8 io) written by the exporter's own code
+    (`_artifacts.tflite`), whose fixed weights pick the dominant RGB channel.  Needs TensorFlow
+    (test only)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
     inputs = keras.Input((size, size, 3), name="image")
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
@@ -209,25 +214,7 @@ def build_colour_tflite(path: Path, *, size: int = 32) -> Path:
     conv.set_weights([np.eye(3, dtype=np.float32).reshape(1, 1, 3, 3)])
     dense.set_weights([np.eye(3, dtype=np.float32) * 10.0, np.zeros(3, np.float32)])
 
-    rng = np.random.default_rng(0)
-
-    def representative():
-        for _ in range(20):
-            yield [rng.integers(0, 256, (1, size, size, 3)).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": fine here
-        warnings.simplefilter("ignore", UserWarning)
-        data = converter.convert()
-    contract = Contract(labels=LABELS, height=size, width=size, info={"arch": "colour-fixture"})
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr("edgecnn.json", json.dumps(contract.to_dict()))
-        zf.writestr("labels.txt", "\n".join(LABELS) + "\n")
-    path.write_bytes(data + buf.getvalue())
+    calib = np.random.default_rng(0).integers(0, 256, (20, size, size, 3)).astype(np.float32)
+    c = contract(LABELS, size, arch="colour-fixture")
+    path.write_bytes(tflite(model, c, "tflite-int8", calib=calib))
     return path

@@ -44,6 +44,7 @@ def _write(path: Path, rgb: np.ndarray, rng: np.random.Generator) -> None:
 
 
 def _make_images(root: Path, *, seed: int) -> Path:
+    # deliberately not `_artifacts.colour_images`: near-prototype and tie photos (see above)
     rng = np.random.default_rng(seed)
     protos, n = _prototypes(), len(CLASSES)
     for k, name in enumerate(CLASSES):

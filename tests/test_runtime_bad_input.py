@@ -138,6 +138,7 @@ def test_probs_refuses_input_of_the_wrong_shape(arts):
 
 
 def _onnx_with_contract(arts, path: Path, contract: str) -> Path:
+    """The product's ONNX file with its contract replaced: a mismatch the exporter never writes."""
     import onnx
 
     proto = onnx.load(str(arts["onnx"]))
@@ -161,6 +162,7 @@ def test_metadata_that_does_not_fit_the_graph(arts, tmp_path):
 
 
 def test_tflite_with_a_corrupt_appended_contract(arts, tmp_path):
+    # deliberately not the exporter's layout: an incomplete contract in a hand-made zip
     data = arts["tflite_bare"].read_bytes()
     path = tmp_path / "m.tflite"
     with zipfile.ZipFile(path.with_suffix(".zip"), "w") as zf:
