@@ -74,10 +74,10 @@ VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
 
 
 def _build(name: str, *, training_graph: bool = False, precision: str = "float32"):
-    from edgecnn.models import _dtype_policy, build_edge
+    from edgecnn.models import build_edge, dtype_policy
 
     size, config, _ = VARIANTS[name]
-    with _dtype_policy(precision):
+    with dtype_policy(precision):
         return build_edge(2, size, config=config, training_graph=training_graph)
 
 

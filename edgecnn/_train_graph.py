@@ -1,6 +1,6 @@
 """Training-graph twins of two Keras layers: the same maths and weights, ~45% less CPU per step.
 
-`edgecnn.models.build_edge(..., training_graph=True)` builds the `edge` net with these; the
+`edgecnn.models.edge.build_edge(..., training_graph=True)` builds the `edge` net with these; the
 saved and exported model is always rebuilt from standard Keras layers and given the trained
 weights (`edgecnn.training`), so nothing here reaches a `.keras`, TFLite or ONNX file.
 
@@ -20,8 +20,8 @@ Why, measured with `ONEDNN_VERBOSE=1` on a 2-core EPYC (Zen 4, TF 2.21, mixed bf
 Together (`benchmarks/train_graph.py`, median of 3 interleaved repeats): an epoch of 2,048
 images took 17.4 CPU-seconds (10.2 s wall) with the standard graph and 9.5 (5.1 s wall) with
 this one under mixed bfloat16, and 16.7 vs 14.3 in float32, with predictions equal to
-rounding.  An epoch of the issue-6 recipe on cats-vs-dogs (2,000 photos trained, 1,000
-validated, 2 threads) went from 10.3 to 7.0 s wall (medians of two seed-1 runs).
+rounding.  An epoch of `edgecnn train` with the default recipe on 2,000 cats-vs-dogs photos
+(1,000 validated, 2 threads, `--seed 1`) went from 10.3 to 7.0 s wall (median of two runs).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
             and self.axis in (-1, rank - 1)
             and self.center
             and self.scale
-            and not self.renorm
+            and not getattr(self, "renorm", False)  # Keras < 3.14 has no renorm
         )
 
     def call(self, inputs, training=None, mask=None):
