@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 
 from .capture import Backoff
-from .loop import ClassifierLike, Live, Result, _load, check_options
+from .loop import ClassifierLike, Live, Result, check_options, open_classifier
 from .outputs import (
     ConsoleLine,
     JsonlWriter,
@@ -82,7 +82,7 @@ def run_live(
         check_jsonl_target(jsonl)
     window = Window() if show else None
 
-    classifier = _load(model, backend=backend, threads=threads)
+    classifier = open_classifier(model, backend=backend, threads=threads)
     opened = open_source(source)
     loop = Live(
         classifier, opened, top_k=top_k, smooth=smooth, min_score=min_score,
@@ -207,10 +207,7 @@ def _close_all(outputs: list[Output], say) -> None:
 
 
 def _describe(classifier: ClassifierLike) -> str:
-    path = getattr(classifier, "path", None)
-    backend = getattr(classifier, "backend", None)
-    name = os.path.basename(os.fspath(path)) if path else type(classifier).__name__
-    return f"{name} ({backend})" if backend else name
+    return f"{os.path.basename(os.fspath(classifier.path))} ({classifier.backend})"
 
 
 def _printer(stream: IO[str]) -> Callable[[str], None]:

@@ -67,7 +67,7 @@ class Frame:
     prepare_ms: float = 0.0  # time the capture thread spent making `pixels`
 
 
-class _End:
+class End:
     """Sentinel: no more frames/results (end of file, stop) or the handing thread failed.  The
     capture thread hands it to the loop, and the loop's inference thread to the iterator."""
 
@@ -101,7 +101,7 @@ class Capture:
         self.status = "starting"
         self._stop = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
-        self._slot: Frame | _End | None = None
+        self._slot: Frame | End | None = None
         self._slot_cond = threading.Condition()
         self._clock_offset = time.time() - time.monotonic()
         self._thread = threading.Thread(target=self._run, name="edgecnn-capture", daemon=True)
@@ -121,18 +121,18 @@ class Capture:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
-        if isinstance(item, _End):
+        if isinstance(item, End):
             if item.error is not None:
                 raise item.error
             raise StopIteration
         return item
 
-    def _take_latest(self, timeout: float) -> Frame | _End | None:
+    def _take_latest(self, timeout: float) -> Frame | End | None:
         with self._slot_cond:
             if self._slot is None:
                 self._slot_cond.wait(timeout)
             item, self._slot = self._slot, None
-            if isinstance(item, _End):
+            if isinstance(item, End):
                 self._slot = item  # stays finished for every later call
             return item
 
@@ -156,9 +156,9 @@ class Capture:
                 self._run_live()
             else:
                 self._run_file()
-            end = _End()
+            end = End()
         except BaseException as e:  # handed to the loop, which re-raises it
-            end = _End(e)
+            end = End(e)
         finally:
             self.source.close()
         self._hand_over(end)
@@ -249,7 +249,7 @@ class Capture:
             return True
         return False
 
-    def _hand_over(self, item: Frame | _End) -> None:
+    def _hand_over(self, item: Frame | End) -> None:
         if self.latest_mode:
             with self._slot_cond:
                 if isinstance(self._slot, Frame):

@@ -29,8 +29,8 @@ import numpy as np
 
 from ..contract import Contract
 from ..errors import InputError
-from ..preprocess import to_input, to_pixels
-from .capture import Backoff, Capture, Frame, _End, block_interrupts
+from ..preprocess import to_pixels
+from .capture import Backoff, Capture, End, Frame, block_interrupts
 from .sources import Source, open_source
 from .stats import RateMeter, RunStats, Summary
 
@@ -41,11 +41,20 @@ log = logging.getLogger("edgecnn.live")
 
 
 class ClassifierLike(Protocol):
-    """What the loop needs from `edgecnn.runtime.load(...)`: a contract and batch probabilities
-    for already-preprocessed float32 NHWC input.  A classifier whose `takes_raw_pixels` is true
-    is given uint8 pixels through its `probs_pixels` instead."""
+    """What the loop uses of `edgecnn.runtime.Classifier` (what `load(...)` returns).
+
+    Per frame: `frame_pixels` (a frame the capture thread did not resize), `frame_input` (the
+    model input, in the classifier's own buffer), then `probs`; the loop times the last step
+    apart as inference.  `path` and `backend` name the model in status lines.
+    """
 
     contract: Contract
+    path: str | os.PathLike
+    backend: str
+
+    def frame_pixels(self, image: np.ndarray) -> np.ndarray: ...
+
+    def frame_input(self, pixels: np.ndarray) -> np.ndarray: ...
 
     def probs(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -149,11 +158,6 @@ class Live:
         # old; files: a few, so the model never waits for the outputs
         self._inferred: queue.Queue = queue.Queue(maxsize=1 if self._capture.latest_mode else 4)
         self._worker = threading.Thread(target=self._infer_loop, name="edgecnn-infer", daemon=True)
-        # int8 TFLite with uint8 input takes the pixels as they are: no float detour per frame
-        self._raw = bool(getattr(classifier, "takes_raw_pixels", False))
-        h, w = self.contract.height, self.contract.width
-        self._pixels = np.empty((h, w, 3), dtype=np.uint8)
-        self._x = np.empty((1, h, w, 3), dtype=np.float32)
 
     # --- public ------------------------------------------------------------------------------
 
@@ -173,7 +177,7 @@ class Live:
                 if item is _IDLE:
                     self._idle()
                     continue
-                if isinstance(item, _End):
+                if isinstance(item, End):
                     if item.error is not None:
                         raise item.error
                     break
@@ -192,7 +196,7 @@ class Live:
         the iterating thread while the next frame is being classified.
         """
         block_interrupts()
-        end = _End()
+        end = End()
         try:
             self._warm_up()
             done = 0
@@ -207,7 +211,7 @@ class Live:
                 self._hand_on(self._infer(frame))
                 done += 1
         except BaseException as e:  # handed to the iterating thread, which re-raises it
-            end = _End(e)
+            end = End(e)
         self._hand_on(end)
 
     def _hand_on(self, item: object) -> None:
@@ -219,23 +223,19 @@ class Live:
                 continue
 
     def _warm_up(self) -> None:
-        """One inference on a blank input while the first frame is decoded: backends allocate
+        """One inference on a blank frame while the first frame is decoded: backends allocate
         and pick kernels on their first call, which would otherwise be frame 0's latency."""
-        self._x.fill(0.0)
-        self.classifier.probs(self._x)
+        blank = np.zeros((self.contract.height, self.contract.width, 3), dtype=np.uint8)
+        self.classifier.probs(self.classifier.frame_input(blank))
 
     def _infer(self, frame: Frame) -> _Inferred:
         t_pick = time.monotonic()
-        pixels = frame.pixels
-        if pixels is None:
-            pixels = to_pixels(frame.image, self.contract, out=self._pixels)
-        if self._raw:
-            t_pre = time.monotonic()
-            probs = self.classifier.probs_pixels(pixels[None])[0]
-        else:
-            to_input(pixels, self.contract, out=self._x[0])
-            t_pre = time.monotonic()
-            probs = np.array(self.classifier.probs(self._x)[0], dtype=np.float32)
+        clf = self.classifier
+        pixels = frame.pixels if frame.pixels is not None else clf.frame_pixels(frame.image)
+        x = clf.frame_input(pixels)
+        t_pre = time.monotonic()
+        # a copy of one row: the backend may hand out a buffer its next call overwrites
+        probs = np.array(clf.probs(x)[0], dtype=np.float32)
         return _Inferred(frame, probs, t_pick, t_pre, time.monotonic())
 
     def stop(self) -> None:
@@ -380,7 +380,7 @@ def live(
         ...     print(r.index, r.label, round(r.score, 2))
     """
     check_options(top_k=top_k, smooth=smooth, min_score=min_score, max_frames=max_frames)
-    classifier = _load(model, backend=backend, threads=threads)
+    classifier = open_classifier(model, backend=backend, threads=threads)
     opened = open_source(source)
     return Live(
         classifier,
@@ -395,7 +395,8 @@ def live(
     )
 
 
-def _load(model: Any, *, backend: str, threads: int | None) -> ClassifierLike:
+def open_classifier(model: Any, *, backend: str, threads: int | None) -> ClassifierLike:
+    """`model` itself when it is already a classifier, else `edgecnn.runtime.load(model, ...)`."""
     if hasattr(model, "probs") and hasattr(model, "contract"):
         return model
     from .. import load  # the runtime's loader; imported late so this module stays light
