@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.runtime.errors import InputError
-from edgecnn.runtime.files import write_atomic
+from edgecnn.runtime.files import temp_file, write_atomic
 from edgecnn.runtime.formatting import file_size, pct, table
 
 MARKER = ".edgecnn-demo"
@@ -381,12 +381,13 @@ def render_clip(
                 for c in ds.classes}  # fmt: skip
     order = [(c, by_class[c][i]) for i in range(max(map(len, by_class.values())))
              for c in ds.classes if i < len(by_class[c])][:images]  # fmt: skip
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    fd, tmp = temp_file(path, suffix=f".partial{path.suffix}")  # OpenCV writes it by name
+    os.close(fd)
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
-    if not writer.isOpened():
-        raise InputError(f"{path}: OpenCV cannot write an mp4 video here")
     truth = []
     try:
+        if not writer.isOpened():
+            raise InputError(f"{path}: OpenCV cannot write an mp4 video here")
         for cls, image_path in order:
             image = read_image(image_path)
             interpolation = cv2.INTER_AREA if image.shape[0] >= size else cv2.INTER_CUBIC
@@ -394,9 +395,12 @@ def render_clip(
             for k in range(frames_per_image):
                 writer.write(_zoom(image, 1.0 - 0.08 * k / max(1, frames_per_image - 1)))
                 truth.append(cls)
-    finally:
         writer.release()
-    os.replace(tmp, path)
+        os.replace(tmp, path)
+    except BaseException:
+        writer.release()
+        tmp.unlink(missing_ok=True)
+        raise
     return truth
 
 
