@@ -34,6 +34,8 @@ from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.metadata import MODEL_SUFFIXES, model_kind
 
 SCHEMA = "edgecnn-bench/1"
+OUTPUT_DIR = "bench"  # RUN/bench: where `edgecnn bench` and the demo write their files
+OUTPUT_FILES = {"json": "bench.json", "csv": "bench.csv", "md": "bench.md", "png": "bench.png"}
 BACKENDS = ("tflite", "onnx", "opencv", "keras")
 BACKENDS_FOR_KIND = {"tflite": ("tflite",), "onnx": ("onnx", "opencv"), "keras": ("keras",)}
 PACKAGES = {
@@ -485,7 +487,7 @@ def default_output_dir(targets: list[str | os.PathLike]) -> Path:
     """RUN_DIR/bench for a run directory (or a file inside RUN/export), else ./bench."""
     first = Path(targets[0])
     if first.is_dir():
-        return first / "bench"
+        return first / OUTPUT_DIR
     if first.parent.name == EXPORT_DIR:
-        return first.parent.parent / "bench"
-    return first.parent / "bench"
+        return first.parent.parent / OUTPUT_DIR
+    return first.parent / OUTPUT_DIR

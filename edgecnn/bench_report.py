@@ -245,6 +245,10 @@ def write_plot(result: dict, path: str | os.PathLike) -> Path:
     return _write(path, encode_png(render_plot(result)))
 
 
+# the writer of each of bench.OUTPUT_FILES
+WRITERS = {"json": write_json, "csv": write_csv, "md": write_markdown, "png": write_plot}
+
+
 # --- comparison -----------------------------------------------------------------------------
 
 

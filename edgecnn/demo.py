@@ -334,7 +334,7 @@ def _bench_targets(run_dir: Path, plan: Budget) -> list[Path]:
 
 def _bench(run_dir: Path, root: Path, plan: Budget, progress: bool) -> dict[str, Any]:
     from edgecnn import bench_report
-    from edgecnn.bench import BenchConfig, bench
+    from edgecnn.bench import OUTPUT_DIR, OUTPUT_FILES, BenchConfig, bench
 
     config = BenchConfig(
         threads=(1,), runs=plan.bench_runs, warmup=plan.bench_warmup,
@@ -344,12 +344,9 @@ def _bench(run_dir: Path, root: Path, plan: Budget, progress: bool) -> dict[str,
         [str(t) for t in _bench_targets(run_dir, plan)], config=config,
         data=root / DATA_DIR / "heldback", progress=None if progress else False,
     )  # fmt: skip
-    out = run_dir / "bench"
+    out = run_dir / OUTPUT_DIR
     paths = {
-        "json": bench_report.write_json(result, out / "bench.json"),
-        "csv": bench_report.write_csv(result, out / "bench.csv"),
-        "md": bench_report.write_markdown(result, out / "bench.md"),
-        "png": bench_report.write_plot(result, out / "bench.png"),
+        kind: bench_report.WRITERS[kind](result, out / name) for kind, name in OUTPUT_FILES.items()
     }
     rows = [
         {k: r.get(k) for k in ("artifact", "backend", "threads", "p50_ms", "p99_ms", "fps",

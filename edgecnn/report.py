@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.bench import OUTPUT_DIR as BENCH_DIR
+from edgecnn.bench import OUTPUT_FILES as BENCH_FILES
 from edgecnn.demo import REPORT_FILE, SUMMARY_FILE
 from edgecnn.runtime.artifacts import EXPORT_DIR, MANIFEST, by_name
 from edgecnn.runtime.env import cpu_model
@@ -132,7 +134,7 @@ class _Page:
         self.contract = _read_json(self.run / "edgecnn.json") or {}
         self.metrics = _read_json(self.run / "metrics.json") or {}
         self.manifest = _read_json(self.run / EXPORT_DIR / MANIFEST) or {}
-        self.bench = _read_json(self.run / "bench" / "bench.json") or {}
+        self.bench = _read_json(self.run / BENCH_DIR / BENCH_FILES["json"]) or {}
 
     def render(self) -> str:
         sections = [
@@ -370,7 +372,7 @@ class _Page:
             f"top-1 agreement with Keras are on the {_e(data.get('n_images', '?'))} held-back "
             "images. From <code>bench/bench.json</code>.</p>"
             + table
-            + _figure(_png_file(self.run / "bench" / "bench.png"), "benchmark plot",
+            + _figure(_png_file(self.run / BENCH_DIR / BENCH_FILES["png"]), "benchmark plot",
                       "p50 latency with p99 marks, and accuracy (<code>bench/bench.png</code>)",
                       cls="wide")
             + "</section>"

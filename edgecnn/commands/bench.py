@@ -78,7 +78,7 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from edgecnn import bench_report as report
-    from edgecnn.bench import BenchConfig, bench, default_output_dir, planned_rows
+    from edgecnn.bench import OUTPUT_FILES, BenchConfig, bench, default_output_dir, planned_rows
 
     backends = (
         tuple(b.strip() for b in args.backends.split(",") if b.strip()) if args.backends else None
@@ -111,15 +111,12 @@ def run(args: argparse.Namespace) -> int:
         print(report.format_compare(comparison))
     out = default_output_dir(args.targets)
     default = (lambda name: None) if args.no_save else (lambda name: out / name)
+    given = {"json": args.json, "csv": args.csv, "md": args.md, "png": args.plot}
     written = []
-    for path, writer in (
-        (args.json or default("bench.json"), report.write_json),
-        (args.csv or default("bench.csv"), report.write_csv),
-        (args.md or default("bench.md"), report.write_markdown),
-        (args.plot or default("bench.png"), report.write_plot),
-    ):
+    for kind, name in OUTPUT_FILES.items():
+        path = given[kind] or default(name)
         if path is not None:
-            written.append(str(writer(result, path)))
+            written.append(str(report.WRITERS[kind](result, path)))
     if written:
         print("\nwrote " + ", ".join(written))
     return 0
