@@ -39,6 +39,7 @@ from edgecnn.augment import Augment, augment_batch
 from edgecnn.runtime.contract import Contract
 from edgecnn.runtime.dataset import Dataset, Decoded, list_dataset, load_pixels, read_rows
 from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.formatting import size
 
 MIN_SIDE = 8  # images smaller than this on either side carry no usable content
 _EPOCH_LIMIT = 1_000_000  # the training stream is endless in practice; fit() counts the steps
@@ -131,7 +132,7 @@ def prepare(
     if need > budget * _MB:
         cache = _cache_folder(cache_beside)
         print(
-            f"decoded photos take {_size(need)}, over the {_size(budget * _MB)} cache budget "
+            f"decoded photos take {size(need)}, over the {size(budget * _MB)} cache budget "
             f"(--cache-mb): cached on disk in {cache}",
             file=sys.stderr,
         )
@@ -186,13 +187,6 @@ def _memory_bytes() -> int:
         if limit.isdigit():  # cgroup v2 says "max" when there is no limit
             total = min(total, int(limit))
     return total
-
-
-def _size(nbytes: float) -> str:
-    mb = nbytes / _MB
-    if mb >= 10_000:
-        return f"{mb / 1024:,.1f} GB"
-    return f"{mb:,.1f} MB" if mb < 10 else f"{mb:,.0f} MB"
 
 
 def _decoded_bytes(count: int, contract: Contract) -> int:
