@@ -20,6 +20,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+_NO_CAMERA = {
+    "zoom_out": 0.0,
+    "white_balance": 0.0,
+    "exposure": 0.0,
+    "grayscale": 0.0,
+    "blur": 0.0,
+    "low_res": 0.0,
+    "noise": 0.0,
+    "camera_p": 0.0,
+}
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -34,24 +45,26 @@ class Augment:
     `1 - t`, `|t| <=` it), `exposure` the largest change of light in stops either way (gamma 2.2
     as in sRGB), `blur` the largest gaussian sigma in pixels, `low_res` the smallest downscale
     factor before scaling back up, `noise` the largest noise standard deviation in grey levels.
-    `grayscale` is its own probability.  `Augment.none()` turns everything off.
+    `grayscale` is its own probability.  `Augment.none()` turns everything off;
+    `Augment.previous()` is the default before the camera degradations (zoom 0.2, shift 0.08).
+    The defaults and what they were chosen over: `docs/edge-recipe.md`, "Photos from elsewhere".
     """
 
     flip: bool = True
-    zoom: float = 0.2
+    zoom: float = 0.3
     rotation: float = 12.0
-    shift: float = 0.08
+    shift: float = 0.12
     brightness: float = 0.15
     contrast: float = 0.2
     saturation: float = 0.2
-    zoom_out: float = 0.0
-    white_balance: float = 0.0
-    exposure: float = 0.0
-    grayscale: float = 0.0
-    blur: float = 0.0
-    low_res: float = 0.0
-    noise: float = 0.0
-    camera_p: float = 0.0
+    zoom_out: float = 0.15
+    white_balance: float = 0.3
+    exposure: float = 2.0
+    grayscale: float = 0.1
+    blur: float = 1.5
+    low_res: float = 0.4
+    noise: float = 10.0
+    camera_p: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("zoom", "zoom_out", "grayscale", "camera_p", "low_res"):
@@ -66,7 +79,11 @@ class Augment:
 
     @classmethod
     def none(cls) -> Augment:
-        return cls(False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return cls(False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, **_NO_CAMERA)
+
+    @classmethod
+    def previous(cls) -> Augment:
+        return cls(zoom=0.2, shift=0.08, **_NO_CAMERA)
 
     @property
     def camera(self) -> bool:

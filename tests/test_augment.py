@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 import numpy as np
 import pytest
 
@@ -14,8 +16,8 @@ from edgecnn.augment import augment_batch, camera_shifts, downscale_upscale, gau
 CAMERA = Augment(
     white_balance=0.3, exposure=2.0, grayscale=0.2, blur=1.5, low_res=0.4, noise=10.0, camera_p=0.5
 )
-ONLY_CAMERA = {**{k: 0.0 for k in ("zoom", "rotation", "shift")}, "flip": False}
-ONLY_CAMERA.update(brightness=0.0, contrast=0.0, saturation=0.0)
+# everything off: each test turns on what it checks
+ONLY_CAMERA = {"flip": False, **{f.name: 0.0 for f in fields(Augment) if f.name != "flip"}}
 
 
 def photos(n: int = 16, size: int = 24) -> np.ndarray:
@@ -30,7 +32,7 @@ def run(x: np.ndarray, aug: Augment, seed=(3, 7)) -> np.ndarray:
 
 
 def camera_only(**options) -> Augment:
-    return Augment(**ONLY_CAMERA, **options)
+    return Augment(**{**ONLY_CAMERA, **options})
 
 
 def changed(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -49,12 +51,30 @@ def test_the_same_seed_gives_the_same_batch_and_another_seed_another():
 
 def test_camera_ops_off_leave_the_geometric_and_colour_augmentation_unchanged():
     x = photos()
-    base = run(x, Augment())
+    previous = Augment.previous()
+    base = run(x, previous)
     # strengths without a probability (and a probability without strengths) do nothing
-    for aug in (Augment(white_balance=0.3, blur=1.0), Augment(camera_p=1.0)):
+    for aug in (
+        replace(previous, white_balance=0.3, blur=1.0),
+        replace(previous, camera_p=1.0),
+        replace(Augment(), camera_p=0.0, grayscale=0.0, zoom=0.2, shift=0.08, zoom_out=0.0),
+    ):
         assert not aug.camera
         np.testing.assert_array_equal(run(x, aug), base)
-    assert not np.array_equal(run(x, Augment(noise=5.0, camera_p=1.0)), base)
+    assert not np.array_equal(run(x, replace(previous, noise=5.0, camera_p=1.0)), base)
+
+
+def test_the_default_adds_camera_degradations_and_wider_crops_to_the_previous_recipe():
+    default, previous = Augment(), Augment.previous()
+    assert default.camera and not previous.camera
+    assert (previous.zoom, previous.shift, previous.zoom_out) == (0.2, 0.08, 0.0)
+    assert (default.zoom, default.shift, default.zoom_out) == (0.3, 0.12, 0.15)
+    x = photos(n=200, size=8)
+    hit = changed(run(x, previous), run(x, default)).mean()
+    assert hit > 0.9  # the wider crops move every image; the camera ops fire on some
+    same = {f.name for f in fields(Augment)} - {"zoom", "shift", "zoom_out", "camera_p"}
+    same -= {"white_balance", "exposure", "grayscale", "blur", "low_res", "noise"}
+    assert all(getattr(default, n) == getattr(previous, n) for n in same)
 
 
 def test_no_augmentation_returns_the_batch():
