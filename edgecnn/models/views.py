@@ -24,11 +24,11 @@ def with_flip_tta(model, crop: float = TTA_CROP, *, input_shape: tuple | None = 
     - the mirror: a cat seen in a mirror is still a cat, and averaging both views removes part
       of the model's left/right noise;
     - the centre crop: `Augment`'s zoom trains on views cropped in by up to 30% or widened by
-      up to 15% (7.5% in on average; the crop below was chosen when training cropped in by
-      0-20%, docs/edge-recipe.md), and rotation trims the corners further, so the whole photo shows every animal smaller
-      than the net saw it in training (the train/test object-size discrepancy of Touvron et
-      al., "Fixing the train-test resolution discrepancy", 2019); the centre crop
-      (`TTA_CROP`) matches.
+      up to 15% (7.5% in on average), and rotation trims the corners further, so the whole
+      photo shows every animal smaller than the net saw it in training (the train/test
+      object-size discrepancy of Touvron et al., "Fixing the train-test resolution
+      discrepancy", 2019); the centre crop (`TTA_CROP`) matches.  It was chosen when training
+      cropped in by 0-20% and not re-tuned since (docs/edge-recipe.md).
 
     Built from standard layers only, so the `.keras` file loads anywhere, and every op has an
     int8 TFLite kernel: cropping, bilinear zoom and mirror are fixed linear maps along the
