@@ -164,3 +164,15 @@ def test_ctrl_c_ends_the_run_with_the_summary(model, tmp_path):
     assert "interrupted" in err and "frames processed:" in err
     processed = int(err.split("frames processed:")[1].split()[0])
     assert 1 <= processed < 250 and processed == 1 + len(out.splitlines())
+
+
+def test_run_top_k_defaults_to_the_live_loops_own():
+    """`edgecnn run` and the Python API show the same number of classes unless told."""
+    import inspect
+
+    from edgecnn.cli import build_parser
+    from edgecnn.runtime.live import DEFAULT_TOP_K, Live, run_live
+
+    assert build_parser().parse_args(["run", "model.tflite"]).top_k == DEFAULT_TOP_K
+    for api in (live, run_live, Live):
+        assert inspect.signature(api).parameters["top_k"].default == DEFAULT_TOP_K, api

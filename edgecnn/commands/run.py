@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.live import DEFAULT_TOP_K
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--realtime", action="store_true",
         help="play files at their own frame rate, dropping frames (default: every frame, fast)",
     )  # fmt: skip
-    parser.add_argument("--top-k", type=int, default=3, metavar="K", help="classes shown (3)")
+    parser.add_argument(
+        "--top-k", type=int, default=DEFAULT_TOP_K, metavar="K",
+        help=f"classes shown ({DEFAULT_TOP_K})",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

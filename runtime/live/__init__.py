@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .app import run_live
 from .capture import Backoff
-from .loop import UNCERTAIN, Live, Result, live
+from .loop import DEFAULT_TOP_K, UNCERTAIN, Live, Result, live
 from .overlay import draw
 from .server import FrameHub, LiveServer, parse_address
 from .sources import (
@@ -31,6 +31,7 @@ from .sources import (
 from .stats import Summary
 
 __all__ = [
+    "DEFAULT_TOP_K",
     "UNCERTAIN",
     "Backoff",
     "CameraSource",

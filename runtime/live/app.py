@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 
 from .capture import Backoff
-from .loop import ClassifierLike, Live, Result, check_options, open_classifier
+from .loop import DEFAULT_TOP_K, ClassifierLike, Live, Result, check_options, open_classifier
 from .outputs import (
     ConsoleLine,
     JsonlWriter,
@@ -52,7 +52,7 @@ def run_live(
     smooth: float | None = None,
     min_score: float | None = None,
     realtime: bool = False,
-    top_k: int = 5,
+    top_k: int = DEFAULT_TOP_K,
     console: bool = True,
     backoff: Backoff | None = None,
     log: IO[str] | None = None,

@@ -35,6 +35,9 @@ from .sources import Source, open_source
 from .stats import RateMeter, RunStats, Summary
 
 UNCERTAIN = "uncertain"
+# Classes in each result's `topk` (and the bars drawn on the frame) unless told: `edgecnn run`'s
+# --top-k default too.
+DEFAULT_TOP_K = 3
 _IDLE = object()  # from the inference thread: no frame arrived for IDLE_POLL_S
 IDLE_POLL_S = 0.1
 log = logging.getLogger("edgecnn.live")
@@ -126,7 +129,7 @@ class Live:
         classifier: ClassifierLike,
         source: Source,
         *,
-        top_k: int = 5,
+        top_k: int = DEFAULT_TOP_K,
         smooth: float | None = None,
         min_score: float | None = None,
         max_frames: int | None = None,
@@ -332,7 +335,7 @@ class Live:
 
 def check_options(
     *,
-    top_k: int = 5,
+    top_k: int = DEFAULT_TOP_K,
     smooth: float | None = None,
     min_score: float | None = None,
     max_frames: int | None = None,
@@ -354,7 +357,7 @@ def live(
     *,
     backend: str = "auto",
     threads: int | None = None,
-    top_k: int = 5,
+    top_k: int = DEFAULT_TOP_K,
     smooth: float | None = None,
     min_score: float | None = None,
     max_frames: int | None = None,
