@@ -10,9 +10,11 @@ The story, each step a public stage of edgecnn used exactly as a user would:
 2. train   `edgecnn.training` fits the default `edge` model, with its progress bar.
 3. export  `edgecnn.export` writes every format and verifies each against the Keras model.
 4. bench   `edgecnn.bench` measures every backend, each in its own process.
-5. live    a short video clip made of held-back images goes through the live loop
+5. shifts  the int8 model classifies the held-back images clean and under each camera-like
+           shift of `edgecnn.runtime.shifts` (what `edgecnn eval MODEL DATA --shifts` runs).
+6. live    a short video clip made of held-back images goes through the live loop
            (`edgecnn.runtime.live.run_live`) on the int8 model, headless, recorded annotated.
-6. report  `edgecnn.report` turns all of it into one self-contained `report.html`.
+7. report  `edgecnn.report` turns all of it into one self-contained `report.html`.
 
 The output folder belongs to the demo (a marker file says so): running again replaces it;
 a folder that is not empty and not a demo is refused.
@@ -170,6 +172,8 @@ def demo(
         summary["export"] = _export(run_dir, plan, progress)
     with _step(steps, "bench", say):
         summary["bench"] = _bench(run_dir, root, plan, progress)
+    with _step(steps, "shifts", say):
+        summary["shifts"] = _shifts(run_dir, root, progress)
     with _step(steps, "live", say):
         summary["live"] = _live(run_dir, root, plan, show=show, progress=progress, say=say)
     with _step(steps, "report", say):
@@ -360,7 +364,43 @@ def _bench(run_dir: Path, root: Path, plan: Budget, progress: bool) -> dict[str,
     }
 
 
-# --- 5. live -------------------------------------------------------------------------------
+# --- 5. shifts -----------------------------------------------------------------------------
+
+SHIFT_THREADS = 2
+
+
+def _shifts(run_dir: Path, root: Path, progress: bool) -> dict[str, Any]:
+    """The model `edgecnn run RUN` runs (the int8 file), on every held-back image: clean, then
+    under each shift of the suite (one pass per shift, at the images' own resolution).  The
+    held-back images are the benchmark's accuracy set: larger than the model input, as photos
+    are, and never seen in training or export."""
+    from edgecnn.runtime import evaluate, load
+    from edgecnn.runtime.evaluate import match_folder
+    from edgecnn.runtime.shifts import evaluate_shifts
+
+    model = _live_model(run_dir)
+    clf = load(model, threads=SHIFT_THREADS)
+    data = root / DATA_DIR / "heldback"
+    bars = None if progress else False
+    clean = evaluate(clf, data, progress=bars)
+    dataset = match_folder(clf, data)[0]
+    shifted = evaluate_shifts(clf, dataset, seed=SEED, progress=bars)
+    return {
+        "model": str(model),
+        "backend": clf.backend,
+        "threads": SHIFT_THREADS,
+        "data": str(data),
+        "images": shifted["images"],
+        "seed": SEED,
+        "accuracy": clean["accuracy"],
+        "correct": int(np.trace(clean["confusion_matrix"])),
+        "shifts": shifted["shifts"],
+        "shift_mean_accuracy": shifted["shift_mean_accuracy"],
+        "example": str(dataset.paths[0]),  # image 0: the report shows it under every shift
+    }
+
+
+# --- 6. live -------------------------------------------------------------------------------
 
 
 def render_clip(
@@ -478,6 +518,7 @@ def format_summary(summary: dict[str, Any], report: Path) -> str:
     t = summary["train"]
     ex = summary["export"]["artifacts"]
     lv = summary["live"]
+    sh = summary["shifts"]
     steps = summary["steps"]
     rows = [
         ["data", f"{steps.get('data', 0):.1f}",
@@ -518,6 +559,16 @@ def format_summary(summary: dict[str, Any], report: Path) -> str:
                 f"  acc {pct(r.get('accuracy'))}",
             ]
         )
+    worst = min(sh["shifts"].items(), key=lambda kv: kv[1]["accuracy"])
+    rows.append(
+        [
+            "shifts",
+            f"{steps.get('shifts', 0):.1f}",
+            f"{Path(sh['model']).name} on {sh['images']} held-back images: clean "
+            f"{pct(sh['accuracy'])}, mean over {len(sh['shifts'])} camera shifts "
+            f"{pct(sh['shift_mean_accuracy'])} (worst {worst[0]} {pct(worst[1]['accuracy'])})",
+        ]
+    )
     s = lv["summary"]
     rows.append(
         [

@@ -5,8 +5,8 @@
 
 Everything the page shows is read back from the files the pipeline wrote (`demo.json`, the run's
 `metrics.json`, `training.png`, `confusion.png`, `export/export.json`, `bench/bench.json`,
-`bench.png`, the live run's annotated video and JSON lines), so the report tells exactly what
-is on disk.  Images are embedded as base64 data URIs and the CSS is inline: the file opens
+`bench.png`, the shift suite's figures, the live run's annotated video and JSON lines), so the
+report tells exactly what is on disk.  Images are embedded as base64 data URIs and the CSS is inline: the file opens
 offline, can be mailed, and makes no network request.
 """
 
@@ -110,6 +110,14 @@ def _figure(uri: str | None, alt: str, caption: str = "", *, cls: str = "") -> s
     return f'<figure class="{cls}"><img src="{uri}" alt="{_e(alt)}">{cap}</figure>'
 
 
+def _shift_doc(name: str) -> str:
+    """The first line of the shift's docstring: what camera defect it imitates."""
+    from edgecnn.runtime.shifts import SHIFTS
+
+    doc = (SHIFTS[name].__doc__ or "").strip() if name in SHIFTS else ""
+    return doc.splitlines()[0] if doc else ""
+
+
 def _code(lines: list[str]) -> str:
     """A command block; lines starting with '#' are shown as comments."""
     out = []
@@ -143,6 +151,7 @@ class _Page:
             self._training(),
             self._export(),
             self._bench(),
+            self._shifts(),
             self._live(),
             self._your_photos(),
             self._pi(),
@@ -170,7 +179,7 @@ class _Page:
 
     def _nav(self) -> str:
         items = [("data", "Data"), ("training", "Training"), ("export", "Export"),
-                 ("bench", "Benchmark"), ("live", "Live"), ("own", "Your photos"),
+                 ("bench", "Benchmark"), ("shifts", "Camera shifts"), ("live", "Live"), ("own", "Your photos"),
                  ("pi", "Raspberry Pi")]  # fmt: skip
         return "".join(f'<a href="#{a}">{t}</a>' for a, t in items)
 
@@ -378,7 +387,66 @@ class _Page:
             + "</section>"
         )  # fmt: skip
 
-    # -- 5. live --
+    # -- 5. camera shifts --
+
+    def _shifts(self) -> str:
+        sh = self.s.get("shifts")
+        head = '<section id="shifts"><h2><span class="num">5</span>Camera shifts</h2>'
+        if not sh:
+            return head + '<p class="missing">camera shifts: not measured</p></section>'
+        clean = sh.get("accuracy")
+        views = self._shift_views(sh)
+        n = sh.get("images")
+
+        def row(label: str, what: str, acc: float | None, right: str, view: str | None) -> list:
+            known = acc is not None and clean is not None and label != "clean"
+            drop = f"{100 * (acc - clean):+.1f}" if known else _NONE
+            cell = f'<img src="{view}" alt="{_e(label)} example">' if view else ""
+            name = f"<code>{_e(label)}</code>" if label in sh["shifts"] else _e(label)
+            return [cell, name, _e(what), _pct(acc), drop, _e(right)]
+
+        rows = [row("clean", "the held-back image as it is", clean,
+                    f"{sh.get('correct')}/{n}", views.get("clean"))]  # fmt: skip
+        for name, v in sh["shifts"].items():
+            rows.append(row(name, _shift_doc(name), v.get("accuracy"),
+                            f"{v.get('correct')}/{v.get('images')}", views.get(name)))  # fmt: skip
+        mean = sh.get("shift_mean_accuracy")
+        rows.append(row(f"mean over {len(sh['shifts'])} shifts", "", mean, "", None))
+        table = _table(["example", "shift", "what it imitates", "accuracy", "vs clean (points)",
+                        "right"], rows, cls="shifts")  # fmt: skip
+        return (
+            head + f"<p>Photos from other cameras are rarely as clean as the training images. "
+            f"<code>{_e(Path(sh['model']).name)}</code> ({_e(sh.get('backend'))}) classified all "
+            f"{_e(n)} held-back images (the benchmark's accuracy set: never trained on, and "
+            "larger than the model input, as photos are) as they are, then under each of a "
+            "fixed, seeded suite of "
+            "camera-like shifts — one pass over the images per shift, each applied at the "
+            "image's own resolution before the same preprocessing as everywhere. Clean "
+            f"<b>{_pct(clean)}</b>, mean over the shifts <b>{_pct(mean)}</b>. The example "
+            "column is the first held-back image exactly as it was scored. The same table "
+            "for any model and folder: <code>edgecnn eval MODEL DATA --shifts</code>.</p>"
+            + table
+            + f'<p class="small">Seed {_e(sh.get("seed"))}; images: {_e(sh.get("data"))}</p>'
+            "</section>"
+        )
+
+    def _shift_views(self, sh: dict) -> dict[str, str]:
+        """The example image clean and under each shift, as scored (same seed and index)."""
+        from edgecnn.runtime.errors import ImageError
+        from edgecnn.runtime.preprocess import load_bgr
+        from edgecnn.runtime.shifts import SHIFTS, apply_shift
+
+        try:
+            bgr = load_bgr(sh["example"])
+        except (KeyError, ImageError):
+            return {}
+        views = {"clean": _encode(bgr)}
+        for name in sh["shifts"]:
+            if name in SHIFTS:
+                views[name] = _encode(apply_shift(name, bgr, index=0, seed=sh.get("seed", 0)))
+        return views
+
+    # -- 6. live --
 
     def _live(self) -> str:
         lv = self.s["live"]
@@ -388,7 +456,7 @@ class _Page:
         stages.append(["frame age", _ms(s["frame_age_ms"]["p50"]), _ms(s["frame_age_ms"]["p99"])])
         window = lv.get("window_note") or "headless"
         return (
-            '<section id="live"><h2><span class="num">5</span>Live</h2>'
+            '<section id="live"><h2><span class="num">6</span>Live</h2>'
             f"<p>A {s['frames']}-frame clip made of held-back images "
             f"(<code>live/clip.mp4</code>) went through the same loop as "
             f"<code>edgecnn run</code> on <code>{_e(Path(lv['model']).name)}</code> ({_e(window)}). "
@@ -459,12 +527,12 @@ class _Page:
             return '<p class="missing">no annotated frames could be read back</p>'
         return f'<div class="strip">{"".join(cells)}</div>'
 
-    # -- 6. your photos, 7. the Pi --
+    # -- 7. your photos, 8. the Pi --
 
     def _your_photos(self) -> str:
         int8 = by_name("tflite-int8")
         return (
-            '<section id="own"><h2><span class="num">6</span>Now with your own photos</h2>'
+            '<section id="own"><h2><span class="num">7</span>Now with your own photos</h2>'
             "<p>Put them in one sub-folder per class (any number of classes ≥ 2; JPEG, PNG, BMP, "
             "WebP, TIFF, GIF). Keep a few per class aside in the same layout for testing.</p>"
             '<pre class="tree">photos/\n  cats/  0001.jpg  0002.jpg …\n  dogs/  0001.jpg …\n'
@@ -498,7 +566,7 @@ class _Page:
     def _pi(self) -> str:
         int8 = by_name("tflite-int8")
         return (
-            '<section id="pi"><h2><span class="num">7</span>On a Raspberry Pi</h2>'
+            '<section id="pi"><h2><span class="num">8</span>On a Raspberry Pi</h2>'
             "<p>The int8 file is all the Pi needs: it carries its labels and preprocessing, and "
             "the runtime has no TensorFlow in it (numpy, OpenCV and LiteRT).</p>"
             + _code(
@@ -585,6 +653,12 @@ table.narrow th:nth-child(n+2), table.narrow td:nth-child(n+2) { text-align:righ
 td code { background:transparent; padding:0; }
 th { white-space: nowrap; }
 table.export td:nth-child(2) { white-space: normal; color: var(--muted); font-size: 13px; }
+table.shifts th:nth-child(3), table.shifts td:nth-child(3) { text-align:left; white-space: normal;
+  color: var(--muted); font-size: 13px; }
+table.shifts td:first-child { padding: 4px 10px; }
+table.shifts td img { width:56px; height:56px; border-radius:6px; display:block;
+  image-rendering: pixelated; }
+table.shifts tr:last-child td { font-weight:600; border-top: 2px solid var(--line); }
 .ok { color:var(--ok); font-weight:600; }
 code.gone { text-decoration: line-through; color: var(--muted); }
 .bad { color:var(--bad); font-weight:600; }

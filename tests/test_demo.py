@@ -22,6 +22,7 @@ import pytest
 from edgecnn.demo import MARKER, demo
 from edgecnn.export import FILENAMES
 from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.shifts import SHIFTS
 
 BACKENDS = ("tflite", "onnx", "opencv", "keras")
 
@@ -75,14 +76,25 @@ def test_demo_replaces_an_earlier_demo_and_writes_every_stage(tiny_demo):
     cap = cv2.VideoCapture(str(root / "live" / "annotated.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
     cap.release()
-    assert set(summary["steps"]) == {"data", "train", "export", "bench", "live", "report"}
+    assert list(summary["steps"]) == ["data", "train", "export", "bench", "shifts", "live",
+                                      "report"]  # fmt: skip
 
 
 def test_demo_prints_a_summary_table(tiny_demo):
     report, printed = tiny_demo
-    for step in ("data", "train", "export", "bench", "live", "report", "total"):
+    for step in ("data", "train", "export", "bench", "shifts", "live", "report", "total"):
         assert re.search(rf"^{step}\s+\d+\.\d", printed, re.M), step
     assert re.search(r"^export\s+\d+\.\d\s+[2-6]/6 formats verified", printed, re.M)
+    shifts = json.loads((report.parent / "demo.json").read_text())["shifts"]
+    line = re.search(r"^shifts\s+\d+\.\d\s+(\S+) on (\d+) held-back images: clean "
+                     r"(\d+\.\d)%, mean over 13 camera shifts (\d+\.\d)% \(worst (\w+) ",
+                     printed, re.M)  # fmt: skip
+    assert line, "no shifts line"
+    assert line[1] == Path(shifts["model"]).name and int(line[2]) == shifts["images"]
+    assert float(line[3]) == pytest.approx(100 * shifts["accuracy"], abs=0.05)
+    assert float(line[4]) == pytest.approx(100 * shifts["shift_mean_accuracy"], abs=0.05)
+    worst = min(shifts["shifts"].values(), key=lambda v: v["accuracy"])["accuracy"]
+    assert shifts["shifts"][line[5]]["accuracy"] == worst
     assert printed.rstrip().endswith(f"open {report}")
 
 
@@ -106,7 +118,7 @@ def test_report_is_self_contained_with_tables_and_images(tiny_demo):
         assert cv2.imdecode(data, cv2.IMREAD_COLOR) is not None
     assert not re.search(r'(src|href)="(https?:)?//', html), "external reference in report"
     assert "url(http" not in html and "@import" not in html
-    assert html.count("<table") >= 4  # per-class metrics, export, bench, live stages
+    assert html.count("<table") >= 5  # per-class metrics, export, bench, shifts, live stages
     for name in FILENAMES.values():  # verified, or struck through when not kept
         assert f"<code>{name}</code>" in html or f'<code class="gone">{name}</code>' in html
     for backend in BACKENDS:
@@ -115,6 +127,69 @@ def test_report_is_self_contained_with_tables_and_images(tiny_demo):
                  "edgecnn run model_int8.tflite --source 0 --serve 0.0.0.0:8080",
                  "edgecnn train photos/", "edgecnn export runs/mine"):  # fmt: skip
         assert text in __import__("html").unescape(html), text
+
+
+def _shift_rows(html: str) -> list[list[str]]:
+    """The cells of the report's camera-shift table, one list a row."""
+    body = re.search(r'<table class="shifts">.*?<tbody>(.*?)</tbody>', html, re.S)
+    assert body, "no camera-shift table in the report"
+    return [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body[1])]
+
+
+def _percent(cell: str) -> float:
+    return float(re.fullmatch(r"(\d+\.\d)%", cell)[1]) / 100
+
+
+def test_demo_scores_the_int8_file_under_the_camera_shifts(tiny_demo):
+    """demo.json holds the shift suite on every held-back image; the report's table shows the
+    same figures: clean, 13 shifts, their mean, each with the image it was scored on."""
+    report, _ = tiny_demo
+    root = report.parent
+    summary = json.loads((root / "demo.json").read_text())
+    sh = summary["shifts"]
+    b = summary["budget"]
+    n = b["heldback_per_class"] * len(b["classes"])
+    assert sh["images"] == n and Path(sh["model"]) == Path(summary["live"]["model"])
+    assert list(sh["shifts"]) == list(SHIFTS)
+    for v in [sh, *sh["shifts"].values()]:
+        assert 0.0 <= v["accuracy"] <= 1.0
+    for name, v in sh["shifts"].items():
+        assert v["images"] == n and v["accuracy"] == v["correct"] / n, name
+    assert sh["correct"] / n == sh["accuracy"]
+    assert sh["shift_mean_accuracy"] == pytest.approx(
+        np.mean([v["accuracy"] for v in sh["shifts"].values()])
+    )
+    # the clean figure is what `edgecnn eval` reports for the same file on the same images
+    from edgecnn.runtime import evaluate, load
+
+    clf = load(sh["model"], backend=sh["backend"], threads=sh["threads"])
+    assert evaluate(clf, sh["data"], progress=False)["accuracy"] == sh["accuracy"]
+
+    html = report.read_text(encoding="utf-8")
+    rows = _shift_rows(html)
+    assert len(rows) == 1 + 13 + 1
+    assert [r[1] for r in rows] == ["clean", *(f"<code>{s}</code>" for s in SHIFTS),
+                                    "mean over 13 shifts"]  # fmt: skip
+    expected = [sh["accuracy"], *(v["accuracy"] for v in sh["shifts"].values()),
+                sh["shift_mean_accuracy"]]  # fmt: skip
+    for row, value in zip(rows, expected):
+        assert 0.0 <= _percent(row[3]) <= 1.0
+        assert _percent(row[3]) == pytest.approx(value, abs=0.0005), row[1]
+    for row, v in zip(rows[1:-1], sh["shifts"].values()):
+        assert float(row[4]) == pytest.approx(100 * (v["accuracy"] - sh["accuracy"]), abs=0.05)
+        assert row[5] == f"{v['correct']}/{n}"
+    assert rows[0][5] == f"{sh['correct']}/{n}"
+    assert "the subject&#x27;s detail is gone" in html  # the shift's own words, escaped
+    # each example is the first held-back image as scored: clean equals the file, grayscale is grey
+    uris = [re.search(r'src="data:image/png;base64,([^"]*)"', r[0])[1] for r in rows[:-1]]
+    import base64
+
+    views = [cv2.imdecode(np.frombuffer(base64.b64decode(u), np.uint8), cv2.IMREAD_COLOR)
+             for u in uris]  # fmt: skip
+    assert np.array_equal(views[0], cv2.imread(sh["example"], cv2.IMREAD_COLOR))
+    gray = views[1 + list(SHIFTS).index("grayscale")]
+    assert np.ptp(views[0].astype(int), axis=2).max() > 10
+    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])
 
 
 def test_refuses_a_folder_that_is_not_a_demo(tmp_path):
@@ -158,7 +233,7 @@ def test_report_renders_in_headless_chromium(tiny_demo, tmp_path):
     dom = _browser(["--dump-dom", url], tmp_path / "p1").stdout
     assert "edgecnn" in dom and dom.count("<table") >= 4
     assert len(_img_sources(dom)) >= 3 * 8 + 6
-    for section in ("data", "training", "export", "bench", "live", "own", "pi"):
+    for section in ("data", "training", "export", "bench", "shifts", "live", "own", "pi"):
         assert f'id="{section}"' in dom
 
     shot = tmp_path / "report.png"
