@@ -196,7 +196,7 @@ def train(
     `train_size` decodes and augments the training photos at that size while validation, the
     saved model and every export run at `img_size` (fully convolutional nets only, e.g.
     `edge`; default: `img_size`).  Per-epoch validation figures, and so the epoch kept, are
-    the model's as saved, with its two views (the bare net's under a distribution strategy).
+    the model's as saved, with its two views, under every strategy.
     `whiten_stem` starts the net from a frozen first layer of the training photos' patch
     principal components (`edgecnn.models.set_whitened_stem`; None: the architecture's default,
     on for `edge`; never with `weights`).
@@ -699,13 +699,12 @@ class _Trainer:
         verbose = (1 if sys.stdout.isatty() else 2) if self.progress else 0
         steps = steps_per_epoch(len(train.targets), c.batch)
         # The saved model answers with its two test-time views, so the epoch it keeps is chosen
-        # on them too.  Not under a distribution strategy: the wrapper's frozen view convs are
-        # created here, outside its scope, so there Keras validates the bare net as before.
+        # on them too, under every strategy: a copy of the saved model, built here outside any
+        # strategy's scope, scores the validation photos on this process alone.
         views = []
-        if c.flip_tta and self.single:
-            shape = self.splits.val.pixels.shape[1:]
-            tta = with_flip_tta(model, input_shape=shape)
-            views = [_views_validation(tta, val, self.splits.val.targets, self.epochs)]
+        if c.flip_tta:
+            classes = len(self.splits.classes)
+            views = [_views_validation(c, classes, val, self.splits.val.targets, self.epochs)]
         for first, end, trainable in transfer.phases(start, self.epochs, frozen):
             if self.state["stopped_early"]:
                 break
@@ -910,20 +909,29 @@ def _counts(targets: np.ndarray, labels: tuple[str, ...]) -> dict[str, int]:
     return {name: int(n) for name, n in zip(labels, np.bincount(targets, minlength=len(labels)))}
 
 
-def _views_validation(tta, val, targets: np.ndarray, epochs: int):
-    """A Keras callback scoring `tta` (the training model inside `with_flip_tta`, sharing its
-    weights) on `val` on the validated epochs: the `val_loss` / `val_accuracy` that Keras' own
-    validation would log for the bare model, for the model as it is saved."""
+def _views_validation(config: _Config, classes: int, val, targets: np.ndarray, epochs: int):
+    """A Keras callback scoring the model as it is saved (`_Trainer._finish`: standard layers,
+    float32, inside `with_flip_tta`) on `val` on the validated epochs, with the training
+    model's weights of that epoch: the `val_loss` / `val_accuracy` that Keras' own validation
+    would log for the bare training model.
+
+    The copy is built outside any `tf.distribute` scope and predicts on this process alone, so
+    the kept epoch is chosen the same way under every strategy, with no distributed predict
+    inside a distributed fit; under `multiworker` every worker scores the same weights and logs
+    the same figures."""
     import keras
 
     validated = set(validated_epochs(epochs))
     targets = np.asarray(targets)
+    net = build_model(config.arch, classes, config.img_size)
+    saved = with_flip_tta(net)
 
     class ViewsValidation(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if logs is None or epoch + 1 not in validated:
                 return
-            probs = tta.predict(val, verbose=0)
+            net.set_weights(self.model.get_weights())
+            probs = saved.predict(val, verbose=0)
             picked = np.clip(probs[np.arange(len(targets)), targets], 1e-7, 1.0)
             logs["val_loss"] = float(-np.mean(np.log(picked)))
             logs["val_accuracy"] = float(np.mean(np.argmax(probs, axis=1) == targets))
