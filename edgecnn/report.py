@@ -423,7 +423,8 @@ class _Page:
             "camera-like shifts — one pass over the images per shift, each applied at the "
             "image's own resolution before the same preprocessing as everywhere. Clean "
             f"<b>{_pct(clean)}</b>, mean over the shifts <b>{_pct(mean)}</b>. The example "
-            "column is the first held-back image exactly as it was scored. The same table "
+            "column is the first held-back image as it was scored (shown as JPEG at quality "
+            "90). The same table "
             "for any model and folder: <code>edgecnn eval MODEL DATA --shifts</code>.</p>"
             + table
             + f'<p class="small">Seed {_e(sh.get("seed"))}; images: {_e(sh.get("data"))}</p>'
@@ -440,10 +441,12 @@ class _Page:
             bgr = load_bgr(sh["example"])
         except (KeyError, ImageError):
             return {}
-        views = {"clean": _encode(bgr)}
+        # JPEG at high quality keeps each view at its full resolution in a seventh of PNG's bytes
+        views = {"clean": _encode(bgr, ".jpg", 90)}
         for name in sh["shifts"]:
             if name in SHIFTS:
-                views[name] = _encode(apply_shift(name, bgr, index=0, seed=sh.get("seed", 0)))
+                shifted = apply_shift(name, bgr, index=0, seed=sh.get("seed", 0))
+                views[name] = _encode(shifted, ".jpg", 90)
         return views
 
     # -- 6. live --
@@ -656,8 +659,8 @@ table.export td:nth-child(2) { white-space: normal; color: var(--muted); font-si
 table.shifts th:nth-child(3), table.shifts td:nth-child(3) { text-align:left; white-space: normal;
   color: var(--muted); font-size: 13px; }
 table.shifts td:first-child { padding: 4px 10px; }
-table.shifts td img { width:56px; height:56px; border-radius:6px; display:block;
-  image-rendering: pixelated; }
+table.shifts td img { width:64px; height:64px; border-radius:6px; display:block;
+  object-fit: contain; image-rendering: pixelated; }
 table.shifts tr:last-child td { font-weight:600; border-top: 2px solid var(--line); }
 .ok { color:var(--ok); font-weight:600; }
 code.gone { text-decoration: line-through; color: var(--muted); }
