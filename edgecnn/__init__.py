@@ -1,6 +1,7 @@
 """edgecnn: from a folder of labelled photos to a CNN classifier running live at the edge.
 
     from edgecnn import train                   # train(data_dir, ...) -> Run
+    from edgecnn import TrainOptions            # train(data_dir, TrainOptions(...)) -> Run
     from edgecnn.export import export           # export(run, formats=...) -> manifest
     from edgecnn.runtime import load            # load(path, backend="auto") -> Classifier
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "train"]
+__all__ = ["TrainOptions", "__version__", "train"]
 
 
 def __getattr__(name: str):
@@ -22,8 +23,8 @@ def __getattr__(name: str):
         from edgecnn.training import train
 
         return train
-    if name == "Run":
-        from edgecnn.training import Run
+    if name in ("Run", "TrainOptions"):
+        from edgecnn import training
 
-        return Run
+        return getattr(training, name)
     raise AttributeError(f"module 'edgecnn' has no attribute {name!r}")

@@ -40,7 +40,8 @@ import tempfile
 import time
 import warnings
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,8 @@ HISTORY_FIELDS = (
     "learning_rate",
     "epoch_seconds",
 )
-DEFAULT_EPOCHS = None  # None: the architecture's own default (models.Architecture.epochs)
-DEFAULT_BATCH = 32
+# `precision` choices: `auto` and `bfloat16` name Keras' policies for the user (resolve_precision)
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")
 # Early-stopping patience is a sixth of the schedule unless given: 10 epochs of the default
 # 60 (the recipe's), 5 of 30, and never less than MIN_PATIENCE.
 PATIENCE_SHARE = 1 / 6
@@ -130,9 +131,99 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.path = path
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """How `train` runs: every option of `train()` and of `edgecnn train`, whose defaults and
+    help read the defaults here.  Conflicting or out-of-range options raise InputError when
+    the options are made, before anything is read or written.
+
+    Attributes:
+        val_dir: validation folder with the same classes; without it, a seeded stratified
+            `val_split` of the training folder.
+        arch: the architecture (`edgecnn.models.ARCHITECTURES`).  `img_size`, `epochs`,
+            `flip_tta` and `whiten_stem` left at None take the architecture's own default.
+        img_size: the model's input size; `train_size` decodes and augments the training
+            photos at that size while validation, the saved model and every export run at
+            `img_size` (fully convolutional nets only, e.g. `edge`; None: `img_size`).
+        out: the run folder, default `runs/<data>-<arch>-<n>`; an existing run there is
+            refused unless `resume` (continue its checkpoint; arch/size/seed/data come from the
+            checkpoint, `epochs` may extend it) or `force` (replace it).
+        strategy: `default`, `mirrored` (all local GPUs, else all logical CPUs) or
+            `multiworker` (every machine runs the same call with its own TF_CONFIG; the chief
+            alone writes `out`, the other workers return a `Run` with `chief=False` and write
+            nothing there; no `resume`).
+        weights: a local weights file, or `"imagenet"` for the `keras.applications`
+            backbones (Keras' own ImageNet file from its cache, downloaded once if missing:
+            `edgecnn.imagenet`; offline without it, an InputError names the file, the folder
+            and the URL).
+        precision: `float32`, `bfloat16` (Keras' mixed_bfloat16: bf16 compute, float32
+            weights; faster on CPUs with bf16 units, emulated and slow elsewhere) or `auto`
+            (float32; see `resolve_precision`); the saved model is float32 either way.
+        flip_tta: save the model averaged over the photo's centre crop (`TTA_CROP`) and its
+            mirror image (`edgecnn.models.with_flip_tta`: 1-2 points more accurate on a validation split,
+            twice the inference cost).  Per-epoch validation figures, and so the epoch kept,
+            are the model's as saved, with its two views, under every strategy.
+        whiten_stem: start the net from a frozen first layer of the training photos' patch
+            principal components (`edgecnn.models.set_whitened_stem`; never with `weights`).
+        patience: validated epochs without a gain inside the early-stopping window (the last
+            quarter of the schedule); None: `default_patience(epochs)`.
+        cache_mb: the memory budget of the decoded photos (None: a quarter of the memory,
+            `edgecnn.data.default_cache_mb`); above it they are decoded into a folder beside
+            the run folder and streamed from disk, with the same results, and the folder is
+            removed when training ends (a `resume` decodes again).
+        augment: the training augmentation (None: `Augment()`, the recipe's).
+        callbacks: extra Keras callbacks.
+        progress: progress bars and summary lines on stderr.
+    """
+
+    val_dir: str | os.PathLike | None = None
+    val_split: float = 0.2
+    arch: str = DEFAULT_ARCH
+    img_size: int | None = None
+    train_size: int | None = None
+    epochs: int | None = None
+    batch: int = 32
+    seed: int = 0
+    out: str | os.PathLike | None = None
+    resume: bool = False
+    force: bool = False
+    strategy: str = "default"
+    weights: str | os.PathLike | None = None
+    precision: str = "auto"
+    flip_tta: bool | None = None
+    whiten_stem: bool | None = None
+    patience: int | None = None
+    cache_mb: float | None = None
+    augment: Augment | None = None
+    callbacks: Sequence = ()
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "callbacks", tuple(self.callbacks or ()))
+        epochs, batch, patience = self.epochs, self.batch, self.patience
+        if self.resume and self.force:
+            raise InputError("--resume and --force contradict each other; pass one")
+        if (
+            (epochs is not None and epochs < 1)
+            or batch < 1
+            or (patience is not None and patience < 1)
+        ):
+            raise InputError(
+                f"epochs, batch and patience must be >= 1, got {epochs}, {batch}, {patience}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise InputError(
+                f"unknown strategy {self.strategy!r}; choose one of {list(STRATEGIES)}"
+            )
+        if self.resume and self.out is None:
+            raise InputError("--resume needs --out pointing at the run to continue")
+
+
 @dataclass(frozen=True)
 class _Config:
-    """What a run was started with; stored in the checkpoint so `resume` continues the same run."""
+    """The options that define a run, resolved (the architecture's defaults filled in) and
+    stored in the checkpoint, so `resume` continues the same run.  Built by `from_options`;
+    every field but `data_dir` is the `TrainOptions` field of the same name."""
 
     data_dir: str
     val_dir: str | None
@@ -148,6 +239,30 @@ class _Config:
     train_size: int | None = None  # None (checkpoints before it existed): img_size
     whiten_stem: bool = False
 
+    @classmethod
+    def from_options(
+        cls, data_dir: str | os.PathLike, options: TrainOptions, *, epochs: int
+    ) -> _Config:
+        """A new run's config: `options` with the architecture's defaults filled in."""
+        o = options
+        spec = get_architecture(o.arch)
+        size = resolve_img_size(o.arch, o.img_size)
+        return cls(
+            data_dir=str(data_dir),
+            val_dir=str(o.val_dir) if o.val_dir is not None else None,
+            val_split=None if o.val_dir is not None else float(o.val_split),
+            arch=spec.name,
+            img_size=size,
+            batch=int(o.batch),
+            seed=int(o.seed),
+            weights=os.fspath(o.weights) if o.weights else None,
+            patience=default_patience(epochs) if o.patience is None else int(o.patience),
+            precision=resolve_precision(o.precision),
+            flip_tta=spec.flip_tta if o.flip_tta is None else bool(o.flip_tta),
+            train_size=resolve_train_size(o.arch, size, o.train_size),
+            whiten_stem=_whitens(o.arch, o.whiten_stem, o.weights),
+        )
+
     @property
     def fit_size(self) -> int:
         """The size training photos are decoded and augmented at."""
@@ -155,120 +270,48 @@ class _Config:
 
 
 def train(
-    data_dir: str | os.PathLike,
-    *,
-    val_dir: str | os.PathLike | None = None,
-    val_split: float = 0.2,
-    arch: str = DEFAULT_ARCH,
-    img_size: int | None = None,
-    epochs: int | None = DEFAULT_EPOCHS,
-    batch: int = DEFAULT_BATCH,
-    seed: int = 0,
-    out: str | os.PathLike | None = None,
-    resume: bool = False,
-    force: bool = False,
-    strategy: str = "default",
-    weights: str | os.PathLike | None = None,
-    progress: bool = True,
-    patience: int | None = None,
-    augment: Augment | None = None,
-    callbacks: list | None = None,
-    precision: str = "auto",
-    flip_tta: bool | None = None,
-    train_size: int | None = None,
-    whiten_stem: bool | None = None,
-    cache_mb: float | None = None,
+    data_dir: str | os.PathLike, options: TrainOptions | None = None, **overrides: Any
 ) -> Run:
-    """Train `arch` on the folder-per-class images in `data_dir`; returns the finished `Run`.
+    """Train on the folder-per-class images in `data_dir`; returns the finished `Run`.
 
-    Validation comes from `val_dir` if given, else a seeded stratified `val_split` of
-    `data_dir`.  `out` defaults to `runs/<data>-<arch>-<n>`; an existing run there is refused
-    unless `resume` (continue its checkpoint; arch/size/seed/data come from the checkpoint,
-    `epochs` may extend it) or `force` (replace it).  `strategy` is `default`, `mirrored` (all
-    local GPUs, else all logical CPUs) or `multiworker` (every machine runs the same call with
-    its own TF_CONFIG; the chief alone writes `out`, the other workers return a `Run` with
-    `chief=False` and write nothing there; no `resume`).  `precision` is `float32`,
-    `bfloat16` (Keras' mixed_bfloat16: bf16 compute, float32 weights; faster on CPUs with bf16
-    units, emulated and slow elsewhere) or `auto` (float32; see `resolve_precision`); the saved
-    model is float32 either way.  `flip_tta` saves the model averaged over the photo's centre 85% and its mirror
-    image (`edgecnn.models.with_flip_tta`: 1-2 points more accurate on a validation split,
-    twice the inference cost); None takes the architecture's default (on for `edge`).
-    `train_size` decodes and augments the training photos at that size while validation, the
-    saved model and every export run at `img_size` (fully convolutional nets only, e.g.
-    `edge`; default: `img_size`).  Per-epoch validation figures, and so the epoch kept, are
-    the model's as saved, with its two views, under every strategy.
-    `whiten_stem` starts the net from a frozen first layer of the training photos' patch
-    principal components (`edgecnn.models.set_whitened_stem`; None: the architecture's default,
-    on for `edge`; never with `weights`).
-    `weights` is a local weights file, or `"imagenet"` for the `keras.applications` backbones
-    (Keras' own ImageNet file from its cache, downloaded once if missing: `edgecnn.imagenet`;
-    offline without it, an InputError names the file, the folder and the URL).  `patience`
-    counts validated epochs without a gain inside the early-stopping window (the last quarter
-    of the schedule); None: `default_patience(epochs)`.
-    `cache_mb` is the memory budget of the decoded photos (None: a quarter of the memory,
-    `edgecnn.data.default_cache_mb`); above it they are decoded into a folder beside the run
-    folder and streamed from disk, with the same results, and the folder is removed when
-    training ends (a `resume` decodes again).
-    `callbacks` are extra Keras callbacks.  Ctrl-C raises `TrainingInterrupted` after the last
-    finished epoch is saved.
+    `options` is a `TrainOptions`; its fields may also be given as keywords, which override
+    it (`train("photos/", arch="seed", epochs=10)`).  Ctrl-C raises `TrainingInterrupted`
+    after the last finished epoch is saved.
 
     Raises InputError for unusable data or options, before anything is written, and
     StrategyError (one line) when training under a `mirrored` or `multiworker` strategy fails.
     """
+    o = replace(options, **overrides) if options is not None else TrainOptions(**overrides)
     prefer_onednn()
-    if resume and force:
-        raise InputError("--resume and --force contradict each other; pass one")
-    if (epochs is not None and epochs < 1) or batch < 1 or (patience is not None and patience < 1):
-        raise InputError(
-            f"epochs, batch and patience must be >= 1, got {epochs}, {batch}, {patience}"
-        )
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
-    if resume and out is None:
-        raise InputError("--resume needs --out pointing at the run to continue")
-    chief = strategy != "multiworker" or _is_chief(_multiworker_task())
-    if resume and strategy == "multiworker":
+    chief = o.strategy != "multiworker" or _is_chief(_multiworker_task())
+    if o.resume and o.strategy == "multiworker":
         raise InputError(
             "--resume continues a run on one machine (--strategy default or mirrored); "
             "a multi-worker job cannot resume"
         )
-    out_dir = Path(out) if out is not None else _default_out(Path(data_dir), arch)
-    state = _read_state(out_dir) if resume else None
+    out_dir = Path(o.out) if o.out is not None else _default_out(Path(data_dir), o.arch)
+    state = _read_state(out_dir) if o.resume else None
+    epochs = o.epochs
     if epochs is None:
         # A resumed run keeps its own epoch count (and so its learning-rate schedule).
-        run_arch = state["config"]["arch"] if state is not None else arch
+        run_arch = state["config"]["arch"] if state is not None else o.arch
         epochs = (state or {}).get("epochs") or get_architecture(run_arch).epochs
     if state is not None:
         config = _Config(**state["config"])
     else:
         if chief:  # the other workers write nothing at out_dir
-            _refuse_existing(out_dir, force=force)
-        size = resolve_img_size(arch, img_size)
-        config = _Config(
-            data_dir=str(data_dir),
-            val_dir=str(val_dir) if val_dir is not None else None,
-            val_split=None if val_dir is not None else float(val_split),
-            arch=get_architecture(arch).name,
-            img_size=size,
-            batch=int(batch),
-            seed=int(seed),
-            weights=os.fspath(weights) if weights else None,
-            patience=default_patience(epochs) if patience is None else int(patience),
-            precision=resolve_precision(precision),
-            flip_tta=get_architecture(arch).flip_tta if flip_tta is None else bool(flip_tta),
-            train_size=resolve_train_size(arch, size, train_size),
-            whiten_stem=_whitens(arch, whiten_stem, weights),
-        )
+            _refuse_existing(out_dir, force=o.force)
+        config = _Config.from_options(data_dir, o, epochs=epochs)
         _fetch_imagenet(config)  # before decoding: offline without the file fails at once
     splits = prepare(
         config.data_dir,
         img_size=config.img_size,
         val_dir=config.val_dir,
-        val_split=config.val_split or 0.2,
+        val_split=config.val_split or TrainOptions.val_split,
         seed=config.seed,
-        progress=None if progress else False,  # None: a bar only on a terminal
+        progress=None if o.progress else False,  # None: a bar only on a terminal
         train_size=config.fit_size,
-        cache_mb=cache_mb,
+        cache_mb=o.cache_mb,
         cache_beside=out_dir,
     )
     _print_skipped(splits.skipped)
@@ -276,7 +319,7 @@ def train(
     if state is not None and state["fingerprint"] != splits.fingerprint:
         splits.close()
         raise InputError(f"{out_dir}: the data changed since this run started; cannot resume")
-    if state is None and force and out_dir.exists() and chief:
+    if state is None and o.force and out_dir.exists() and chief:
         shutil.rmtree(out_dir)
     try:
         return _Trainer(
@@ -285,10 +328,10 @@ def train(
             out_dir,
             epochs,
             state,
-            strategy,
-            progress,
-            augment,
-            callbacks or [],
+            o.strategy,
+            o.progress,
+            o.augment,
+            list(o.callbacks),
             chief=chief,
         ).run()
     finally:

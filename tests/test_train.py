@@ -24,6 +24,7 @@ from edgecnn import train, training  # noqa: E402
 from edgecnn.training import (  # noqa: E402
     HISTORY_FIELDS,
     TrainingInterrupted,
+    TrainOptions,
     data_name,
     earliest_stop,
     lr_at,
@@ -109,11 +110,27 @@ def test_history_csv_and_metrics_json(run):
 def test_same_seed_same_weights_other_seed_differs(data, tmp_path):
     train_dir, val_dir = data
     a = train(train_dir, val_dir=val_dir, out=tmp_path / "a", **FAST)
-    b = train(train_dir, val_dir=val_dir, out=tmp_path / "b", **FAST)
-    c = train(train_dir, val_dir=val_dir, out=tmp_path / "c", seed=1, **FAST)
+    options = TrainOptions(val_dir=val_dir, out=tmp_path / "b", **FAST)
+    b = train(train_dir, options)  # the options as one object: the same run
+    c = train(train_dir, options, out=tmp_path / "c", seed=1)  # keywords override it
     assert a.history[0]["loss"] == b.history[0]["loss"]
     assert all(np.array_equal(x, y) for x, y in zip(_weights(a.model_path), _weights(b.model_path)))
     assert not np.array_equal(_weights(a.model_path)[0], _weights(c.model_path)[0])
+
+
+def test_cli_flags_build_the_train_options_with_their_defaults():
+    import dataclasses
+
+    from edgecnn.cli import build_parser
+    from edgecnn.commands.train import options
+
+    parser = build_parser()
+    assert options(parser.parse_args(["train", "photos"])) == TrainOptions()
+    argv = ["train", "photos", "--batch", "8", "--no-flip-tta", "--strategy", "mirrored", "--quiet"]
+    given = options(parser.parse_args(argv))
+    assert given == TrainOptions(batch=8, flip_tta=False, strategy="mirrored", progress=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        given.batch = 4  # type: ignore[misc]
 
 
 def test_ctrl_c_saves_and_resume_continues_exactly(data, run, tmp_path):

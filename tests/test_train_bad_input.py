@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from _train_fixtures import tiny_split
 
 from edgecnn.cli import main
+from edgecnn.runtime.errors import InputError
 
 pytest.importorskip("keras")
 
@@ -153,3 +155,24 @@ def test_bad_files_are_skipped_and_reported(tmp_path, capsys):
 def test_resume_needs_out(tmp_path, capsys):
     train_dir, _ = tiny_split(tmp_path / "d", classes=2, train=3, val=1)
     _fails(capsys, [str(train_dir), "--resume"], "--resume needs --out")
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"resume": True, "force": True}, "contradict each other"),
+        ({"batch": 0}, "must be >= 1"),
+        ({"patience": 0}, "must be >= 1"),
+        ({"strategy": "tpu"}, "unknown strategy 'tpu'"),
+        ({"resume": True}, "--resume needs --out"),
+    ],
+)
+def test_conflicting_options_are_refused_when_the_options_are_made(tmp_path, options, expected):
+    """`TrainOptions` refuses them, so `train(DATA, **options)` fails before reading DATA."""
+    from edgecnn import train
+    from edgecnn.training import TrainOptions
+
+    with pytest.raises(InputError, match=re.escape(expected)):
+        TrainOptions(**options)
+    with pytest.raises(InputError, match=re.escape(expected)):
+        train(tmp_path / "missing", **options)

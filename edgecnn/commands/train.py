@@ -1,51 +1,67 @@
-"""`edgecnn train DATA_DIR`: a thin layer over `edgecnn.training.train`."""
+"""`edgecnn train DATA_DIR`: a thin layer over `edgecnn.training.train`.
+
+The flags are `edgecnn.training.TrainOptions`' fields (`--quiet` is `progress=False`); their
+defaults and the numbers in their help come from it and from the architecture registry.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-
-STRATEGY_CHOICES = ("default", "mirrored", "multiworker")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edgecnn.data import CACHE_SHARE
-    from edgecnn.models import ARCHITECTURES, DEFAULT_ARCH
+    from edgecnn.models import ARCHITECTURES, TTA_CROP
+    from edgecnn.training import PRECISION_CHOICES, STRATEGIES, TrainOptions
 
+    default = TrainOptions()
     parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class")
     val = parser.add_mutually_exclusive_group()
     val.add_argument("--val-dir", metavar="DIR", help="validation folder with the same classes")
     val.add_argument(
         "--val-split",
         type=float,
-        default=0.2,
+        default=default.val_split,
         metavar="F",
-        help="fraction of every class held out for validation, seeded (default 0.2)",
+        help=f"fraction of every class held out for validation, seeded (default {default.val_split})",
     )
     parser.add_argument(
         "--arch",
-        default=DEFAULT_ARCH,
+        default=default.arch,
         choices=sorted(ARCHITECTURES),
-        help=f"architecture (default {DEFAULT_ARCH})",
+        help=f"architecture (default {default.arch})",
     )
     parser.add_argument(
-        "--img-size", type=int, metavar="N", help="model input size (default per arch: edge 80)"
+        "--img-size",
+        type=int,
+        metavar="N",
+        help=f"model input size (default per arch: {_per_arch('img_size', default.arch)})",
     )
     parser.add_argument(
         "--train-size",
         type=int,
         metavar="N",
         help="decode and augment training photos at this size and run the model at --img-size "
-        "(edge only: it is fully convolutional; default: the input size)",
+        f"(fully convolutional nets only: {_archs('any_size')}; default: the input size)",
     )
     parser.add_argument(
         "--epochs",
         type=int,
         metavar="N",
-        help="maximum epochs (default per arch: edge 60, seed 25)",
+        help=f"maximum epochs (default per arch: {_per_arch('epochs', default.arch)})",
     )
-    parser.add_argument("--batch", type=int, default=32, metavar="N", help="batch size (32)")
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (0)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=default.batch,
+        metavar="N",
+        help=f"batch size ({default.batch})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=default.seed, metavar="N", help=f"random seed ({default.seed})"
+    )
     parser.add_argument("--out", metavar="DIR", help="run folder (default runs/<data>-<arch>-<n>)")
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run in --out"
@@ -53,8 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing run in --out")
     parser.add_argument(
         "--strategy",
-        default="default",
-        choices=STRATEGY_CHOICES,
+        default=default.strategy,
+        choices=STRATEGIES,
         help="tf.distribute strategy (mirrored: all local devices; multiworker: TF_CONFIG)",
     )
     parser.add_argument(
@@ -66,16 +82,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision",
-        default="auto",
-        choices=("auto", "float32", "bfloat16"),
+        default=default.precision,
+        choices=PRECISION_CHOICES,
         help="training compute precision (auto: float32 on every machine; bfloat16: mixed "
         "bf16, faster on CPUs with bf16 units; the saved model is float32 either way)",
     )
     _switch(
         parser,
         "flip-tta",
-        on="save the model averaged over the photo's centre 85%% and its mirror image "
-        "(default for edge)",
+        on=f"save the model averaged over the photo's centre {TTA_CROP:.0%}% and its mirror "
+        f"image (default for {_archs('flip_tta')})",
         off="save the plain model on the whole photo: half the inference cost, 1-2 points "
         "less accurate",
     )
@@ -83,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "whiten-stem",
         on="start from a frozen first layer of the training photos' patch principal "
-        "components (default for edge, unless --weights)",
+        f"components (default for {_archs('whiten_stem')}, unless --weights)",
         off="train the stem from its initialisation like every other layer",
     )
     parser.add_argument(
@@ -97,6 +113,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def _per_arch(attribute: str, first: str) -> str:
+    """'edge 60, seed 25, ...': each architecture's default `attribute`, `first` first."""
+    from edgecnn.models import ARCHITECTURES
+
+    names = [first, *(name for name in ARCHITECTURES if name != first)]
+    return ", ".join(f"{name} {getattr(ARCHITECTURES[name], attribute)}" for name in names)
+
+
+def _archs(flag: str) -> str:
+    """The architectures whose `flag` is set, e.g. 'edge'."""
+    from edgecnn.models import ARCHITECTURES
+
+    return ", ".join(name for name, spec in ARCHITECTURES.items() if getattr(spec, flag))
+
+
 def _switch(parser: argparse.ArgumentParser, name: str, *, on: str, off: str) -> None:
     """`--NAME` / `--no-NAME`, exclusive, into one dest that stays None (the arch's default)."""
     group = parser.add_mutually_exclusive_group()
@@ -105,31 +136,20 @@ def _switch(parser: argparse.ArgumentParser, name: str, *, on: str, off: str) ->
     group.add_argument(f"--no-{name}", dest=dest, action="store_false", help=off)
 
 
+def options(args: argparse.Namespace):
+    """The `TrainOptions` the parsed flags ask for."""
+    from edgecnn.training import TrainOptions
+
+    names = {f.name for f in dataclasses.fields(TrainOptions)}
+    given = {name: value for name, value in vars(args).items() if name in names}
+    return TrainOptions(**given, progress=not args.quiet)
+
+
 def run(args: argparse.Namespace) -> int:
     from edgecnn.training import StrategyError, TrainingInterrupted, train
 
     try:
-        result = train(
-            args.data_dir,
-            val_dir=args.val_dir,
-            val_split=args.val_split,
-            arch=args.arch,
-            img_size=args.img_size,
-            train_size=args.train_size,
-            epochs=args.epochs,
-            batch=args.batch,
-            seed=args.seed,
-            out=args.out,
-            resume=args.resume,
-            force=args.force,
-            strategy=args.strategy,
-            weights=args.weights,
-            precision=args.precision,
-            flip_tta=args.flip_tta,
-            whiten_stem=args.whiten_stem,
-            cache_mb=args.cache_mb,
-            progress=not args.quiet,
-        )
+        result = train(args.data_dir, options(args))
     except TrainingInterrupted as e:
         print(f"edgecnn train: {e.message}", file=sys.stderr)
         return 130
