@@ -102,7 +102,7 @@ def onnx_int8_layer_errors(
 
     from onnxruntime.quantization import qdq_loss_debug as qdq
 
-    from ._onnx_int8 import _reader
+    from ._onnx_int8 import calibration_reader
 
     inputs = debug_inputs[:_DEBUG_IMAGES]
     with tempfile.TemporaryDirectory(prefix="edgecnn-onnx-debug-") as tmp:
@@ -112,7 +112,7 @@ def onnx_int8_layer_errors(
             src.write_bytes(data)
             qdq.modify_model_output_intermediate_tensors(str(src), str(aug))
             acts[name] = qdq.collect_activations(
-                str(aug), _reader(inputs), execution_providers=["CPUExecutionProvider"]
+                str(aug), calibration_reader(inputs), execution_providers=["CPUExecutionProvider"]
             )
     matched = qdq.create_activation_matching(acts["qdq"], acts["float"])
     rows = []

@@ -29,7 +29,8 @@ from ._graph import INPUT_NAME
 _BATCH = 16
 
 
-def _reader(calib_inputs: np.ndarray) -> Any:
+def calibration_reader(calib_inputs: np.ndarray) -> Any:
+    """ONNX Runtime's calibration reader over `calib_inputs` (also used by the int8 debugger)."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class PixelReader(CalibrationDataReader):
@@ -77,7 +78,7 @@ def convert(float_model: bytes, calib_inputs: np.ndarray, *, per_channel: bool =
         quantize_static(
             str(prepared),
             str(out),
-            _reader(calib_inputs),
+            calibration_reader(calib_inputs),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
