@@ -61,9 +61,10 @@ lock: $(UV)
 	  --upgrade requirements/mediapipe.in -o requirements/mediapipe.txt
 
 # The device runtime on arm64 Raspberry Pi OS userlands (Bookworm, Trixie) under qemu user-mode
-# emulation, compared with x86-64 on the same images (tools/pi_check.py says how).
-pi-check: $(STAMP)
-	$(PY) tools/pi_check.py
+# emulation, compared with x86-64 on the same images (tools/pi_check.py says how).  pip fetches
+# the arm64 wheels: uv's .venv has none, so the pip of uv's own venv does.
+pi-check: $(STAMP) $(UV)
+	EDGECNN_PIP_PYTHON=$(abspath $(UV_VENV))/bin/python $(PY) tools/pi_check.py
 
 clean:
 	rm -rf runs/demo .pytest_cache build

@@ -295,3 +295,16 @@ def test_missing_host_tools_without_root_say_how(monkeypatch):
     monkeypatch.setattr(userland.shutil, "which", lambda tool: None)
     with pytest.raises(userland.SetupError, match="apt-get is not here"):
         userland.ensure_host_tools()
+
+
+def test_wheels_are_fetched_by_the_pip_named_in_the_environment(tmp_path, monkeypatch):
+    """`make test`'s venv (made by uv) has no pip: `make pi-check` names another Python's."""
+    monkeypatch.delenv("EDGECNN_PIP_PYTHON", raising=False)
+    assert wheels.pip_python() == sys.executable
+    no_pip = tmp_path / "python-without-pip"
+    no_pip.write_text("#!/bin/sh\nexit 1\n")
+    no_pip.chmod(0o755)
+    monkeypatch.setenv("EDGECNN_PIP_PYTHON", str(no_pip))
+    assert wheels.pip_python() == str(no_pip)
+    with pytest.raises(RuntimeError, match="has no pip; set EDGECNN_PIP_PYTHON"):
+        wheels._pip(["--version"], log=tmp_path / "pip.log", what="downloading 1 wheel")

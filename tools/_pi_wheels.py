@@ -10,6 +10,7 @@ the lock) and unpacked with `pip install --no-deps --target`.  Both steps are ca
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -224,8 +225,25 @@ def _remove_stale(folder: Path, prefix: str, *, keep: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def pip_python() -> str:
+    """The Python whose pip downloads and unpacks the wheels: $EDGECNN_PIP_PYTHON, else this one.
+
+    uv's environments (`make test`'s .venv) have no pip; `make pi-check` points the variable at
+    the pip of the venv that holds uv.  Any x86 Python with pip will do: the target Python and
+    platform are pip options."""
+    return os.environ.get("EDGECNN_PIP_PYTHON") or sys.executable
+
+
 def _pip(args: list[str], *, log: Path, what: str) -> None:
-    cmd = [sys.executable, "-m", "pip", *args, "--disable-pip-version-check"]
+    python = pip_python()
+    found = subprocess.run(
+        [python, "-c", "import pip"], capture_output=True, check=False
+    ).returncode
+    if found != 0:
+        raise RuntimeError(
+            f"{what}: {python} has no pip; set EDGECNN_PIP_PYTHON to a Python that has one"
+        )
+    cmd = [python, "-m", "pip", *args, "--disable-pip-version-check"]
     with log.open("a") as out:
         out.write("$ " + " ".join(cmd) + "\n")
         out.flush()
