@@ -851,10 +851,8 @@ class _Trainer:
         best = self.ckpt / "best.weights.h5"
         if best.exists():
             _load_best_weights(model, best)
-        infer = build_model(c.arch, len(self.splits.classes), c.img_size)
-        infer.set_weights(model.get_weights())
-        if c.flip_tta:
-            infer = with_flip_tta(infer)
+        net, infer = _saved_model(c, len(self.splits.classes))
+        net.set_weights(model.get_weights())
         contract = self._contract()
         report = self._report(infer, contract)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -952,6 +950,14 @@ def _counts(targets: np.ndarray, labels: tuple[str, ...]) -> dict[str, int]:
     return {name: int(n) for name, n in zip(labels, np.bincount(targets, minlength=len(labels)))}
 
 
+def _saved_model(config: _Config, classes: int):
+    """`(net, saved)`: the standard build of the run's net (float32 layers, what `model.keras`
+    holds) and the model as saved, `net` inside `with_flip_tta` when the run uses the views;
+    setting `net`'s weights sets the saved model's."""
+    net = build_model(config.arch, classes, config.img_size)
+    return net, (with_flip_tta(net) if config.flip_tta else net)
+
+
 def _views_validation(config: _Config, classes: int, val, targets: np.ndarray, epochs: int):
     """A Keras callback scoring the model as it is saved (`_Trainer._finish`: standard layers,
     float32, inside `with_flip_tta`) on `val` on the validated epochs, with the training
@@ -966,8 +972,7 @@ def _views_validation(config: _Config, classes: int, val, targets: np.ndarray, e
 
     validated = set(validated_epochs(epochs))
     targets = np.asarray(targets)
-    net = build_model(config.arch, classes, config.img_size)
-    saved = with_flip_tta(net)
+    net, saved = _saved_model(config, classes)
 
     class ViewsValidation(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
