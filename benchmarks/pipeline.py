@@ -11,8 +11,10 @@ Makes a 640x480 test video, then measures in one run:
   (c) `edgecnn run MODEL --source VIDEO --threads 1 --jsonl FILE` (headless, a subprocess);
   (d) a naive loop: read -> resize -> Keras `model.predict`, one frame at a time.
 
-With capture and inference overlapped on two cores the ceiling is min(a, b): the script prints
-(c) / min(a, b) (target >= 90%), (c) / (d), and the capture-to-result latency p50/p99 of (c).
+With capture and inference overlapped on two cores the ceiling is min(a, b); two cores also
+cannot beat 2 / (decode + resize + invoke CPU time per frame).  The script prints (c) against
+both, which one is the limit, and the target: >= 90% of min(a, b), or >= 95% of the 2-core
+bound where that is lower; then (c) / (d) and the capture-to-result latency p50/p99 of (c).
 MODEL defaults to the newest runs/*/export/model_int8.tflite; the Keras model for (d) to the
 run directory's model.keras.
 """
@@ -195,6 +197,65 @@ def naive_keras(keras_path: Path, video: Path, *, frames: int) -> dict:
     return {"frames": n, "fps": n / (time.perf_counter() - t0)}
 
 
+def limits(a: dict, b: dict, p: dict, c: dict) -> dict:
+    """The run's ratio to what the hardware allows, and which side is the limit.
+
+    The ceiling is min(decode-only, bare invoke): capture and inference overlapped on two cores.
+    Two cores cannot beat 2 / (decode + resize + invoke CPU per frame) either; where that
+    2-core bound is below the ceiling, it is the limit and the target is 95% of it, else 90%
+    of the ceiling.
+    """
+    ceiling = min(a["fps"], b["invoke_fps"])
+    stage_cpu = a["cpu_ms"] + p["cpu_ms"] + b["invoke_cpu_ms"]
+    bound = 2000 / stage_cpu
+    if bound < ceiling:
+        limit, name, target = bound, "2-core CPU bound", 0.95
+    else:
+        limit, target = ceiling, 0.90
+        name = "decode" if a["fps"] <= b["invoke_fps"] else "inference"
+    return {
+        "ceiling_fps": ceiling,
+        "run_vs_ceiling": c["fps"] / ceiling,
+        "stage_cpu_ms": stage_cpu,
+        "two_core_bound_fps": bound,
+        "run_vs_two_core_bound": c["fps"] / bound,
+        "limit": name,
+        "limit_fps": limit,
+        "run_vs_limit": c["fps"] / limit,
+        "target": target,
+    }
+
+
+def report(f: dict) -> str:
+    a, b, p, c = f["decode"], f["inference"], f["preprocess"], f["edgecnn_run"]
+    lines = [
+        f"ceiling min(a, b)      {f['ceiling_fps']:8.1f} FPS   (c) / ceiling = "
+        f"{f['run_vs_ceiling']:.1%}",
+        f"CPU per frame: decode {a['cpu_ms']:.2f} + resize {p['cpu_ms']:.2f} + invoke "
+        f"{b['invoke_cpu_ms']:.2f} = {f['stage_cpu_ms']:.2f} ms; edgecnn run "
+        f"{c['cpu_ms']:.2f} ms",
+        f"2-core bound 2/(sum)   {f['two_core_bound_fps']:8.1f} FPS   (c) / bound = "
+        f"{f['run_vs_two_core_bound']:.1%}",
+        f"limit: {f['limit']} ({f['limit_fps']:.1f} FPS); (c) / limit = "
+        f"{f['run_vs_limit']:.1%}, target >= {f['target']:.0%}: "
+        + ("met" if f["run_vs_limit"] >= f["target"] else "NOT met"),
+    ]
+    if f["run_vs_naive"]:
+        lines.append(f"(c) / (d)              = {f['run_vs_naive']:.1f}x")
+    lines.append(
+        f"capture-to-result latency of (c): p50 {c['latency_p50_ms']:.2f} ms, "
+        f"p99 {c['latency_p99_ms']:.2f} ms"
+    )
+    lines.append(
+        "(c) stage p50 ms: " + "  ".join(f"{k} {v:.2f}" for k, v in c["stage_p50_ms"].items())
+    )
+    load = ", ".join(f"{x:.1f}" for x in f["load_average"])
+    lines.append(
+        f"load average during the run: {load} on {os.cpu_count()} CPUs (other work skews FPS)"
+    )
+    return "\n".join(lines)
+
+
 def default_model() -> Path | None:
     found = sorted(glob.glob(str(ROOT / "runs/*/export/model_int8.tflite")), key=os.path.getmtime)
     return Path(found[-1]) if found else None
@@ -239,38 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"(d) skipped: no Keras model at {keras_path}")
 
-    ceiling = min(a["fps"], b["invoke_fps"])
-    # With the resize as a third stage that either thread can take, two cores cannot beat
-    # 2 / (decode + preprocess + inference) either.
-    work_ms = 1000 / a["fps"] + 1000 / p["fps"] + 1000 / b["probs_fps"]  # wall, single-stage
-    three_stage = min(ceiling, 2000 / work_ms)
     figures = {
         "model": str(model), "decode": a, "inference": b, "preprocess": p, "edgecnn_run": c,
-        "naive": d, "three_stage_ceiling_fps": three_stage,
-        "run_vs_three_stage_ceiling": c["fps"] / three_stage,
-        "load_average": os.getloadavg(),
-        "ceiling_fps": ceiling, "run_vs_ceiling": c["fps"] / ceiling,
-        "run_vs_ceiling_probs": c["fps"] / min(a["fps"], b["probs_fps"]),
+        "naive": d, "load_average": os.getloadavg(),
         "run_vs_naive": (c["fps"] / d["fps"]) if d else None,
+        **limits(a, b, p, c),
     }  # fmt: skip
-    print(f"\n(c) / min(a, b)  = {figures['run_vs_ceiling']:.1%}   (target >= 90%; "
-          f"vs min(a, Classifier.probs): {figures['run_vs_ceiling_probs']:.1%})")  # fmt: skip
-    print(f"(c) / min(a, b, 2/(a+pre+b work)) = {figures['run_vs_three_stage_ceiling']:.1%}   "
-          f"(ceiling with the resize counted: {three_stage:.1f} FPS)")  # fmt: skip
-    stage_cpu = a["cpu_ms"] + p["cpu_ms"] + b["probs_cpu_ms"]
-    figures["stage_cpu_ms"] = stage_cpu
-    print(
-        f"CPU per frame: stages alone {stage_cpu:.2f} ms (decode + preprocess + inference), "
-        f"edgecnn run {c['cpu_ms']:.2f} ms -> 2-core bound {2000 / c['cpu_ms']:.0f} FPS"
-    )
-    if d:
-        print(f"(c) / (d)        = {figures['run_vs_naive']:.1f}x")
-    print(f"capture-to-result latency of (c): p50 {c['latency_p50_ms']:.2f} ms, "
-          f"p99 {c['latency_p99_ms']:.2f} ms")  # fmt: skip
-    stages = "  ".join(f"{k} {v:.2f}" for k, v in c["stage_p50_ms"].items())
-    print(f"(c) stage p50 ms: {stages}")
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"load average during the run: {load} on {os.cpu_count()} CPUs (other work skews FPS)")
+    print()
+    print(report(figures))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
