@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from edgecnn.models.edge import BN_MOMENTUM
 from edgecnn.models.weights import existing_file, first_line
 from edgecnn.runtime.errors import InputError
 
@@ -79,12 +80,31 @@ def build_backbone(
         )
         if path:
             backbone.load_weights(path)
+        else:
+            _track_batch_statistics(backbone)
     except (ValueError, OSError) as e:
         raise InputError(f"{weights}: cannot load into {arch} ({first_line(e)})") from None
     x = backbone(x)
     x = layers.Dropout(0.2, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inputs, outputs, name=arch)
+
+
+def _track_batch_statistics(backbone) -> None:
+    """Let a randomly initialised backbone's BatchNorm statistics follow the data (momentum
+    `BN_MOMENTUM`, as in `edge`).
+
+    `keras.applications` builds the MobileNets with momentum 0.999, made for fine-tuning
+    ImageNet statistics over many thousands of steps.  From scratch on a few thousand photos
+    (a few hundred steps) the moving averages stay near their initial values, so the trained
+    model answers one class for every photo at inference (MobileNetV3 Small on 1,600
+    cats-vs-dogs photos, 8 epochs: 60% training accuracy, 50.0% validation, one class).
+    """
+    from keras import layers
+
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = BN_MOMENTUM
 
 
 def _backbone_weights(arch: str, img_size: int, weights: str | os.PathLike | None) -> str | None:
