@@ -34,6 +34,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import platform
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -107,6 +111,7 @@ class _TFLiteRun:
             for x in pixels:
                 probs.append(backend.run(x[None])[0])
                 tensors.append({t: it.get_tensor(t).copy() for t in wanted})
+        self.path = path
         self.probs = np.array(probs)
         self.tensors = tensors
         self.details = {d["index"]: d for d in it.get_tensor_details()}
@@ -176,10 +181,7 @@ def test_tflite_answers_match_the_reference_kernels_within_the_rounding_budget(
     softmax = next(op for op in ref.ops if op["op_name"] == "SOFTMAX")
     logits = softmax["inputs"][0]
     assert run.level_diff(ref, logits).max() <= LOGIT_LEVELS
-    # softmax moves no probability by more than half the change of the logits (its steepest
-    # slope, at p = 1/2), and the output rounds once more: the probabilities' budget
-    logit_scale = ref.details[logits]["quantization"][0]
-    tol = LOGIT_LEVELS * logit_scale / 2 + ref.output_scale
+    tol = _tflite_budget(ref)
     assert np.abs(run.probs - ref.probs).max() <= tol + 1e-6
     _same_answer_wherever_the_margin_exceeds(run.probs, ref.probs, tol, photos=len(images[1]))
 
@@ -194,6 +196,31 @@ def _same_answer_wherever_the_margin_exceeds(
     safe = top2[:, 1] - top2[:, 0] > 2 * tol
     assert safe[:photos].all(), f"{int((~safe[:photos]).sum())} photos within {2 * tol:.3f}"
     assert np.array_equal(probs[safe].argmax(1), ref[safe].argmax(1))
+
+
+def _tflite_budget(run: _TFLiteRun) -> float:
+    """How far two kernel paths' probabilities may differ: the logits' budget through softmax's
+    steepest slope (it moves no probability by more than half the change of the logits, at
+    p = 1/2), and the output's own rounding."""
+    softmax = next(op for op in run.ops if op["op_name"] == "SOFTMAX")
+    logit_scale = run.details[softmax["inputs"][0]]["quantization"][0]
+    return LOGIT_LEVELS * logit_scale / 2 + run.output_scale
+
+
+def _onnx_budget(model_path: Path) -> float:
+    """The same for the int8 ONNX file, plus one level for QLinearSoftmax, which computes its
+    uint8 probabilities from a table of exponentials and rounds them its own way (it reads the
+    top class one level lower)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(model_path)).graph
+    scales = {t.name: float(numpy_helper.to_array(t)) for t in graph.initializer if not t.dims}
+    producer = {out: node for node in graph.node for out in node.output}
+    softmax = next(n for n in graph.node if n.op_type == "Softmax")
+    logit_scale = scales[producer[softmax.input[0]].input[1]]
+    output_scale = scales[producer[graph.output[0].name].input[1]]
+    return LOGIT_LEVELS * logit_scale / 2 + 2 * output_scale
 
 
 def _onnx_session(path: Path, dump: Path, *, level: str, config: dict[str, str]):
@@ -244,20 +271,77 @@ def test_onnx_runtime_fuses_int8_kernels_by_default_and_can_be_forced_not_to(onn
 def test_onnx_int8_kernels_match_the_unfused_graph_within_the_rounding_budget(
     onnx_runs, images, path
 ):
-    import onnx
-    from onnx import numpy_helper
-
     model_path, runs = onnx_runs
-    graph = onnx.load(str(model_path)).graph
-    scales = {t.name: float(numpy_helper.to_array(t)) for t in graph.initializer if not t.dims}
-    producer = {out: node for node in graph.node for out in node.output}
-    softmax = next(n for n in graph.node if n.op_type == "Softmax")
-    logit_scale = scales[producer[softmax.input[0]].input[1]]
-    output_scale = scales[producer[graph.output[0].name].input[1]]
-    # the logits' budget through softmax's steepest slope, the output's own rounding, and one
-    # level for QLinearSoftmax, which computes its uint8 probabilities from a table of
-    # exponentials and rounds them its own way (it reads the top class one level lower)
-    tol = LOGIT_LEVELS * logit_scale / 2 + 2 * output_scale
+    tol = _onnx_budget(model_path)
     fused, other = runs["fused"][0], runs[path][0]
     assert np.abs(fused - other).max() <= tol + 1e-6
     _same_answer_wherever_the_margin_exceeds(fused, other, tol, photos=len(images[1]))
+
+
+# --- the same files as older x86 CPUs ----------------------------------------------------------
+#
+# XNNPACK and MLAS pick their kernels by cpuid and cannot be told otherwise, but a process run by
+# qemu's user-mode emulator sees the cpuid of the CPU model it is given.  Each model below makes
+# both runtimes take another family of kernels than a host with AVX-512 VNNI or AMX does (qemu
+# emulates no AVX-512, so those stay with the hosts that have them).  Same pixels, same files.
+QEMU = shutil.which("qemu-x86_64-static") or shutil.which("qemu-x86_64")
+EMULATED_SCRIPT = Path(__file__).with_name("_emulated_cpu_probs.py")
+EMULATED_IMAGES = 60  # emulation runs the kernels ~100x slower
+CPU_MODELS = {  # qemu -cpu name: (instruction sets it must report, ones it must not)
+    "Nehalem": ({"SSE42"}, {"AVX"}),
+    "SandyBridge": ({"AVX"}, {"AVX2", "FMA3"}),
+    "EPYC-Rome": ({"AVX2", "FMA3"}, {"AVX512F"}),
+}
+
+
+@pytest.fixture(scope="module")
+def emulated(images, tmp_path_factory):
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip(
+            f"x86-64 CPU models are emulated on x86-64 hosts only, not {platform.machine()}"
+        )
+    if QEMU is None:
+        pytest.skip(
+            "qemu-x86_64-static not installed (apt-get install qemu-user-static): the int8 files "
+            "cannot be run as older x86 CPUs here"
+        )
+    export_dir, photos, pixels = images
+    n_photos = min(len(photos), EMULATED_IMAGES - 10)
+    chosen = np.concatenate([pixels[:n_photos], pixels[len(photos) : len(photos) + 10]])
+    work = tmp_path_factory.mktemp("emulated")
+    np.save(work / "pixels.npy", chosen)
+    results = {}
+    for cpu in CPU_MODELS:
+        out = work / f"{cpu}.npz"
+        done = subprocess.run(
+            [QEMU, "-cpu", cpu, sys.executable, str(EMULATED_SCRIPT), str(export_dir),
+             str(work / "pixels.npy"), str(out)],
+            capture_output=True, text=True, timeout=900, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{cpu}: {done.stderr.strip().splitlines()[-1:]}"
+        results[cpu] = dict(np.load(out))
+    return chosen, n_photos, results
+
+
+@pytest.mark.parametrize("cpu", list(CPU_MODELS))
+def test_int8_files_answer_the_same_on_older_x86_cpus(emulated, tflite_runs, onnx_runs, cpu):
+    """The int8 TFLite file (XNNPACK) and the int8 ONNX file (ONNX Runtime's fused kernels) on
+    an emulated SSE4.2, AVX or AVX2 CPU give this host's answers within the rounding budget of
+    the kernel-path tests above: every path computes the same int32 sums and at most rounds a
+    rescaled sum the other way."""
+    pixels, n_photos, results = emulated
+    has, lacks = CPU_MODELS[cpu]
+    features = set(results[cpu]["features"])
+    assert has <= features and not lacks & features, f"{cpu} reported {sorted(features)}"
+
+    tflite = tflite_runs["xnnpack"]
+    here = load(tflite.path, backend="tflite", threads=1).probs_pixels(pixels)
+    tol = _tflite_budget(tflite)
+    assert np.abs(results[cpu]["tflite"] - here).max() <= tol + 1e-6
+    _same_answer_wherever_the_margin_exceeds(results[cpu]["tflite"], here, tol, photos=n_photos)
+
+    path, _ = onnx_runs
+    here = load(path, backend="onnx", threads=1).probs_pixels(pixels)
+    tol = _onnx_budget(path)
+    assert np.abs(results[cpu]["onnx"] - here).max() <= tol + 1e-6
+    _same_answer_wherever_the_margin_exceeds(results[cpu]["onnx"], here, tol, photos=n_photos)
