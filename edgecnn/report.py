@@ -6,8 +6,8 @@
 Everything the page shows is read back from the files the pipeline wrote (`demo.json`, the run's
 `metrics.json`, `training.png`, `confusion.png`, `export/export.json`, `bench/bench.json`,
 `bench.png`, the shift suite's figures, the live run's annotated video and JSON lines), so the
-report tells exactly what is on disk.  Images are embedded as base64 data URIs and the CSS is inline: the file opens
-offline, can be mailed, and makes no network request.
+report tells exactly what is on disk.  Images are embedded as base64 data URIs and the CSS is
+inline: the file opens offline, can be mailed, and makes no network request.
 """
 
 from __future__ import annotations

@@ -160,9 +160,9 @@ class TrainOptions:
             weights; faster on CPUs with bf16 units, emulated and slow elsewhere) or `auto`
             (float32; see `resolve_precision`); the saved model is float32 either way.
         flip_tta: save the model averaged over the photo's centre crop (`TTA_CROP`) and its
-            mirror image (`edgecnn.models.with_flip_tta`: 1-2 points more accurate on a validation split,
-            twice the inference cost).  Per-epoch validation figures, and so the epoch kept,
-            are the model's as saved, with its two views, under every strategy.
+            mirror image (`edgecnn.models.with_flip_tta`: 1-2 points more accurate on a
+            validation split, twice the inference cost).  Per-epoch validation figures, and so
+            the epoch kept, are the model's as saved, with its two views, under every strategy.
         whiten_stem: start the net from a frozen first layer of the training photos' patch
             principal components (`edgecnn.models.set_whitened_stem`; never with `weights`).
         patience: validated epochs without a gain inside the early-stopping window (the last
