@@ -160,6 +160,14 @@ class Classifier:
         to_input(pixels, self.contract, out=self._input[0])
         return self._input
 
+    def frame_probs(self, x: np.ndarray) -> NDArray[np.float32]:
+        """One frame's model input (what `frame_input` returns) -> a fresh float32
+        (num_classes,) row: `probs(x)[0]` without the batch checks, for a caller that calls it
+        for every frame of a stream and has checked the model once with `probs`."""
+        if x.dtype != np.uint8 or not self._raw:
+            x = np.asarray(x, dtype=np.float32)
+        return self._backend.run_frame(x)
+
     def _batch_buffer(self, n: int) -> np.ndarray:
         if self._batch_input.shape[0] != n:
             h, w = self.contract.height, self.contract.width

@@ -45,6 +45,9 @@ class ColourClassifier:
         e = np.exp(8.0 * means)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
+    def frame_probs(self, x: np.ndarray) -> np.ndarray:
+        return self.probs(x)[0]
+
 
 def solid(
     colour: str, size: tuple[int, int] = (64, 48), noise: int = 0, seed: int = 0

@@ -6,6 +6,7 @@ A deterministic colour classifier stands in for a model here (the loop is what i
 
 from __future__ import annotations
 
+import threading
 import time
 
 import cv2
@@ -15,6 +16,7 @@ from _live_fixtures import (
     LABELS,
     ColourClassifier,
     FlakySource,
+    SyntheticClip,
     SyntheticLive,
     solid,
     write_folder,
@@ -288,3 +290,57 @@ def test_record_of_a_live_source_uses_the_measured_rate(tmp_path):
     cap.release()
     assert 1.0 <= fps <= 240.0  # the rate measured over the first frames, not a fixed 25/30
     assert "frames processed: 40" in log.read_text()
+
+
+def test_handoff_wakes_a_waiting_taker_every_second_result_and_on_flush():
+    """Results of a file run are handed over in pairs (one wake-up of the iterating thread per
+    two frames); a flush, a sentinel or the second result wakes a waiting taker at once."""
+    from edgecnn.runtime.live.loop import _Handoff
+
+    box = _Handoff(4, wake_at=2, batched=int)
+    got: list = []
+
+    def take() -> None:
+        got.append(box.get(timeout=10.0))
+
+    def taker() -> threading.Thread:
+        t = threading.Thread(target=take)
+        t.start()
+        time.sleep(0.1)  # waiting inside get
+        return t
+
+    t = taker()
+    assert box.put(1, timeout=1.0)
+    time.sleep(0.3)
+    assert t.is_alive() and got == []  # one result: not woken
+    assert box.put(2, timeout=1.0)
+    t.join(2.0)
+    assert not t.is_alive() and got == [1]  # the second: woken, oldest first
+    assert box.get(timeout=0.0) == 2  # items already there are taken without waiting
+
+    for wake in (box.flush, lambda: box.put("end", timeout=1.0)):
+        got.clear()
+        t = taker()
+        assert box.put(3, timeout=1.0)
+        time.sleep(0.3)
+        assert t.is_alive()
+        wake()
+        t.join(2.0)
+        assert not t.is_alive() and got == [3]
+    assert box.get(timeout=0.0) == "end"
+    assert box.get(timeout=0.05) is None
+
+    for i in range(4):
+        assert box.put(i, timeout=1.0)
+    assert not box.put(4, timeout=0.05)  # bounded: full for the whole timeout
+
+
+def test_a_slow_file_never_holds_a_finished_result_back():
+    """A file read slower than the model: each result is handed over as soon as it is ready,
+    not when the next frame's result joins it (the inference thread flushes before it waits)."""
+    clip = SyntheticClip(fps=12.5, length=6)
+    with Live(ColourClassifier(), open_source(clip)) as loop:
+        results = list(loop)
+    assert len(results) == 6
+    # 80 ms between frames: a result held back for the next one would be >= 80 ms old
+    assert max(r.timings["total"] for r in results) < 40.0

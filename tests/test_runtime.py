@@ -110,9 +110,11 @@ def test_batch_paths_agree_with_single_predictions(arts, frames, artifact, backe
 
 @pytest.mark.parametrize(("artifact", "backend"), CASES, ids=[f"{a}-{b}" for a, b in CASES])
 def test_one_frame_path_gives_what_the_batch_path_gives(arts, frames, artifact, backend):
-    """What the live loop calls per frame (`frame_pixels` -> `frame_input` -> `probs`) gives
-    `probs_pixels`' numbers; a model that takes raw pixels is handed the frame's pixels
-    themselves (no copy, no float step), any other float32 model input."""
+    """What the live loop calls per frame (`frame_pixels` -> `frame_input` -> `frame_probs`)
+    gives `probs_pixels`' numbers; a model that takes raw pixels is handed the frame's pixels
+    themselves (no copy, no float step), any other float32 model input.  `frame_probs` (each
+    backend's lean one-frame path) is bit-identical to `probs` on uint8 and on float input,
+    and its row is the caller's: the next frame does not overwrite it."""
     clf = open_case(arts, artifact, backend)
     images, _ = frames
     for image in images:
@@ -126,6 +128,14 @@ def test_one_frame_path_gives_what_the_batch_path_gives(arts, frames, artifact, 
         else:
             assert x.dtype == np.float32 and not np.shares_memory(x, pixels)
         np.testing.assert_allclose(clf.probs(x), expected, rtol=0, atol=1e-6)
+        row = clf.frame_probs(x)
+        assert row.dtype == np.float32 and row.shape == (len(LABELS),)
+        np.testing.assert_array_equal(row, clf.probs(x)[0])
+        x_float = x.astype(np.float32)
+        np.testing.assert_array_equal(clf.frame_probs(x_float), clf.probs(x_float)[0])
+        kept = row.copy()
+        clf.frame_probs(clf.frame_input(clf.frame_pixels(images[0][::-1].copy())))
+        np.testing.assert_array_equal(row, kept)
 
 
 def test_backend_takes_uint8_pixels_only_where_the_model_does(arts):

@@ -70,6 +70,16 @@ class Backend(ABC):
             "(its model does not take uint8 pixels as they are)"
         )
 
+    def run_frame(self, x: np.ndarray) -> NDArray[np.float32]:
+        """One frame's (1, H, W, 3) model input -> a fresh float32 (num_classes,) row.
+
+        `x` is float32, or uint8 pixels where `takes_raw_pixels`.  The live loop calls this for
+        every frame; a backend may override it with a path that skips the batch bookkeeping of
+        `run` and `run_pixels` (same numbers).
+        """
+        out = self.run_pixels(x) if x.dtype == np.uint8 else self.run(x)
+        return np.array(out[0], dtype=np.float32)
+
     def describe(self) -> dict[str, Any]:
         """What is running, for reports and benchmarks (module, delegate, threads, ...)."""
         return {"backend": self.name, "version": self.version, "threads": self.threads}

@@ -127,6 +127,10 @@ class Capture:
             raise StopIteration
         return item
 
+    def pending(self) -> bool:
+        """Whether `get` would return at once (a frame or the end is waiting)."""
+        return self._slot is not None if self.latest_mode else self._queue.qsize() > 0
+
     def _take_latest(self, timeout: float) -> Frame | End | None:
         with self._slot_cond:
             if self._slot is None:

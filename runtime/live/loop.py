@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -47,8 +47,9 @@ class ClassifierLike(Protocol):
     """What the loop uses of `edgecnn.runtime.Classifier` (what `load(...)` returns).
 
     Per frame: `frame_pixels` (a frame the capture thread did not resize), `frame_input` (the
-    model input, in the classifier's own buffer), then `probs`; the loop times the last step
-    apart as inference.  `path` and `backend` name the model in status lines.
+    model input, in the classifier's own buffer), then `frame_probs`; the loop times the last
+    step apart as inference.  `probs` runs once on a blank frame before the first, which checks
+    the model's output against the labels.  `path` and `backend` name the model in status lines.
     """
 
     contract: Contract
@@ -60,6 +61,54 @@ class ClassifierLike(Protocol):
     def frame_input(self, pixels: np.ndarray) -> np.ndarray: ...
 
     def probs(self, x: np.ndarray) -> np.ndarray: ...
+
+    def frame_probs(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class _Handoff:
+    """A bounded FIFO between two threads that wakes the taker once `wake_at` items wait.
+
+    A wake-up is a system call, and on a virtual machine an interrupt to another CPU: tens of
+    microseconds of the giving thread's time, per frame when the taker is always faster.  Waking
+    the taker for every second result instead leaves it a pair to take; `flush()` wakes it for
+    whatever waits (the giver calls it before it may sit idle, so no result waits for the next
+    one), and an item of another type than `batched` (a sentinel) wakes it at once.
+    """
+
+    def __init__(self, maxsize: int, *, wake_at: int = 1, batched: type = object) -> None:
+        self.maxsize = maxsize
+        self.wake_at = max(1, min(wake_at, maxsize))
+        self.batched = batched
+        self._items: deque = deque()
+        lock = threading.Lock()
+        self._ready = threading.Condition(lock)
+        self._space = threading.Condition(lock)
+
+    def put(self, item: object, timeout: float) -> bool:
+        """Append `item`; False when the FIFO stayed full for `timeout` seconds."""
+        with self._space:
+            if len(self._items) >= self.maxsize and not self._space.wait_for(
+                lambda: len(self._items) < self.maxsize, timeout
+            ):
+                return False
+            self._items.append(item)
+            if len(self._items) >= self.wake_at or not isinstance(item, self.batched):
+                self._ready.notify()
+            return True
+
+    def flush(self) -> None:
+        with self._ready:
+            if self._items:
+                self._ready.notify()
+
+    def get(self, timeout: float) -> object | None:
+        """The oldest item; None when none was handed over for `timeout` seconds."""
+        with self._ready:
+            if not self._items and not self._ready.wait_for(lambda: self._items, timeout):
+                return None
+            item = self._items.popleft()
+            self._space.notify()
+            return item
 
 
 class _Inferred(NamedTuple):
@@ -78,9 +127,10 @@ class Result:
     always the real ranking.  Timings are milliseconds: `capture` (time the capture thread spent
     in the source's read: decoding for a file, waiting for the next frame for a camera),
     `preprocess`, `inference`, `postprocess` (from the model's output to the finished result:
-    the hand-over from the inference thread, smoothing, top-k), and `total`: capture-to-result
-    latency, from the moment the frame was available to the result (= frame age + the three
-    loop stages).  `frame_age_ms` is how old the frame was when the model picked it up.
+    the hand-over from the inference thread, smoothing, top-k; a file read as fast as possible
+    hands results over in pairs, so there it includes waiting for the next frame's inference),
+    and `total`: capture-to-result latency, from the moment the frame was available to the
+    result (= frame age + the three loop stages).  `frame_age_ms` is how old the frame was when the model picked it up.
     """
 
     frame: np.ndarray
@@ -158,8 +208,11 @@ class Live:
         self._stopped = False
         self._started = False
         # live sources: one result in hand at most, so what is shown is never several frames
-        # old; files: a few, so the model never waits for the outputs
-        self._inferred: queue.Queue = queue.Queue(maxsize=1 if self._capture.latest_mode else 4)
+        # old, and every result wakes the iterating thread; files: a few, so the model never
+        # waits for the outputs, handed over in pairs (see _Handoff)
+        live_mode = self._capture.latest_mode
+        self._inferred = _Handoff(1 if live_mode else 4, wake_at=1 if live_mode else 2,
+                                  batched=_Inferred)  # fmt: skip
         self._worker = threading.Thread(target=self._infer_loop, name="edgecnn-infer", daemon=True)
 
     # --- public ------------------------------------------------------------------------------
@@ -173,9 +226,8 @@ class Live:
         try:
             index = 0
             while not self._stopped and (self.max_frames is None or index < self.max_frames):
-                try:
-                    item = self._inferred.get(timeout=IDLE_POLL_S)
-                except queue.Empty:  # the model is slow, or stop() was called
+                item = self._inferred.get(timeout=IDLE_POLL_S)
+                if item is None:  # the model is slow, or stop() was called
                     continue
                 if item is _IDLE:
                     self._idle()
@@ -204,6 +256,8 @@ class Live:
             self._warm_up()
             done = 0
             while not self._stopped and (self.max_frames is None or done < self.max_frames):
+                if not self._capture.pending():  # about to wait for a frame: hand on what is done
+                    self._inferred.flush()
                 try:
                     frame = self._capture.get(IDLE_POLL_S)
                 except StopIteration:
@@ -219,11 +273,8 @@ class Live:
 
     def _hand_on(self, item: object) -> None:
         while not self._stopped:
-            try:
-                self._inferred.put(item, timeout=IDLE_POLL_S)
+            if self._inferred.put(item, timeout=IDLE_POLL_S):
                 return
-            except queue.Full:
-                continue
 
     def _warm_up(self) -> None:
         """One inference on a blank frame while the first frame is decoded: backends allocate
@@ -237,8 +288,7 @@ class Live:
         pixels = frame.pixels if frame.pixels is not None else clf.frame_pixels(frame.image)
         x = clf.frame_input(pixels)
         t_pre = time.monotonic()
-        # a copy of one row: the backend may hand out a buffer its next call overwrites
-        probs = np.array(clf.probs(x)[0], dtype=np.float32)
+        probs = clf.frame_probs(x)
         return _Inferred(frame, probs, t_pick, t_pre, time.monotonic())
 
     def stop(self) -> None:
