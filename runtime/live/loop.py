@@ -130,7 +130,8 @@ class Result:
     the hand-over from the inference thread, smoothing, top-k; a file read as fast as possible
     hands results over in pairs, so there it includes waiting for the next frame's inference),
     and `total`: capture-to-result latency, from the moment the frame was available to the
-    result (= frame age + the three loop stages).  `frame_age_ms` is how old the frame was when the model picked it up.
+    result (= frame age + the three loop stages).  `frame_age_ms` is how old the frame was when
+    the model picked it up.
     """
 
     frame: np.ndarray
