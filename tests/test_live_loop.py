@@ -6,6 +6,8 @@ A deterministic colour classifier stands in for a model here (the loop is what i
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -35,7 +37,7 @@ from edgecnn.runtime.live import (
     make_source,
     open_source,
 )
-from edgecnn.runtime.live.capture import Capture
+from edgecnn.runtime.live.capture import FILE_CAPTURE_NICENESS, Capture
 from edgecnn.runtime.live.stats import Histogram
 
 FAST = Backoff(initial=0.01, factor=2.0, cap=0.04)
@@ -344,3 +346,23 @@ def test_a_slow_file_never_holds_a_finished_result_back():
     assert len(results) == 6
     # 80 ms between frames: a result held back for the next one would be >= 80 ms old
     assert max(r.timings["total"] for r in results) < 40.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values: Linux")
+def test_file_capture_yields_the_cpu_to_the_model_and_a_camera_capture_does_not():
+    """Reading a file as fast as possible, the capture thread runs FILE_CAPTURE_NICENESS
+    nicer than the caller, so the model's thread (the limit) gets the CPU first; a camera's
+    capture thread keeps the caller's priority, and the caller's own thread is untouched."""
+    main_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    cases = [
+        (SyntheticClip(fps=50.0), min(19, main_nice + FILE_CAPTURE_NICENESS)),
+        (SyntheticLive(fps=50.0), main_nice),
+    ]
+    for source, expected in cases:
+        with Live(ColourClassifier(), open_source(source), max_frames=5) as loop:
+            results = iter(loop)
+            next(results)
+            (capture,) = [t for t in threading.enumerate() if t.name == "edgecnn-capture"]
+            assert os.getpriority(os.PRIO_PROCESS, capture.native_id) == expected
+            assert len(list(results)) == 4
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_nice

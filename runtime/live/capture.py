@@ -15,8 +15,10 @@ Two hand-offs between the capture thread and the loop:
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +29,10 @@ import numpy as np
 from .sources import Source
 
 QUEUE_DEPTH = 3
+# Added to the capture thread's nice value while it reads a file as fast as possible: when the
+# threads want more CPU than there is, the model's thread (the limit) runs first and the
+# capture thread, which has slack, waits.  Measured in docs/speed.md.
+FILE_CAPTURE_NICENESS = 5
 
 
 def block_interrupts() -> None:
@@ -35,6 +41,23 @@ def block_interrupts() -> None:
     short by them (EINTR), and the main thread's handler always sees them.  No-op on Windows."""
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def lower_thread_priority(niceness: int) -> bool:
+    """Raise the calling thread's nice value by `niceness` (at most to 19).  Linux only: a
+    thread has its own nice value there, while elsewhere it would slow the whole process.  An
+    unprivileged thread cannot undo it, so call it only in a thread that ends with its work.
+    True when it was applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(
+            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+        )
+    except OSError:  # a sandbox that forbids it: run at the same priority
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -155,6 +178,8 @@ class Capture:
 
     def _run(self) -> None:
         block_interrupts()
+        if not self.latest_mode:  # a camera is read on time, whatever else runs
+            lower_thread_priority(FILE_CAPTURE_NICENESS)
         try:
             if self.source.is_live:
                 self._run_live()
