@@ -9,7 +9,9 @@ Two hand-offs between the capture thread and the loop:
 - **queue** (files, default): a short bounded queue.  Every frame is processed, in order, as fast
   as the slower of decoding and inference allows; the end of the file ends the run.  When frames
   are already waiting in the queue (the model is the bottleneck), the capture thread also
-  resizes the next frame to the model's input (`prepare`), so that work moves to the idle core.
+  resizes the next frame to the model's input (`prepare`), so that work moves to the idle core,
+  and it runs a little nicer than the rest (Linux), so that the model's thread gets the CPU
+  first when the threads want more than there is.
 """
 
 from __future__ import annotations
