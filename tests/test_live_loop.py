@@ -37,7 +37,12 @@ from edgecnn.runtime.live import (
     make_source,
     open_source,
 )
-from edgecnn.runtime.live.capture import FILE_CAPTURE_NICENESS, Capture
+from edgecnn.runtime.live.capture import (
+    FILE_CAPTURE_NICENESS,
+    QUEUE_DEPTH,
+    Capture,
+    queue_depth,
+)
 from edgecnn.runtime.live.stats import Histogram
 
 FAST = Backoff(initial=0.01, factor=2.0, cap=0.04)
@@ -366,3 +371,23 @@ def test_file_capture_yields_the_cpu_to_the_model_and_a_camera_capture_does_not(
             assert os.getpriority(os.PRIO_PROCESS, capture.native_id) == expected
             assert len(list(results)) == 4
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_nice
+
+
+@pytest.mark.parametrize(("size", "ahead"), [((64, 48), QUEUE_DEPTH), ((2400, 2400), 2)])
+def test_a_file_is_read_ahead_of_the_model_by_frames_and_bytes(size, ahead):
+    """A file's capture thread reads up to QUEUE_DEPTH frames ahead of a slow consumer, but
+    never more than QUEUE_BYTES of decoded frames (17 MB frames: two)."""
+    assert queue_depth(size[0] * size[1] * 3) == ahead
+    clip = SyntheticClip(fps=1000.0, size=size)
+    capture = Capture(open_source(clip)).start()
+    try:
+        assert capture.get(5.0) is not None
+        deadline = time.monotonic() + 5.0
+        while capture.captured < 1 + ahead and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # time to read further if it could
+        # taken + waiting in the queue + the one the thread holds, blocked in put
+        assert capture.captured == 1 + ahead + 1
+    finally:
+        clip.finish()
+        capture.stop()

@@ -30,7 +30,11 @@ import numpy as np
 
 from .sources import Source
 
-QUEUE_DEPTH = 3
+# How far a file's capture thread may read ahead of the model: enough frames to ride out a
+# stall of either thread (a busy host), but at most QUEUE_BYTES of decoded frames and never
+# fewer than two.  Measured in docs/speed.md.
+QUEUE_DEPTH = 8
+QUEUE_BYTES = 48 * 2**20
 # Added to the capture thread's nice value while it reads a file as fast as possible: when the
 # threads want more CPU than there is, the model's thread (the limit) runs first and the
 # capture thread, which has slack, waits.  Measured in docs/speed.md.
@@ -90,6 +94,11 @@ class Frame:
     capture_ms: float  # time spent reading/decoding it
     pixels: np.ndarray | None = None  # model-resolution pixels, when the capture thread made them
     prepare_ms: float = 0.0  # time the capture thread spent making `pixels`
+
+
+def queue_depth(frame_bytes: int) -> int:
+    """Frames a file may be read ahead of the model, for frames of `frame_bytes` each."""
+    return max(2, min(QUEUE_DEPTH, QUEUE_BYTES // max(1, frame_bytes)))
 
 
 class End:
@@ -212,6 +221,8 @@ class Capture:
             frame = self._read(seq)
             if frame is None:
                 return
+            if seq == 0:  # set before the first put, by the only thread that puts
+                self._queue.maxsize = queue_depth(frame.image.nbytes)
             seq += 1
             if self.prepare is not None and not self.latest_mode and self._queue.qsize() > 0:
                 frame = self._prepared(frame)
