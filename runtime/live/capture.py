@@ -9,9 +9,9 @@ Two hand-offs between the capture thread and the loop:
 - **queue** (files, default): a short bounded queue.  Every frame is processed, in order, as fast
   as the slower of decoding and inference allows; the end of the file ends the run.  When frames
   are already waiting in the queue (the model is the bottleneck), the capture thread also
-  resizes the next frame to the model's input (`prepare`), so that work moves to the idle core,
-  and it runs a little nicer than the rest (Linux), so that the model's thread gets the CPU
-  first when the threads want more than there is.
+  resizes the next frame to the model's input (`prepare`), so that work moves to the idle core;
+  once it keeps finding the queue full it runs a little nicer than the rest (Linux), so that
+  the model's thread gets the CPU first when the threads want more than there is.
 """
 
 from __future__ import annotations
@@ -35,10 +35,13 @@ from .sources import Source
 # fewer than two.  Measured in docs/speed.md.
 QUEUE_DEPTH = 8
 QUEUE_BYTES = 48 * 2**20
-# Added to the capture thread's nice value while it reads a file as fast as possible: when the
-# threads want more CPU than there is, the model's thread (the limit) runs first and the
-# capture thread, which has slack, waits.  Measured in docs/speed.md.
+# Added to the capture thread's nice value once it has found the queue full FULL_TO_YIELD times
+# while reading a file as fast as possible, i.e. once the model is shown to be the limit: when
+# the threads then want more CPU than there is, the model's thread runs first and the capture
+# thread, which has slack, waits.  While decoding is the limit it keeps its priority (the change
+# is one-way).  Measured in docs/speed.md.
 FILE_CAPTURE_NICENESS = 5
+FULL_TO_YIELD = 8
 
 
 def block_interrupts() -> None:
@@ -135,6 +138,7 @@ class Capture:
         self.status = "starting"
         self._stop = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._full_puts = 0  # puts that found the queue full, counted up to FULL_TO_YIELD
         self._slot: Frame | End | None = None
         self._slot_cond = threading.Condition()
         self._clock_offset = time.time() - time.monotonic()
@@ -189,8 +193,6 @@ class Capture:
 
     def _run(self) -> None:
         block_interrupts()
-        if not self.latest_mode:  # a camera is read on time, whatever else runs
-            lower_thread_priority(FILE_CAPTURE_NICENESS)
         try:
             if self.source.is_live:
                 self._run_live()
@@ -299,6 +301,10 @@ class Capture:
                 self._slot = item
                 self._slot_cond.notify_all()
             return
+        if self._full_puts < FULL_TO_YIELD and self._queue.full():
+            self._full_puts += 1
+            if self._full_puts == FULL_TO_YIELD:  # the model is the limit: let it run first
+                lower_thread_priority(FILE_CAPTURE_NICENESS)
         while True:
             try:
                 self._queue.put(item, timeout=0.1)
