@@ -7,8 +7,8 @@ Two hand-offs between the capture thread and the loop:
   source that stops delivering is closed and reopened with capped exponential backoff while the
   loop keeps waiting; nothing is handed over in between, so no placeholder is ever classified.
 - **queue** (files, default): a short bounded queue.  Every frame is processed, in order, as fast
-  as the slower of decoding and inference allows; the end of the file ends the run.  When frames
-  are already waiting in the queue (the model is the bottleneck), the capture thread also
+  as the slower of decoding and inference allows; the end of the file ends the run.  When two
+  frames or more are waiting in the queue (the model is the bottleneck), the capture thread also
   resizes the next frame to the model's input (`prepare`), so that work moves to the idle core;
   once it keeps finding the queue full it runs a little nicer than the rest (Linux), so that
   the model's thread gets the CPU first when the threads want more than there is.
@@ -226,7 +226,7 @@ class Capture:
             if seq == 0:  # set before the first put, by the only thread that puts
                 self._queue.maxsize = queue_depth(frame.image.nbytes)
             seq += 1
-            if self.prepare is not None and not self.latest_mode and self._queue.qsize() > 0:
+            if self.prepare is not None and not self.latest_mode and self._queue.qsize() > 1:
                 frame = self._prepared(frame)
             self._hand_over(frame)
 
