@@ -213,10 +213,7 @@ class TFLiteBackend(Backend):
         it = self._it
         it.set_tensor(self._in_index, np.ascontiguousarray(x) if raw else self._float_feed(x))
         it.invoke()
-        out = it.get_tensor(self._out_index)[0]  # a copy: the next invoke cannot change it
-        if self._qout.active:  # one table lookup = (q - zero_point) * scale, same float32s
-            return self._dequantise[out.view(np.uint8)]
-        return out.astype(np.float32, copy=False)
+        return self._float_output(it.get_tensor(self._out_index)[0])
 
     def _float_feed(self, x: np.ndarray) -> np.ndarray:
         """float32 model input as the input tensor takes it: quantised, or as it is."""
@@ -234,12 +231,16 @@ class TFLiteBackend(Backend):
 
     def _invoke(self, x: np.ndarray, feed: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         self._ensure_batch(x.shape[0])  # before `feed`, which may quantise into its buffers
-        self._it.set_tensor(self._in["index"], feed(x))
+        self._it.set_tensor(self._in_index, feed(x))
         self._it.invoke()
-        out = self._it.get_tensor(self._out["index"])
+        return self._float_output(self._it.get_tensor(self._out_index))
+
+    def _float_output(self, out: np.ndarray) -> np.ndarray:
+        """The output tensor (get_tensor's copy) as float32: an int8/uint8 one dequantised by
+        one table lookup, the same float32s as (q - zero_point) * scale."""
         if self._qout.active:
-            return (out.astype(np.float32) - self._qout.zero_point) * self._qout.scale
-        return out
+            return self._dequantise[out.view(np.uint8)]
+        return out.astype(np.float32, copy=False)
 
     def describe(self) -> dict[str, Any]:
         return {
