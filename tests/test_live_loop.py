@@ -382,6 +382,53 @@ def test_file_capture_yields_the_cpu_only_to_a_model_that_is_the_limit():
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_nice
 
 
+GLIBC = sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION"))
+# In a fresh interpreter: after warm-up rounds, allocate eight 900 KiB frames (640x480 BGR),
+# write them, free them, twenty times; print the page faults per frame.
+FRAME_FAULTS = """
+import resource, sys
+import numpy as np
+from edgecnn.runtime.live import Live, open_source
+tuned = None
+if sys.argv[1] == "loop":  # the settings come with the first capture a loop starts
+    from _live_fixtures import ColourClassifier, SyntheticClip
+    with Live(ColourClassifier(), open_source(SyntheticClip(fps=100.0)), max_frames=2) as loop:
+        list(loop)
+    from edgecnn.runtime.live import capture
+    tuned = capture._malloc_tuned
+def rounds(n):
+    for _ in range(n):
+        frames = [np.ones(900 * 1024, np.uint8) for _ in range(8)]
+        del frames
+rounds(3)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+rounds(20)
+print(tuned, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 160)
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc settings: glibc on Linux")
+def test_a_loop_keeps_freed_frame_memory_instead_of_faulting_pages_in_per_frame():
+    """glibc maps fresh pages for frame-sized blocks and returns freed ones to the kernel, so
+    every frame faulted ~225 pages in.  Once a loop has started its capture thread, freed
+    frames are reused: no page faults a frame.  A user's own MALLOC_TRIM_THRESHOLD_ wins."""
+    import subprocess
+
+    def faults(mode: str, **env: str) -> tuple[str, float]:
+        out = subprocess.run(
+            [sys.executable, "-c", FRAME_FAULTS, mode],
+            capture_output=True, text=True, check=True, timeout=120,
+            env={**os.environ, "PYTHONPATH": os.path.dirname(__file__), **env},
+        ).stdout.split()  # fmt: skip
+        return out[0], float(out[1])
+
+    assert faults("loop") == ("True", 0.0)
+    tuned, plain = faults("plain")
+    assert tuned == "None" and plain > 100  # 900 KiB = 225 pages, faulted in every time
+    tuned, kept_by_user = faults("loop", MALLOC_TRIM_THRESHOLD_=str(2**20))
+    assert tuned == "False" and kept_by_user > 100
+
+
 @pytest.mark.parametrize(("size", "ahead"), [((64, 48), QUEUE_DEPTH), ((2400, 2400), 2)])
 def test_a_file_is_read_ahead_of_the_model_by_frames_and_bytes(size, ahead):
     """A file's capture thread reads up to QUEUE_DEPTH frames ahead of a slow consumer, but
