@@ -6,7 +6,7 @@
 Makes a 640x480 test video, then measures in one run:
 
   (a) decode-only throughput of that file with OpenCV (FFmpeg's own thread count, and the
-      loop's single decoding thread: the faster rate and the cheaper frame count);
+      loop's single decoding thread: the faster rate and the lower CPU time a frame count);
   (b) bare inference throughput of the int8 TFLite model at 1 thread on an already-preprocessed
       input (the interpreter's invoke on a quantised tensor; also the loop's one-frame call,
       `Classifier.frame_probs`, with what it adds around the invoke);
@@ -336,8 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         a = decode_only(video)
         ff, one = a["ffmpeg_threads"], a["loop_decoder"]
         print(f"(a) decode only (OpenCV)            {a['fps']:8.1f} FPS  "
-              f"(CPU {a['cpu_ms']:.2f} ms/frame)\n    FFmpeg's threads {ff['fps']:.1f} FPS, {ff['cpu_ms']:.2f} ms; the loop's one "
-              f"thread {one['fps']:.1f} FPS, {one['cpu_ms']:.2f} ms")  # fmt: skip
+              f"(CPU {a['cpu_ms']:.2f} ms/frame)")  # fmt: skip
+        print(f"    FFmpeg's threads {ff['fps']:.1f} FPS, {ff['cpu_ms']:.2f} ms/frame; "
+              f"the loop's one thread {one['fps']:.1f} FPS, {one['cpu_ms']:.2f} ms/frame")  # fmt: skip
         b = bare_inference(model, video)
         print(f"(b) inference, 1 thread ({b['input']})     {b['invoke_fps']:8.1f} FPS  "
               f"(the loop's one-frame call: {b['probs_fps']:.1f})")  # fmt: skip

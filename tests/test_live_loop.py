@@ -422,7 +422,8 @@ def test_a_loop_keeps_freed_frame_memory_instead_of_faulting_pages_in_per_frame(
         ).stdout.split()  # fmt: skip
         return out[0], float(out[1])
 
-    assert faults("loop") == ("True", 0.0)
+    tuned, kept = faults("loop")
+    assert tuned == "True" and kept < 1  # 0 here; a stray fault elsewhere in 160 frames is fine
     tuned, plain = faults("plain")
     assert tuned == "None" and plain > 100  # 900 KiB = 225 pages, faulted in every time
     tuned, kept_by_user = faults("loop", MALLOC_TRIM_THRESHOLD_=str(2**20))
