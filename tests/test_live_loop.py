@@ -382,7 +382,14 @@ def test_file_capture_yields_the_cpu_only_to_a_model_that_is_the_limit():
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_nice
 
 
-GLIBC = sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION"))
+def _glibc() -> bool:
+    try:
+        return sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (ValueError, OSError):  # a C library without the name (musl)
+        return False
+
+
+GLIBC = _glibc()
 # In a fresh interpreter: after warm-up rounds, allocate eight 900 KiB frames (640x480 BGR),
 # write them, free them, twenty times; print the page faults per frame.
 FRAME_FAULTS = """
