@@ -80,8 +80,8 @@ HISTORY_FIELDS = (
 )
 # `precision` choices: `auto` and `bfloat16` name Keras' policies for the user (resolve_precision)
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")
-# Early-stopping patience is a sixth of the schedule unless given: 10 epochs of the default
-# 60 (the recipe's), 5 of 30, and never less than MIN_PATIENCE.
+# Early-stopping patience is a sixth of the schedule unless given: 17 epochs of the `edge`
+# recipe's 100, 5 of 30, and never less than MIN_PATIENCE.
 PATIENCE_SHARE = 1 / 6
 MIN_PATIENCE = 3
 # Early stopping counts only epochs in the last quarter of the schedule.  Under cosine decay the
@@ -339,7 +339,7 @@ def train(
 
 
 def default_patience(epochs: int) -> int:
-    """Early-stopping patience for an `epochs`-long schedule: a sixth of it (10 of 60)."""
+    """Early-stopping patience for an `epochs`-long schedule: a sixth of it (17 of 100)."""
     return max(MIN_PATIENCE, round(epochs * PATIENCE_SHARE))
 
 
