@@ -100,6 +100,9 @@ EARLY_STOP_FROM = 0.75
 # photos on edge's two test-time views costs ~2.3 s on 2 cores, against ~5.9 s for an epoch's
 # training.
 VAL_EVERY = 5
+# Every ETA_EVERY-th epoch, a run with progress prints the time so far and an estimate of the
+# rest (`time_left`): the default recipe runs ~100 epochs of a few seconds each.
+ETA_EVERY = 10
 _GENERIC_FOLDER_NAMES = {"train", "training", "training_set", "data", "images", "photos"}
 
 
@@ -569,6 +572,30 @@ def validated_epochs(epochs: int) -> list[int]:
     return [e for e in range(1, epochs + 1) if e >= window or e % VAL_EVERY == 0]
 
 
+def time_left(history: Sequence[dict], epochs: int) -> float | None:
+    """Estimated seconds for the epochs of an `epochs`-long run after the last in `history`
+    (rows of `epoch` and `epoch_seconds`), if none stops it early: the median time of the
+    epochs done without validation for each such epoch to come, and of those with validation
+    for each validated one (`validated_epochs`); of the other kind while one has not run yet.
+    The first epoch (graph tracing) does not count: None until a later one has run."""
+    validated = set(validated_epochs(epochs))
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for row in history:
+        if row["epoch"] > 1:
+            times[row["epoch"] in validated].append(row["epoch_seconds"])
+    if not times[False] and not times[True]:
+        return None
+    plain = float(np.median(times[False] or times[True]))
+    with_val = float(np.median(times[True] or times[False]))
+    last = history[-1]["epoch"] if history else 0
+    return sum(with_val if e in validated else plain for e in range(last + 1, epochs + 1))
+
+
+def format_duration(seconds: float) -> str:
+    """`seconds` for a console line, as precise as an estimate: '45 s', '2 min', '12 min'."""
+    return f"{round(seconds)} s" if seconds < 90 else f"{round(seconds / 60)} min"
+
+
 def lr_at(epoch: int, *, base: float, epochs: int, warmup: int = 1) -> float:
     """Linear warm-up for `warmup` epochs, then cosine decay to 1% of `base` at the last epoch."""
     warmup = warmup if epochs > 3 * warmup else 0
@@ -843,6 +870,22 @@ class _Trainer:
                 file=sys.stderr,
             )
 
+    def begin_epoch(self, epoch: int) -> None:
+        """Before epoch `epoch` (0-based) starts: every ETA_EVERY epochs, the time so far and an
+        estimate of the rest; here rather than at the end of the previous epoch, whose line
+        Keras prints after every callback's `on_epoch_end`."""
+        s = self.state
+        if not (self.progress and self.chief) or epoch == 0 or epoch % ETA_EVERY:
+            return
+        left = time_left(s["history"], self.epochs)
+        if left is not None:
+            print(
+                f"epoch {s['epochs_done']}/{self.epochs}: "
+                f"{format_duration(s['train_seconds'])} so far, about "
+                f"{format_duration(left)} left (less if it stops early)",
+                file=sys.stderr,
+            )
+
     # -- final artifacts --
 
     def _finish(self, model) -> Run:
@@ -988,8 +1031,8 @@ def _views_validation(config: _Config, classes: int, val, targets: np.ndarray, e
 
 
 def _checkpoint_callback(trainer: _Trainer):
-    """A Keras callback handing every finished epoch to `trainer.end_epoch` (defined lazily so
-    this module imports without Keras)."""
+    """A Keras callback telling `trainer` when an epoch begins and handing it every finished
+    one (`end_epoch`); defined lazily so this module imports without Keras."""
     import keras
 
     class Checkpoint(keras.callbacks.Callback):
@@ -999,6 +1042,7 @@ def _checkpoint_callback(trainer: _Trainer):
             self.t0 = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
+            self.trainer.begin_epoch(epoch)
             self.t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):

@@ -27,7 +27,9 @@ from edgecnn.training import (  # noqa: E402
     TrainOptions,
     data_name,
     earliest_stop,
+    format_duration,
     lr_at,
+    time_left,
     validated_epochs,
 )
 
@@ -256,6 +258,34 @@ def test_long_runs_validate_every_fifth_epoch_before_the_early_stopping_window(
     assert not any(np.isnan(r["val_accuracy"]) for r in dense.history)
     # skipping validation changes nothing in training
     assert [r["loss"] for r in dense.history] == [r["loss"] for r in sparse.history]
+
+
+def test_time_left_counts_validated_and_plain_epochs_at_their_own_pace():
+    # 100 epochs: epoch 1 traces (9 s, ignored), others 5 s, 6 s with validation
+    history = [
+        {"epoch": e, "epoch_seconds": 9.0 if e == 1 else 5.0 + (e in validated_epochs(100))}
+        for e in range(1, 11)
+    ]
+    # epochs 11-100: 38 validated (15, 20, ... 70 and 75-100) and 52 plain
+    assert time_left(history, 100) == pytest.approx(38 * 6.0 + 52 * 5.0)
+    assert time_left(history[:1], 100) is None  # only the tracing epoch so far
+    short = [{"epoch": e, "epoch_seconds": t} for e, t in enumerate([9.0, 5.0, 6.0, 5.0, 7.0], 1)]
+    assert time_left(short, 12) == pytest.approx(7 * 5.5)  # 12 epochs: every one validated
+    assert time_left(history, 10) == 0
+    assert [format_duration(t) for t in (4.4, 89, 91, 725)] == ["4 s", "89 s", "2 min", "12 min"]
+
+
+def test_long_runs_print_the_time_so_far_and_an_estimate_of_the_rest(data, tmp_path, capsys):
+    train_dir, val_dir = data
+    options = {**FAST, "epochs": 12, "patience": 20, "progress": True}
+    run = train(train_dir, val_dir=val_dir, out=tmp_path / "r", **options)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "so far" in line]
+    so_far = sum(r["epoch_seconds"] for r in run.history[:10])
+    left = time_left(run.history[:10], 12)
+    assert lines == [
+        f"epoch 10/12: {format_duration(so_far)} so far, about {format_duration(left)} left "
+        "(less if it stops early)"
+    ]
 
 
 def test_default_run_name_uses_the_dataset_name(tmp_path):
