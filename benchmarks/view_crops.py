@@ -71,14 +71,16 @@ def main(argv: list[str] | None = None) -> int:
 
     columns = ["plain", *(f"{c:g}" for c in crops)]
     print(f"{'run':<28} {'data':<10}" + "".join(f"{c:>8}" for c in columns))
+    decoded = {}  # (folder, contract): runs of one recipe share their pixels
     for run in args.runs:
         contract = Contract.from_json((run / "edgecnn.json").read_bytes(), source=str(run))
         net = trained_net(run)
         views = [net, *(with_flip_tta(net, c) for c in crops)]
         for name, folder in folders.items():
-            data = load_pixels(
-                list_dataset(folder, classes=contract.labels), contract, progress=False
-            )
+            if (folder, contract) not in decoded:
+                dataset = list_dataset(folder, classes=contract.labels)
+                decoded[folder, contract] = load_pixels(dataset, contract, progress=False)
+            data = decoded[folder, contract]
             scores = [accuracy(m, data.pixels, contract, data.targets) for m in views]
             print(f"{run.name:<28} {name:<10}" + "".join(f"{s:8.2%}" for s in scores), flush=True)
     return 0

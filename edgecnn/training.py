@@ -65,6 +65,7 @@ from edgecnn.runtime.confusion import format_pairs
 from edgecnn.runtime.contract import Contract
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.files import write_atomic
+from edgecnn.runtime.formatting import duration
 from edgecnn.runtime.metadata import CONTRACT_FILE, LABELS_FILE
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -587,13 +588,8 @@ def time_left(history: Sequence[dict], epochs: int) -> float | None:
         return None
     plain = float(np.median(times[False] or times[True]))
     with_val = float(np.median(times[True] or times[False]))
-    last = history[-1]["epoch"] if history else 0
+    last = history[-1]["epoch"]
     return sum(with_val if e in validated else plain for e in range(last + 1, epochs + 1))
-
-
-def format_duration(seconds: float) -> str:
-    """`seconds` for a console line, as precise as an estimate: '45 s', '2 min', '12 min'."""
-    return f"{round(seconds)} s" if seconds < 90 else f"{round(seconds / 60)} min"
 
 
 def lr_at(epoch: int, *, base: float, epochs: int, warmup: int = 1) -> float:
@@ -881,8 +877,8 @@ class _Trainer:
         if left is not None:
             print(
                 f"epoch {s['epochs_done']}/{self.epochs}: "
-                f"{format_duration(s['train_seconds'])} so far, about "
-                f"{format_duration(left)} left (less if it stops early)",
+                f"{duration(s['train_seconds'])} so far, about "
+                f"{duration(left)} left (less if it stops early)",
                 file=sys.stderr,
             )
 

@@ -5,6 +5,7 @@
     pct(0.9731)            '97.3%'
     ms(0.4567)             '0.457'      latency: three decimals below 1 ms, two above
     count(1_234_567)       '1.23M'      parameters, MACs
+    duration(725)          '12 min'     an estimate of time: seconds below 90 s, then minutes
     table(header, rows)    columns two spaces apart, padded to the widest cell
 
 Missing values (None) print as `empty` ("-" unless the caller's page uses another dash).
@@ -45,6 +46,11 @@ def ms(value: float | None, *, empty: str = "-") -> str:
     if value is None:
         return empty
     return f"{value:.3f}" if value < 1 else f"{value:.2f}"
+
+
+def duration(seconds: float) -> str:
+    """Seconds as precise as an estimate: '45 s' below 90 s, then whole minutes ('12 min')."""
+    return f"{round(seconds)} s" if seconds < 90 else f"{round(seconds / 60)} min"
 
 
 def count(n: int) -> str:

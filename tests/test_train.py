@@ -17,6 +17,7 @@ import pytest
 from _train_fixtures import FAST, interrupt_at, tiny_split
 
 from edgecnn.runtime.contract import Contract
+from edgecnn.runtime.formatting import duration
 from edgecnn.runtime.metadata import read_contract
 
 keras = pytest.importorskip("keras")
@@ -28,7 +29,6 @@ from edgecnn.training import (  # noqa: E402
     TrainOptions,
     data_name,
     earliest_stop,
-    format_duration,
     lr_at,
     time_left,
     validated_epochs,
@@ -273,7 +273,7 @@ def test_time_left_counts_validated_and_plain_epochs_at_their_own_pace():
     short = [{"epoch": e, "epoch_seconds": t} for e, t in enumerate([9.0, 5.0, 6.0, 5.0, 7.0], 1)]
     assert time_left(short, 12) == pytest.approx(7 * 5.5)  # 12 epochs: every one validated
     assert time_left(history, 10) == 0
-    assert [format_duration(t) for t in (4.4, 89, 91, 725)] == ["4 s", "89 s", "2 min", "12 min"]
+    assert [duration(t) for t in (4.4, 89, 91, 725)] == ["4 s", "89 s", "2 min", "12 min"]
 
 
 def test_long_runs_print_the_time_so_far_and_an_estimate_of_the_rest(data, tmp_path, capsys):
