@@ -6,6 +6,9 @@ another seed, saved to a local `.weights.h5` -- exactly the shape of an ImageNet
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import numpy as np
 import pytest
 from _train_fixtures import tiny_split
@@ -122,3 +125,28 @@ def test_weights_that_do_not_fit_are_input_errors(tmp_path, weights_file):
         build_model("mobilenetv3small", 2, SIZE, weights=tmp_path / "missing.weights.h5")
     with pytest.raises(InputError, match="edge"):
         build_model("edge", 2, SIZE, weights=weights_file)
+
+
+def test_a_file_of_another_architecture_is_refused_in_one_line_without_keras_warnings(
+    tmp_path, weights_file
+):
+    from edgecnn.models import build_model
+
+    edge_file = tmp_path / "edge.weights.h5"
+    build_model("edge", 2, SIZE).save_weights(edge_file)
+    cases = [
+        ("edge", weights_file, "does not fit architecture 'edge'"),
+        ("mobilenetv3small", edge_file, "cannot load into mobilenetv3small"),
+    ]
+    for arch, file, refusal in cases:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(InputError) as error:
+                build_model(arch, 2, SIZE, weights=file)
+        message = str(error.value)
+        assert message.startswith(f"{file}: {refusal} (")
+        # the count of failed layers and the first one's two shapes, not Keras' array dump
+        assert re.search(r"\(\d+ layers could not be loaded; the first, \S+: shape \(", message)
+        assert "in the file" in message and "in the model)" in message
+        assert "\n" not in message and len(message) < 300
+        assert not [w for w in caught if "Skipping" in str(w.message)]

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 
 from edgecnn.models.edge import BN_MOMENTUM
-from edgecnn.models.weights import existing_file, first_line
+from edgecnn.models.weights import existing_file, load_or_refuse
 from edgecnn.runtime.errors import InputError
 
 IMAGENET = "imagenet"  # the --weights value that asks for Keras' ImageNet file
@@ -69,21 +69,18 @@ def build_backbone(
     x = inputs
     if not spec.own_scaling:
         x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(x)
-    try:
-        backbone = getattr(keras.applications, spec.application)(
-            input_shape=(img_size, img_size, 3),
-            alpha=spec.alpha,
-            include_top=False,
-            weights=None,
-            pooling="avg",
-            **options,
-        )
-        if path:
-            backbone.load_weights(path)
-        else:
-            _track_batch_statistics(backbone)
-    except (ValueError, OSError) as e:
-        raise InputError(f"{weights}: cannot load into {arch} ({first_line(e)})") from None
+    backbone = getattr(keras.applications, spec.application)(
+        input_shape=(img_size, img_size, 3),
+        alpha=spec.alpha,
+        include_top=False,
+        weights=None,
+        pooling="avg",
+        **options,
+    )
+    if path:
+        load_or_refuse(lambda: backbone.load_weights(path), f"{weights}: cannot load into {arch}")
+    else:
+        _track_batch_statistics(backbone)
     x = backbone(x)
     x = layers.Dropout(0.2, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
