@@ -8,6 +8,14 @@ backend).  Anything else escaping to the CLI is a bug in edgecnn (exit 1).
 from __future__ import annotations
 
 
+def first_line(e: BaseException, *, limit: int | None = None) -> str:
+    """The first line of an exception's message, cut to `limit` characters, for an InputError's
+    one line (library errors run to many lines: a parser's context, an array, a traceback)."""
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return line[:limit]
+
+
 class InputError(ValueError):
     """Bad input from the user: the message says what is wrong and where."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .contract import Contract
-from .errors import InputError
+from .errors import InputError, first_line
 
 CONTRACT_FILE = "edgecnn.json"
 LABELS_FILE = "labels.txt"
@@ -201,16 +201,11 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> str:
                 if len(data) > MAX_METADATA_BYTES:
                     raise InputError(f"{what} inflates to more than {MAX_METADATA_BYTES} bytes")
     except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, OSError) as e:
-        raise InputError(f"{what} is corrupt ({_first_line(e)})") from None
+        raise InputError(f"{what} is corrupt ({first_line(e, limit=200)})") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{what} is not UTF-8 text") from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
 
 
 # --- minimal protobuf reader for ONNX ModelProto.metadata_props (field 14) -------------------

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.errors import InputError, first_line
 
 
 def existing_file(weights: str | os.PathLike) -> str:
@@ -19,14 +19,8 @@ def existing_file(weights: str | os.PathLike) -> str:
     return str(path)
 
 
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (Keras' load errors run to many lines)."""
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
 def load_error(e: BaseException) -> str:
-    """Keras' load error in one line: how many weights failed and the first one's shapes.
+    """Keras' load error in one line: how many layers failed and the first one's shapes.
 
     Keras 3 reports a file of another architecture as "A total of N objects could not be
     loaded. Example error message for object …:" followed by a shape message and the whole

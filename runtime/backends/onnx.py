@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import InputError, MissingDependencyError
+from ..errors import InputError, MissingDependencyError, first_line
 from .base import Backend, nhwc_shape, probs_2d
 
 
@@ -62,7 +62,9 @@ class OnnxBackend(Backend):
                 str(path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
-            raise InputError(f"{path}: cannot load ONNX model ({_first_line(e)})") from None
+            raise InputError(
+                f"{path}: cannot load ONNX model ({first_line(e, limit=300)})"
+            ) from None
         return cls(path, threads, session, f"onnxruntime {ort.__version__}")
 
     def run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -82,9 +84,3 @@ class OnnxBackend(Backend):
             "provider": "CPUExecutionProvider",
             "graph_optimization": "ORT_ENABLE_ALL",
         }
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    line = text.splitlines()[0] if text else type(e).__name__
-    return line[:300]
