@@ -286,7 +286,6 @@ def train(
     StrategyError (one line) when training under a `mirrored` or `multiworker` strategy fails.
     """
     o = replace(options, **overrides) if options is not None else TrainOptions(**overrides)
-    prefer_onednn()
     chief = o.strategy != "multiworker" or _is_chief(_multiworker_task())
     if o.resume and o.strategy == "multiworker":
         raise InputError(
@@ -306,6 +305,8 @@ def train(
         if chief:  # the other workers write nothing at out_dir
             _refuse_existing(out_dir, force=o.force)
         config = _Config.from_options(data_dir, o, epochs=epochs)
+    prefer_onednn(config.precision)  # before anything imports TensorFlow
+    if state is None:
         _fetch_imagenet(config)  # before decoding: offline without the file fails at once
     splits = prepare(
         config.data_dir,
@@ -447,7 +448,22 @@ def _print_skipped(skipped: list[tuple[Path, str]]) -> None:
 # --- training ---------------------------------------------------------------------------------
 
 
-def prefer_onednn() -> None:
+# oneDNN's instruction-set caps (`ONEDNN_MAX_CPU_ISA`, formerly `DNNL_MAX_CPU_ISA`) below
+# AVX-512, where it has no bfloat16 kernels.  TensorFlow decides from the CPU itself whether to
+# send bfloat16 ops to oneDNN, so on an AVX-512 CPU held to one of these, oneDNN refuses every
+# bfloat16 convolution ("could not create a primitive descriptor"; TensorFlow 2.21, oneDNN 3.7).
+_ONEDNN_ISAS_WITHOUT_BF16 = frozenset({"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2"})
+
+
+def _onednn_isa_cap() -> tuple[str, str] | None:
+    """The variable holding oneDNN to an instruction set, and that set (lower-case), if any."""
+    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        if os.environ.get(variable, "").strip():
+            return variable, os.environ[variable].strip().lower()
+    return None
+
+
+def prefer_onednn(precision: str = "float32") -> None:
     """Ask TensorFlow for its oneDNN kernels on x86, unless TF_ENABLE_ONEDNN_OPTS is set.
 
     TensorFlow enables them by default only on x86 CPUs with AVX-512 VNNI/BF16 or AMX; elsewhere
@@ -455,9 +471,36 @@ def prefer_onednn() -> None:
     `edge` (10.2 vs 6.8 s an epoch on a 2-core AVX2 EPYC, `benchmarks/train_graph.py --onednn
     on|off`).  TensorFlow reads the variable once, when it is first imported, so `train` calls
     this before importing it; both settings are tested on every machine
-    (tests/test_precision.py).  Arm builds keep their own default."""
-    if platform.machine().lower() in ("x86_64", "amd64"):
+    (tests/test_precision.py).  Arm builds keep their own default.
+
+    bfloat16 (`precision` 'mixed_bfloat16') under a oneDNN cap below AVX-512 gets Eigen's
+    kernels instead, which is what TensorFlow does by itself on a CPU without AVX-512; a
+    setting that cannot work (oneDNN asked for explicitly, or already running in this process)
+    is refused in one line before any photo is decoded."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return
+    cap = _onednn_isa_cap()
+    if precision != "mixed_bfloat16" or cap is None or cap[1] not in _ONEDNN_ISAS_WITHOUT_BF16:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+        return
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    asked = os.environ["TF_ENABLE_ONEDNN_OPTS"].strip().lower() in ("1", "true")
+    if asked or _onednn_already_running():
+        variable, isa = cap
+        raise InputError(
+            f"--precision bfloat16: oneDNN is held to {isa.upper()} ({variable}), where it has "
+            f"no bfloat16 kernels; unset {variable}, train in float32, or run with "
+            "TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow reads it when it starts)"
+        )
+
+
+def _onednn_already_running() -> bool:
+    """Whether TensorFlow is imported in this process with its oneDNN kernels on."""
+    if "tensorflow" not in sys.modules:
+        return False
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def resolve_precision(precision: str) -> str:

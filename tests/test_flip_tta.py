@@ -9,6 +9,7 @@ import pytest
 from _train_fixtures import FAST, tiny_split
 
 from edgecnn import train
+from edgecnn.runtime.errors import InputError
 
 
 def _train_tta(root, precision: str, strategy: str = "default"):
@@ -28,7 +29,14 @@ def tta_run(tmp_path_factory):
 def tta_run_bf16(tmp_path_factory):
     """The same run in mixed bfloat16, forced: CPUs without bf16 units emulate it (slower, same
     numerics), so the path a bf16 CPU would take is exercised on every machine."""
-    return _train_tta(tmp_path_factory.mktemp("tta_bf16"), "bfloat16")
+    try:
+        return _train_tta(tmp_path_factory.mktemp("tta_bf16"), "bfloat16")
+    except InputError as e:
+        if "no bfloat16 kernels" not in str(e):
+            raise
+        # Only when the suite itself runs with oneDNN held below AVX-512: TensorFlow is already
+        # running oneDNN in this process, which cannot compute bfloat16 there.
+        pytest.skip(f"{e} (tests/test_precision.py trains it so in a new process)")
 
 
 @pytest.fixture(scope="module")
