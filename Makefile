@@ -14,7 +14,7 @@ UV := $(UV_VENV)/bin/uv
 MP_VENV ?= .venv-mp
 MP_STAMP := $(MP_VENV)/.installed
 
-.PHONY: demo test test-latest test-oldest lint lock pi-check clean
+.PHONY: demo test test-avx2 test-latest test-oldest lint lock pi-check clean
 
 $(UV):
 	test -x $(UV_VENV)/bin/python || $(PYTHON) -m venv $(UV_VENV)
@@ -35,6 +35,12 @@ demo: $(STAMP)
 test: $(STAMP) $(MP_STAMP) lint
 	mp=$(abspath $(MP_VENV))/bin/python; test -f $(MP_STAMP) || mp=; \
 	  EDGECNN_MEDIAPIPE_PYTHON=$$mp $(PY) -m pytest -q
+
+# The suite with oneDNN, OpenCV and numpy held to the kernels of an AVX2-only CPU: a CPU with
+# AVX-512 then runs what one without it does (tools/avx2_only.py; on an AVX2 CPU, `make test`).
+test-avx2: $(STAMP) $(MP_STAMP)
+	mp=$(abspath $(MP_VENV))/bin/python; test -f $(MP_STAMP) || mp=; \
+	  env EDGECNN_MEDIAPIPE_PYTHON=$$mp $$($(PY) tools/avx2_only.py) $(PY) -m pytest -q
 
 # The suite against the newest releases the ranges allow (test-latest) or the oldest, the
 # floors pyproject.toml promises (test-oldest), each in a venv of its own.
