@@ -345,3 +345,27 @@ def test_int8_files_answer_the_same_on_older_x86_cpus(emulated, tflite_runs, onn
     tol = _onnx_budget(path)
     assert np.abs(results[cpu]["onnx"] - here).max() <= tol + 1e-6
     _same_answer_wherever_the_margin_exceeds(results[cpu]["onnx"], here, tol, photos=n_photos)
+
+
+# Float32 files on an older CPU: the same model, other vector widths, and no fused multiply-add
+# on Nehalem and SandyBridge, so sums are rounded in another order and at other points. What
+# `make pi-check` allows between aarch64 and x86 on the same pixels.
+FLOAT_TOLERANCE = 1e-5
+
+
+@pytest.mark.parametrize("cpu", list(CPU_MODELS))
+def test_float_files_answer_the_same_on_older_x86_cpus(emulated, images, cpu):
+    """`model_fp32.tflite` (XNNPACK's float kernels) and `model.onnx` (ONNX Runtime's MLAS) on
+    an emulated SSE4.2, AVX or AVX2 CPU: probabilities within `FLOAT_TOLERANCE` of this host's
+    and the same top-1 answer on every image whose margin rounding cannot decide."""
+    pixels, n_photos, results = emulated
+    export_dir = images[0]
+    for key, path, backend in (
+        ("tflite_fp32", export_dir / "model_fp32.tflite", "tflite"),
+        ("onnx_fp32", export_dir / "model.onnx", "onnx"),
+    ):
+        here = load(path, backend=backend, threads=1).probs_pixels(pixels)
+        assert np.abs(results[cpu][key] - here).max() <= FLOAT_TOLERANCE, (key, cpu)
+        _same_answer_wherever_the_margin_exceeds(
+            results[cpu][key], here, FLOAT_TOLERANCE, photos=n_photos
+        )
