@@ -32,15 +32,17 @@ $(MP_STAMP): requirements/mediapipe.txt $(UV)
 demo: $(STAMP)
 	$(VENV)/bin/edgecnn demo --out runs/demo
 
+# pytest, told where the MediaPipe client's venv is when it could be installed
+PYTEST = mp=$(abspath $(MP_VENV))/bin/python; test -f $(MP_STAMP) || mp=; \
+	  env EDGECNN_MEDIAPIPE_PYTHON=$$mp
+
 test: $(STAMP) $(MP_STAMP) lint
-	mp=$(abspath $(MP_VENV))/bin/python; test -f $(MP_STAMP) || mp=; \
-	  EDGECNN_MEDIAPIPE_PYTHON=$$mp $(PY) -m pytest -q
+	$(PYTEST) $(PY) -m pytest -q
 
 # The suite with oneDNN, OpenCV and numpy held to the kernels of an AVX2-only CPU: a CPU with
 # AVX-512 then runs what one without it does (tools/avx2_only.py; on an AVX2 CPU, `make test`).
 test-avx2: $(STAMP) $(MP_STAMP)
-	mp=$(abspath $(MP_VENV))/bin/python; test -f $(MP_STAMP) || mp=; \
-	  env EDGECNN_MEDIAPIPE_PYTHON=$$mp $$($(PY) tools/avx2_only.py) $(PY) -m pytest -q
+	$(PYTEST) $$($(PY) tools/avx2_only.py) $(PY) -m pytest -q
 
 # The suite against the newest releases the ranges allow (test-latest) or the oldest, the
 # floors pyproject.toml promises (test-oldest), each in a venv of its own.

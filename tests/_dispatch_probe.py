@@ -28,7 +28,7 @@ CONTRACTS = (
         interpolation="linear",
         mean=(123.7, 116.3, 103.5),
         std=(58.4, 57.1, 57.4),
-    ),  # fmt: skip
+    ),
 )
 
 folder, out = Path(sys.argv[1]), sys.argv[2]
