@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _epoch_clock import epoch_clock
 
 from edgecnn.runtime.env import cpu_model
 
@@ -69,20 +70,9 @@ def photo_folder(root: Path, photos: int) -> tuple[Path, Path]:
 
 def worker(args: argparse.Namespace) -> None:
     """One training run; prints its figures as JSON on the last line of stdout."""
-    import keras
-
     from edgecnn import train
 
-    seconds: list[float] = []
-    cpu_seconds: list[float] = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0, self.c0 = time.perf_counter(), _cpu_seconds()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.t0)
-            cpu_seconds.append(_cpu_seconds() - self.c0)
+    clock = epoch_clock()
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-disk-cache-") as tmp:
         start = time.perf_counter()
@@ -93,19 +83,13 @@ def worker(args: argparse.Namespace) -> None:
             epochs=args.epochs,
             out=Path(tmp) / "run",
             cache_mb=args.cache_mb,
-            callbacks=[Timer()],
+            callbacks=[clock],
             progress=False,
         )
         wall = time.perf_counter() - start
     history = [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in run.history]
-    figures = {"epoch_seconds": seconds, "epoch_cpu_seconds": cpu_seconds, "wall": wall}
+    figures = {"epoch_seconds": clock.seconds, "epoch_cpu_seconds": clock.cpu_seconds, "wall": wall}
     print(json.dumps({**figures, "history": history}))
-
-
-def _cpu_seconds() -> float:
-    """This process's CPU time, all threads: steadier than wall time when others share the CPU."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def measure(data: tuple[Path, Path], *, epochs: int, cache_mb: float) -> dict:

@@ -5,7 +5,9 @@ depthwise convs as stride 1 + `EveryOther`; see `edgecnn/_train_graph.py`) and s
 standard build with the same weights.  This times both graphs on the same random batches,
 interleaved `--repeats` times (a shared machine drifts), and prints the median wall and CPU
 seconds per epoch of `--images` images, the ratio, and the largest difference between the two
-graphs' predictions from the same weights.
+graphs' predictions from the same weights.  Then the arithmetic behind it: the multiply-adds of
+one training image (`training_macs`), the rate the faster graph reaches, and this CPU's float32
+matrix-multiply rate (a 2048x2048 `tf.matmul`) for scale: the highest rate a dense layer gets.
 
     .venv/bin/python benchmarks/train_graph.py                 # edge's own size, batch 32, precision auto
     .venv/bin/python benchmarks/train_graph.py --img-size 64 --precision float32
@@ -19,13 +21,52 @@ for CPUs with AVX-512 VNNI/BF16 or AMX.  Run both to see what oneDNN is worth on
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import statistics
 import sys
 import time
 
+from _epoch_clock import epoch_clock
+
 from edgecnn.models import ARCHITECTURES  # no TensorFlow: TF_ENABLE_ONEDNN_OPTS still applies
+
+
+def training_macs(model) -> int:
+    """Multiply-adds of one training step per image: each conv and dense layer's forward
+    product, plus the weight gradient of a trainable layer and the input gradient of every layer
+    after the first (the first one's input needs none)."""
+    import keras
+
+    total, first = 0, True
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            macs = layer.kernel_size[0] * layer.kernel_size[1] * c * h * w
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            macs = math.prod(layer.kernel.shape) * math.prod(layer.output.shape[1:-1])
+        else:
+            continue
+        total += macs * (1 + bool(layer.trainable) + (not first))
+        first = False
+    return total
+
+
+def matmul_rate(n: int = 2048, runs: int = 10) -> float:
+    """float32 multiply-adds per second of an n x n `tf.matmul`, best of three timings."""
+    import tensorflow as tf
+
+    a = tf.random.uniform((n, n))
+    product = tf.function(lambda: tf.matmul(a, a), autograph=False)
+    product().numpy()
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(runs):
+            product().numpy()
+        best = min(best, time.perf_counter() - t)
+    return runs * n**3 / best
 
 
 def main() -> None:
@@ -66,14 +107,14 @@ def main() -> None:
         models["keras"].predict(probe, verbose=0) - models["edgecnn"].predict(probe, verbose=0)
     ).max()
 
+    clock = epoch_clock()  # times epochs, not whole `fit` calls (see _epoch_clock.py)
     wall: dict[str, list[float]] = {n: [] for n in models}
     cpu: dict[str, list[float]] = {n: [] for n in models}
     for _ in range(a.repeats):
         for name, m in models.items():
-            t, c = time.perf_counter(), time.process_time()
-            m.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-            wall[name].append(time.perf_counter() - t)
-            cpu[name].append(time.process_time() - c)
+            m.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[clock])
+            wall[name].append(clock.seconds[-1])
+            cpu[name].append(clock.cpu_seconds[-1])
 
     print(
         f"edge {a.img_size}px, batch {a.batch}, {precision}, oneDNN {a.onednn}, "
@@ -87,6 +128,13 @@ def main() -> None:
         )
     ratio = statistics.median(cpu["keras"]) / statistics.median(cpu["edgecnn"])
     print(f"CPU time ratio keras/edgecnn: {ratio:.2f}x; max prediction difference {diff:.2e}")
+    macs = training_macs(models["keras"])
+    rate = macs * steps * a.batch / statistics.median(wall["edgecnn"])
+    peak = matmul_rate()
+    print(
+        f"{macs / 1e6:.1f}M multiply-adds a training image: edgecnn's graph {rate / 1e9:.1f} "
+        f"GMAC/s, {rate / peak:.0%} of a 2048x2048 tf.matmul's {peak / 1e9:.1f} GMAC/s here"
+    )
     print(
         f"command: .venv/bin/python benchmarks/train_graph.py {shlex.join(sys.argv[1:])}".rstrip()
     )

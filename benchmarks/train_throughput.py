@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import shlex
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _epoch_clock import epoch_clock
 
 DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cats-vs-dogs"
 
@@ -91,13 +92,13 @@ def run_seed_pipeline(
         shuffle=False,
     )
     model = seed_model(training_set.num_classes, img_size)
-    timer = _EpochTimer()
+    timer = epoch_clock()
     start = time.perf_counter()
     hist = model.fit(
         training_set,
         epochs=epochs,
         validation_data=test_set,
-        callbacks=[timer.callback()],
+        callbacks=[timer],
         verbose=2,
     )
     return {
@@ -114,7 +115,7 @@ def run_edgecnn_pipeline(
 ) -> dict:
     from edgecnn import train
 
-    timer = _EpochTimer()
+    timer = epoch_clock()
     with tempfile.TemporaryDirectory(prefix="edgecnn-bench-") as tmp:
         start = time.perf_counter()
         run = train(
@@ -127,7 +128,7 @@ def run_edgecnn_pipeline(
             seed=seed,
             out=Path(tmp) / "run",
             patience=epochs + 1,
-            callbacks=[timer.callback()],
+            callbacks=[timer],
         )
         wall = time.perf_counter() - start
     seconds = timer.seconds
@@ -141,35 +142,6 @@ def run_edgecnn_pipeline(
         "wall_seconds": wall,
         "setup_seconds": wall - sum(seconds),  # decoding once + model build + final report
     }
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process, all threads: robust to other jobs sharing the machine."""
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-class _EpochTimer:
-    """Wall-clock and CPU seconds per epoch (training + validation), the same for both."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self.cpu_seconds: list[float] = []
-
-    def callback(self):
-        import keras
-
-        timer = self
-
-        class Timer(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.t0, self.c0 = time.perf_counter(), _cpu_seconds()
-
-            def on_epoch_end(self, epoch, logs=None):
-                timer.seconds.append(time.perf_counter() - self.t0)
-                timer.cpu_seconds.append(_cpu_seconds() - self.c0)
-
-        return Timer()
 
 
 def main(argv: list[str] | None = None) -> int:
