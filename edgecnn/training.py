@@ -467,11 +467,11 @@ def prefer_onednn(precision: str = "float32") -> None:
     """Ask TensorFlow for its oneDNN kernels on x86, unless TF_ENABLE_ONEDNN_OPTS is set.
 
     TensorFlow enables them by default only on x86 CPUs with AVX-512 VNNI/BF16 or AMX; elsewhere
-    (AVX2-only CPUs, VMs that hide AVX-512) it trains convolutions with Eigen, ~1.5x slower for
-    `edge` (10.2 vs 6.8 s an epoch on a 2-core AVX2 EPYC, `benchmarks/train_graph.py --onednn
-    on|off`).  TensorFlow reads the variable once, when it is first imported, so `train` calls
-    this before importing it; both settings are tested on every machine
-    (tests/test_precision.py).  Arm builds keep their own default.
+    (AVX2-only CPUs, VMs that hide AVX-512) it trains convolutions with Eigen, ~1.4x slower for
+    `edge` (13.8 vs 10.1 s an epoch on a 2-core first-generation EPYC,
+    `benchmarks/train_graph.py --onednn on|off`).  TensorFlow reads the variable once, when it
+    is first imported, so `train` calls this before importing it; both settings are tested on
+    every machine (tests/test_precision.py).  Arm builds keep their own default.
 
     bfloat16 (`precision` 'mixed_bfloat16') under a oneDNN cap below AVX-512 gets Eigen's
     kernels instead, which is what TensorFlow does by itself on a CPU without AVX-512; a
