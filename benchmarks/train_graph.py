@@ -7,7 +7,7 @@ interleaved `--repeats` times (a shared machine drifts), and prints the median w
 seconds per epoch of `--images` images, the ratio, and the largest difference between the two
 graphs' predictions from the same weights.  Then the arithmetic behind it: the multiply-adds of
 one training image (`training_macs`), the rate the faster graph reaches, and this CPU's float32
-matrix-multiply rate (a 2048x2048 `tf.matmul`) for scale: the highest rate a dense layer gets.
+matrix-multiply rate (a 2048x2048 `tf.matmul`) for scale.
 
     .venv/bin/python benchmarks/train_graph.py                 # edge's own size, batch 32, precision auto
     .venv/bin/python benchmarks/train_graph.py --img-size 64 --precision float32
