@@ -21,7 +21,6 @@ for CPUs with AVX-512 VNNI/BF16 or AMX.  Run both to see what oneDNN is worth on
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import statistics
@@ -34,22 +33,19 @@ from edgecnn.models import ARCHITECTURES  # no TensorFlow: TF_ENABLE_ONEDNN_OPTS
 
 
 def training_macs(model) -> int:
-    """Multiply-adds of one training step per image: each conv and dense layer's forward
-    product, plus the weight gradient of a trainable layer and the input gradient of every layer
-    after the first (the first one's input needs none)."""
+    """Multiply-adds of one training step per image: each layer's forward product as `edgecnn
+    profile` counts it, plus the weight gradient of a trainable layer and the input gradient of
+    every such layer after the first (the first one's input needs none)."""
     import keras
+
+    from edgecnn.profile import _keras_macs
 
     total, first = 0, True
     for layer in model.layers:
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            _, h, w, c = layer.output.shape
-            macs = layer.kernel_size[0] * layer.kernel_size[1] * c * h * w
-        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            macs = math.prod(layer.kernel.shape) * math.prod(layer.output.shape[1:-1])
-        else:
-            continue
-        total += macs * (1 + bool(layer.trainable) + (not first))
-        first = False
+        macs = _keras_macs(layer, keras.tree.flatten(layer.input), keras.tree.flatten(layer.output))
+        if macs:
+            total += macs * (1 + bool(layer.trainable) + (not first))
+            first = False
     return total
 
 
