@@ -463,6 +463,10 @@ def _onednn_isa_cap() -> tuple[str, str] | None:
     return None
 
 
+class OneDNNOffWarning(UserWarning):
+    """`train` runs where TensorFlow was imported first without its oneDNN kernels."""
+
+
 def prefer_onednn(precision: str = "float32") -> None:
     """Ask TensorFlow for its oneDNN kernels on x86, unless TF_ENABLE_ONEDNN_OPTS is set.
 
@@ -470,7 +474,8 @@ def prefer_onednn(precision: str = "float32") -> None:
     (AVX2-only CPUs, VMs that hide AVX-512) it trains convolutions with Eigen, ~1.4x slower for
     `edge` (13.8 vs 10.1 s an epoch on a 2-core first-generation EPYC,
     `benchmarks/train_graph.py --onednn on|off`).  TensorFlow reads the variable once, when it
-    is first imported, so `train` calls this before importing it; both settings are tested on
+    is first imported, so `train` calls this before importing it, and warns (`OneDNNOffWarning`)
+    when a script imported TensorFlow (or Keras) first without them; both settings are tested on
     every machine (tests/test_precision.py).  Arm builds keep their own default.
 
     bfloat16 (`precision` 'mixed_bfloat16') under a oneDNN cap below AVX-512 gets Eigen's
@@ -481,6 +486,14 @@ def prefer_onednn(precision: str = "float32") -> None:
         return
     cap = _onednn_isa_cap()
     if precision != "mixed_bfloat16" or cap is None or cap[1] not in _ONEDNN_ISAS_WITHOUT_BF16:
+        if "TF_ENABLE_ONEDNN_OPTS" not in os.environ and _tensorflow_without_onednn():
+            warnings.warn(
+                "TensorFlow was imported before train() and runs without its oneDNN kernels: "
+                "training is slower (~1.4x on AVX2-only CPUs) and rounds unlike `edgecnn train`; "
+                "set TF_ENABLE_ONEDNN_OPTS=1 before importing TensorFlow or Keras",
+                OneDNNOffWarning,
+                stacklevel=3,  # the caller of train()
+            )
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
         return
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -496,8 +509,19 @@ def prefer_onednn(precision: str = "float32") -> None:
 
 def _onednn_already_running() -> bool:
     """Whether TensorFlow is imported in this process with its oneDNN kernels on."""
+    return _onednn_in_process() is True
+
+
+def _tensorflow_without_onednn() -> bool:
+    """Whether TensorFlow is imported in this process with its oneDNN kernels off: too late
+    for TF_ENABLE_ONEDNN_OPTS, which TensorFlow reads when it starts."""
+    return _onednn_in_process() is False
+
+
+def _onednn_in_process() -> bool | None:
+    """None before TensorFlow is imported; then whether its oneDNN kernels are on."""
     if "tensorflow" not in sys.modules:
-        return False
+        return None
     from tensorflow.python.util import _pywrap_util_port
 
     return bool(_pywrap_util_port.IsMklEnabled())

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -112,6 +113,7 @@ def x86(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(training.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(training, "_onednn_already_running", lambda: False)
+    monkeypatch.setattr(training, "_tensorflow_without_onednn", lambda: False)
     return monkeypatch
 
 
@@ -163,3 +165,46 @@ def test_bfloat16_that_onednn_would_refuse_is_refused_in_one_line(x86):
     x86.setattr(training, "_onednn_already_running", lambda: True)
     with pytest.raises(InputError, match="TF_ENABLE_ONEDNN_OPTS=0"):
         prefer_onednn("mixed_bfloat16")
+
+
+def test_tensorflow_imported_first_without_onednn_is_warned_about_once(x86):
+    x86.setattr(training, "_tensorflow_without_onednn", lambda: True)
+    x86.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # the user's own choice: nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prefer_onednn("float32")
+    x86.delenv("TF_ENABLE_ONEDNN_OPTS")
+    with pytest.warns(training.OneDNNOffWarning, match="TF_ENABLE_ONEDNN_OPTS=1 before importing"):
+        prefer_onednn("float32")
+    with warnings.catch_warnings():  # the variable is set now: said once per process
+        warnings.simplefilter("error")
+        prefer_onednn("float32")
+
+
+# TensorFlow started without oneDNN, then the variable gone, as in a script that imports Keras
+# before calling `train`: what edgecnn sees and says, on any host.
+_IMPORTED_FIRST = """
+import os, platform
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+import tensorflow
+del os.environ["TF_ENABLE_ONEDNN_OPTS"]
+from edgecnn import training
+platform.machine = lambda: "x86_64"
+print(training._tensorflow_without_onednn(), training._onednn_already_running())
+training.prefer_onednn("float32")
+"""
+
+
+def test_a_script_that_imports_tensorflow_first_is_warned_that_onednn_is_off():
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _IMPORTED_FIRST],
+        capture_output=True,
+        text=True,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "False"]
+    notes = [line for line in proc.stderr.splitlines() if "OneDNNOffWarning" in line]
+    assert len(notes) == 1 and "without its oneDNN kernels" in notes[0]
