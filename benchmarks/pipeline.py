@@ -11,6 +11,8 @@ Makes a 640x480 test video, then measures in one run:
       input (the interpreter's invoke on a quantised tensor; also the loop's one-frame call,
       `Classifier.frame_probs`, with what it adds around the invoke);
   (c) `edgecnn run MODEL --source VIDEO --threads 1 --jsonl FILE` (headless, a subprocess);
+      then the same loop in this process, its CPU time a frame split by thread (Linux), to
+      show where the loop's own work goes beside the stages';
   (d) a naive loop: read -> resize -> Keras `model.predict`, one frame at a time.
 
 With capture and inference overlapped on two cores the ceiling is min(a, b); two cores also
@@ -203,6 +205,54 @@ def edgecnn_run(model: Path, video: Path, workdir: Path) -> dict:
     }
 
 
+def _thread_cpu(native_id: int) -> float:
+    """CPU seconds of one thread of this process, from /proc (Linux)."""
+    with open(f"/proc/self/task/{native_id}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loop_threads(model: Path, video: Path, *, every: int = 100) -> dict | None:
+    """The live loop of (c) in this process, writing the same JSON lines to /dev/null, with its
+    CPU time a frame split by thread: `capture` (decoding, and the resize when it is ahead),
+    `inference` (the invoke, and the resize otherwise), `iterating` (results and output) and
+    `other` (FFmpeg's and the interpreter's own threads).  Counted between snapshots taken every
+    `every` results, from the first to the last one while every loop thread was alive; None
+    without /proc."""
+    import threading
+
+    from edgecnn.runtime.live import live
+
+    if not Path("/proc/self/task").is_dir():
+        return None
+    names = {"MainThread": "iterating", "edgecnn-capture": "capture", "edgecnn-infer": "inference"}
+
+    def snapshot(index: int) -> dict | None:
+        try:
+            per = {names[t.name]: _thread_cpu(t.native_id) for t in threading.enumerate()
+                   if t.name in names}  # fmt: skip
+        except FileNotFoundError:  # a thread ended between enumerate() and the read
+            return None
+        if len(per) < len(names):
+            return None
+        return {"index": index, "t": time.perf_counter(), "process": time.process_time(), **per}
+
+    first = last = None
+    with open(os.devnull, "w") as sink, live(str(model), str(video), threads=1) as loop:
+        for i, result in enumerate(loop, 1):
+            sink.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
+            if i % every == 0:
+                snap = snapshot(i)
+                first = first or snap
+                last = snap or last
+    if first is None or last is None or last["index"] == first["index"]:
+        return None
+    frames = last["index"] - first["index"]
+    ms = {k: 1000 * (last[k] - first[k]) / frames for k in ("process", *names.values())}
+    ms["other"] = ms["process"] - sum(ms[k] for k in names.values())
+    return {"frames": frames, "fps": frames / (last["t"] - first["t"]), "cpu_ms": ms}
+
+
 def naive_keras(keras_path: Path, video: Path, *, frames: int) -> dict:
     """What a first attempt looks like: read, resize, model.predict, one frame at a time."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -348,6 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         c = edgecnn_run(model, video, workdir)
         print(f"(c) edgecnn run --threads 1 --jsonl  {c['fps']:8.1f} FPS  ({c['frames']} frames; "
               f"CPU {c['cpu_ms']:.2f} ms/frame)")  # fmt: skip
+        threads = loop_threads(model, video)
+        if threads:
+            t = threads["cpu_ms"]
+            print(f"    the same loop in this process: {threads['fps']:.1f} FPS, CPU {t['process']:.2f} "
+                  f"ms/frame: capture thread {t['capture']:.2f}, inference thread "
+                  f"{t['inference']:.2f}, iterating thread {t['iterating']:.2f}, other "
+                  f"{t['other']:.2f}")  # fmt: skip
         repeats = [limits(a, b, p, c)]
         for i in range(2, args.repeat + 1):
             again = limits(
@@ -367,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = {
         "model": str(model), "decode": a, "inference": b, "preprocess": p, "edgecnn_run": c,
+        "loop_threads": threads,
         "naive": d, "load_average": os.getloadavg(),
         "run_vs_naive": (c["fps"] / d["fps"]) if d else None,
         **repeats[0], "repeats": repeats,
