@@ -486,7 +486,7 @@ def prefer_onednn(precision: str = "float32") -> None:
         return
     cap = _onednn_isa_cap()
     if precision != "mixed_bfloat16" or cap is None or cap[1] not in _ONEDNN_ISAS_WITHOUT_BF16:
-        if "TF_ENABLE_ONEDNN_OPTS" not in os.environ and _tensorflow_without_onednn():
+        if "TF_ENABLE_ONEDNN_OPTS" not in os.environ and _onednn_in_process() is False:
             warnings.warn(
                 "TensorFlow was imported before train() and runs without its oneDNN kernels: "
                 "training is slower (~1.4x on AVX2-only CPUs) and rounds unlike `edgecnn train`; "
@@ -498,7 +498,7 @@ def prefer_onednn(precision: str = "float32") -> None:
         return
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     asked = os.environ["TF_ENABLE_ONEDNN_OPTS"].strip().lower() in ("1", "true")
-    if asked or _onednn_already_running():
+    if asked or _onednn_in_process():
         variable, isa = cap
         raise InputError(
             f"--precision bfloat16: oneDNN is held to {isa.upper()} ({variable}), where it has "
@@ -507,19 +507,9 @@ def prefer_onednn(precision: str = "float32") -> None:
         )
 
 
-def _onednn_already_running() -> bool:
-    """Whether TensorFlow is imported in this process with its oneDNN kernels on."""
-    return _onednn_in_process() is True
-
-
-def _tensorflow_without_onednn() -> bool:
-    """Whether TensorFlow is imported in this process with its oneDNN kernels off: too late
-    for TF_ENABLE_ONEDNN_OPTS, which TensorFlow reads when it starts."""
-    return _onednn_in_process() is False
-
-
 def _onednn_in_process() -> bool | None:
-    """None before TensorFlow is imported; then whether its oneDNN kernels are on."""
+    """None before TensorFlow is imported; then whether its oneDNN kernels are on (too late to
+    change: TensorFlow reads TF_ENABLE_ONEDNN_OPTS when it starts)."""
     if "tensorflow" not in sys.modules:
         return None
     from tensorflow.python.util import _pywrap_util_port

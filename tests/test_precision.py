@@ -112,8 +112,7 @@ def x86(monkeypatch):
     for name in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(training.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(training, "_onednn_already_running", lambda: False)
-    monkeypatch.setattr(training, "_tensorflow_without_onednn", lambda: False)
+    monkeypatch.setattr(training, "_onednn_in_process", lambda: None)
     return monkeypatch
 
 
@@ -162,13 +161,13 @@ def test_bfloat16_that_onednn_would_refuse_is_refused_in_one_line(x86):
     assert "\n" not in str(e.value)
     # oneDNN already on in this process (TensorFlow imported first): too late to switch
     x86.delenv("TF_ENABLE_ONEDNN_OPTS")
-    x86.setattr(training, "_onednn_already_running", lambda: True)
+    x86.setattr(training, "_onednn_in_process", lambda: True)
     with pytest.raises(InputError, match="TF_ENABLE_ONEDNN_OPTS=0"):
         prefer_onednn("mixed_bfloat16")
 
 
 def test_tensorflow_imported_first_without_onednn_is_warned_about_once(x86):
-    x86.setattr(training, "_tensorflow_without_onednn", lambda: True)
+    x86.setattr(training, "_onednn_in_process", lambda: False)
     x86.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # the user's own choice: nothing to say
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -190,7 +189,7 @@ import tensorflow
 del os.environ["TF_ENABLE_ONEDNN_OPTS"]
 from edgecnn import training
 platform.machine = lambda: "x86_64"
-print(training._tensorflow_without_onednn(), training._onednn_already_running())
+print(training._onednn_in_process() is False, training._onednn_in_process() is True)
 training.prefer_onednn("float32")
 """
 
