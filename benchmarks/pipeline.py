@@ -212,8 +212,8 @@ def _thread_cpu(native_id: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def loop_threads(model: Path, video: Path, *, every: int = 100) -> dict | None:
-    """The live loop of (c) in this process, writing the same JSON lines to /dev/null, with its
+def loop_threads(model: Path, video: Path, workdir: Path, *, every: int = 100) -> dict | None:
+    """The live loop of (c) in this process, writing the same JSON lines (`JsonlWriter`), with its
     CPU time a frame split by thread: `capture` (decoding, and the resize when it is ahead),
     `inference` (the invoke, and the resize otherwise), `iterating` (results and output) and
     `other` (FFmpeg's and the interpreter's own threads).  Counted between snapshots taken every
@@ -222,6 +222,7 @@ def loop_threads(model: Path, video: Path, *, every: int = 100) -> dict | None:
     import threading
 
     from edgecnn.runtime.live import live
+    from edgecnn.runtime.live.outputs import JsonlWriter
 
     if not Path("/proc/self/task").is_dir():
         return None
@@ -238,14 +239,16 @@ def loop_threads(model: Path, video: Path, *, every: int = 100) -> dict | None:
         return {"index": index, "t": time.perf_counter(), "process": time.process_time(), **per}
 
     first = last = None
-    with open(os.devnull, "w") as sink, live(str(model), str(video), threads=1) as loop:
+    sink = JsonlWriter(workdir / "threads.jsonl")
+    with live(str(model), str(video), threads=1) as loop:
         for i, result in enumerate(loop, 1):
-            sink.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
+            sink.write(result, None)
             if i % every == 0:
                 snap = snapshot(i)
                 first = first or snap
                 last = snap or last
-    if first is None or last is None or last["index"] == first["index"]:
+    sink.close()
+    if first is None or last["index"] == first["index"]:
         return None
     frames = last["index"] - first["index"]
     ms = {k: 1000 * (last[k] - first[k]) / frames for k in ("process", *names.values())}
@@ -398,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         c = edgecnn_run(model, video, workdir)
         print(f"(c) edgecnn run --threads 1 --jsonl  {c['fps']:8.1f} FPS  ({c['frames']} frames; "
               f"CPU {c['cpu_ms']:.2f} ms/frame)")  # fmt: skip
-        threads = loop_threads(model, video)
+        threads = loop_threads(model, video, workdir)
         if threads:
             t = threads["cpu_ms"]
             print(f"    the same loop in this process: {threads['fps']:.1f} FPS, CPU {t['process']:.2f} "
