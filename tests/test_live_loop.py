@@ -43,6 +43,7 @@ from edgecnn.runtime.live.capture import (
     Capture,
     queue_depth,
 )
+from edgecnn.runtime.live.loop import _top_k
 from edgecnn.runtime.live.stats import Histogram
 
 FAST = Backoff(initial=0.01, factor=2.0, cap=0.04)
@@ -125,6 +126,20 @@ def test_video_every_frame_classified_with_timings(video):
     assert r.frame.shape == (48, 64, 3) and r.probs.shape == (3,)
     d = r.to_dict()
     assert {"time", "index", "label", "score", "topk", "frame_age_ms", "inference_ms"} <= set(d)
+
+
+@pytest.mark.parametrize("classes", [2, 5, 64, 65, 1000])
+def test_top_k_is_the_stable_ranking(classes):
+    """Both paths of `_top_k` (a Python sort for few classes, numpy for many) rank like a stable
+    descending sort: ties in label order, scores as Python floats equal to the model's."""
+    rng = np.random.default_rng(classes)
+    probs = rng.integers(0, 8, classes).astype(np.float32) / 8  # many ties
+    labels = tuple(f"c{i}" for i in range(classes))
+    expected = np.argsort(-probs, kind="stable")[:3]
+    got = _top_k(probs, labels, 3)
+    assert [name for name, _ in got] == [labels[i] for i in expected]
+    assert [score for _, score in got] == [float(probs[i]) for i in expected]
+    assert all(type(score) is float for _, score in got)
 
 
 def test_max_frames_and_summary(video):

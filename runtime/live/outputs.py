@@ -227,6 +227,9 @@ def _measured_rate(times: list[float]) -> float:
 
 # --- --jsonl ---------------------------------------------------------------------------------
 
+# One encoder for every line: `json.dumps` with non-default arguments builds a new one per call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
 
 class JsonlWriter(Output):
     """One JSON object per frame, to a file (renamed into place at the end) or '-' (stdout,
@@ -244,7 +247,7 @@ class JsonlWriter(Output):
             self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, result: Result, annotated: np.ndarray | None) -> None:
-        self._fh.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
+        self._fh.write(_COMPACT_JSON.encode(result.to_dict()) + "\n")
         if self._tmp is None:
             self._fh.flush()
 
