@@ -140,6 +140,8 @@ def test_top_k_is_the_stable_ranking(classes):
     assert [name for name, _ in got] == [labels[i] for i in expected]
     assert [score for _, score in got] == [float(probs[i]) for i in expected]
     assert all(type(score) is float for _, score in got)
+    probs[0] = np.nan  # a broken model's output: NaN ranks last, as numpy's sort has it
+    assert _top_k(probs, labels, classes)[-1][0] == "c0"
 
 
 def test_max_frames_and_summary(video):

@@ -388,7 +388,7 @@ def _top_k(probs: np.ndarray, labels: tuple[str, ...], k: int) -> tuple[tuple[st
     a few times cheaper than `np.argsort` on the few classes a live model usually has, and this
     runs once a frame in the iterating thread."""
     scores = probs.tolist()
-    if len(scores) > 64:
+    if len(scores) > 64 or any(s != s for s in scores):  # numpy ranks a NaN last
         order = np.argsort(-probs, kind="stable")[:k].tolist()
     else:
         order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:k]
