@@ -25,6 +25,7 @@ from _live_fixtures import (
     write_video,
 )
 
+from edgecnn.runtime.classifier import ranked
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.live import (
     Backoff,
@@ -43,7 +44,6 @@ from edgecnn.runtime.live.capture import (
     Capture,
     queue_depth,
 )
-from edgecnn.runtime.live.loop import _top_k
 from edgecnn.runtime.live.stats import Histogram
 
 FAST = Backoff(initial=0.01, factor=2.0, cap=0.04)
@@ -136,12 +136,12 @@ def test_top_k_is_the_stable_ranking(classes):
     probs = rng.integers(0, 8, classes).astype(np.float32) / 8  # many ties
     labels = tuple(f"c{i}" for i in range(classes))
     expected = np.argsort(-probs, kind="stable")[:3]
-    got = _top_k(probs, labels, 3)
+    got = ranked(probs, labels, 3)
     assert [name for name, _ in got] == [labels[i] for i in expected]
     assert [score for _, score in got] == [float(probs[i]) for i in expected]
     assert all(type(score) is float for _, score in got)
     probs[0] = np.nan  # a broken model's output: NaN ranks last, as numpy's sort has it
-    assert _top_k(probs, labels, classes)[-1][0] == "c0"
+    assert ranked(probs, labels, classes)[-1][0] == "c0"
 
 
 def test_max_frames_and_summary(video):

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edgecnn.commands._runtime_cli import load_reporting_warnings
     from edgecnn.runtime import InputError, to_pixels
+    from edgecnn.runtime.classifier import ranked
 
     if args.top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {args.top_k}")
@@ -42,13 +43,8 @@ def run(args: argparse.Namespace) -> int:
     k = min(args.top_k, clf.num_classes)
     results = []
     for image, row in zip(images, probs):
-        order = np.argsort(-row, kind="stable")[:k]
-        results.append(
-            {
-                "image": image,
-                "predictions": [{"label": clf.labels[j], "score": float(row[j])} for j in order],
-            }
-        )
+        top = ranked(row, clf.labels, k)
+        results.append({"image": image, "predictions": [{"label": n, "score": p} for n, p in top]})
     if args.json:
         doc = {
             "model": str(clf.path),

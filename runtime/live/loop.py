@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from ..classifier import ranked
 from ..contract import Contract
 from ..errors import InputError
 from ..preprocess import to_pixels
@@ -336,7 +337,7 @@ class Live:
     def _result(self, inferred: _Inferred, index: int) -> Result:
         frame, probs, t_pick, t_pre, t_inf = inferred
         probs = self._smoothed(probs)
-        topk = _top_k(probs, self.labels, self.top_k)
+        topk = tuple(ranked(probs, self.labels, self.top_k))
         score = topk[0][1]
         uncertain = self.min_score is not None and score < self.min_score
         t_post = time.monotonic()
@@ -381,18 +382,6 @@ class Live:
 
     def _status(self, message: str) -> None:
         self._on_status(message)
-
-
-def _top_k(probs: np.ndarray, labels: tuple[str, ...], k: int) -> tuple[tuple[str, float], ...]:
-    """The `k` best (label, score) pairs, ties in label order.  Sorting a short Python list is
-    a few times cheaper than `np.argsort` on the few classes a live model usually has, and this
-    runs once a frame in the iterating thread."""
-    scores = probs.tolist()
-    if len(scores) > 64 or any(s != s for s in scores):  # numpy ranks a NaN last
-        order = np.argsort(-probs, kind="stable")[:k].tolist()
-    else:
-        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:k]
-    return tuple((labels[i], scores[i]) for i in order)
 
 
 def check_options(
