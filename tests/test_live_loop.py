@@ -130,7 +130,7 @@ def test_video_every_frame_classified_with_timings(video):
 
 @pytest.mark.parametrize("classes", [2, 5, 64, 65, 1000])
 def test_top_k_is_the_stable_ranking(classes):
-    """Both paths of `_top_k` (a Python sort for few classes, numpy for many) rank like a stable
+    """Both paths of `ranked` (a Python sort for few classes, numpy for many) rank like a stable
     descending sort: ties in label order, scores as Python floats equal to the model's."""
     rng = np.random.default_rng(classes)
     probs = rng.integers(0, 8, classes).astype(np.float32) / 8  # many ties
