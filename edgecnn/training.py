@@ -620,6 +620,15 @@ def earliest_stop(epochs: int) -> int:
     return max(1, math.ceil(EARLY_STOP_FROM * epochs))
 
 
+def kept_epoch_text(best_epoch: int, epochs: int) -> str:
+    """How the end-of-run line names the kept epoch: from the early-stopping window only
+    (`earliest_stop`), so an earlier epoch may have scored higher on validation."""
+    window = earliest_stop(epochs)
+    if window <= 1:
+        return f"best epoch {best_epoch}"
+    return f"kept epoch {best_epoch}, the best validated from epoch {window} on"
+
+
 def validated_epochs(epochs: int) -> list[int]:
     """The epochs (1-based) of an `epochs`-long run that are validated: every one inside the
     early-stopping window, every `VAL_EVERY`-th before it.  Runs with fewer than
@@ -970,9 +979,9 @@ class _Trainer:
         )
         shutil.rmtree(self.ckpt, ignore_errors=True)
         if self.progress:
+            kept = kept_epoch_text(s["best_epoch"], self.epochs)
             print(
-                f"val accuracy {report['val_accuracy']:.4f} (best epoch {s['best_epoch']}); "
-                f"run saved in {self.out}",
+                f"val accuracy {report['val_accuracy']:.4f} ({kept}); run saved in {self.out}",
                 file=sys.stderr,
             )
             print(f"most confused: {format_pairs(report['confused_pairs'])}", file=sys.stderr)

@@ -29,6 +29,7 @@ from edgecnn.training import (  # noqa: E402
     TrainOptions,
     data_name,
     earliest_stop,
+    kept_epoch_text,
     lr_at,
     time_left,
     validated_epochs,
@@ -238,6 +239,12 @@ def test_the_kept_epoch_is_the_best_inside_the_early_stopping_window(data, tmp_p
     run = train(train_dir, val_dir=val_dir, out=tmp_path / "r", **options)
     assert run.metrics["best_epoch"] == 7
     assert [r["epoch"] for r in run.history] == list(range(1, 9))  # no early stop: patience 5
+
+
+def test_the_end_of_run_line_says_the_kept_epoch_comes_from_the_window():
+    assert kept_epoch_text(7, 8) == "kept epoch 7, the best validated from epoch 6 on"
+    assert kept_epoch_text(98, 100) == "kept epoch 98, the best validated from epoch 75 on"
+    assert kept_epoch_text(1, 1) == "best epoch 1"  # the window is the whole run
 
 
 def test_long_runs_validate_every_fifth_epoch_before_the_early_stopping_window(
