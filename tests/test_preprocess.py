@@ -1,4 +1,5 @@
-"""The shared resize (`to_pixels`): the two-step area resize stays a faithful area resize."""
+"""The shared decode and resize: photos come out upright, and the two-step area resize
+(`to_pixels`) stays a faithful area resize."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgecnn.runtime.contract import Contract
-from edgecnn.runtime.preprocess import decode_image, to_pixels
+from edgecnn.runtime.preprocess import decode_image, read_image, to_pixels
 
 
 def _photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -90,3 +91,26 @@ def test_gif_decodes_with_opencv_alone_where_its_codecs_lack_gif(monkeypatch):
     got = decode_image(data, source="x.gif")
     assert got.shape == (37, 53, 3) and got.dtype == np.uint8
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_phone_photos_come_out_upright_from_a_path_and_from_bytes(tmp_path, orientation):
+    """Phones store a portrait photo as landscape pixels plus an EXIF orientation tag; every
+    decode (training, predict, eval, the live loop's folders) must apply it, or a model sees
+    users' photos on their side.  Expected: what Pillow's `exif_transpose` shows."""
+    pil = pytest.importorskip("PIL.Image")
+    ops = pytest.importorskip("PIL.ImageOps")
+    rgb = np.zeros((40, 60, 3), np.uint8)  # four quadrants of distinct colours
+    rgb[:20, :30], rgb[:20, 30:] = (230, 20, 20), (20, 230, 20)
+    rgb[20:, :30], rgb[20:, 30:] = (20, 20, 230), (230, 230, 20)
+    exif = pil.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"phone-{orientation}.jpg"
+    pil.fromarray(rgb).save(path, "JPEG", quality=95, exif=exif.tobytes())
+    expected = np.asarray(ops.exif_transpose(pil.open(path)).convert("RGB"))
+    assert expected.shape[:2] == ((40, 60) if orientation in (1, 3) else (60, 40))
+
+    for decoded in (read_image(path), decode_image(path.read_bytes())):
+        got = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+        assert got.shape == expected.shape
+        assert np.abs(got.astype(int) - expected.astype(int)).mean() < 4  # JPEG rounding only
