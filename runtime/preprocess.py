@@ -23,9 +23,20 @@ from ._imagesize import image_size
 from .contract import Contract
 from .errors import ImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+# Listed from folders.  HEIC/HEIF (what iPhones shoot by default) and AVIF are listed too, though
+# edgecnn does not decode them (`_unknown_format`), so that a folder of them is reported
+# file by file with what to do, instead of looking empty.
+IMAGE_EXTENSIONS = (
+    *(".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"),
+    *(".heic", ".heif", ".avif"),
+)
 MAX_PIXELS = 100_000_000  # refuse decompression bombs beyond ~100 megapixels
 _UNDECODABLE = "not a decodable image (corrupt, truncated or another format)"
+# ISO base media file brands (the `ftyp` box) of the photo formats edgecnn does not decode.
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
 
 _INTERPOLATION = {
     "area": cv2.INTER_AREA,
@@ -60,6 +71,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarray:
     """Decode encoded image bytes (JPEG, PNG, BMP, WebP, GIF, TIFF) to upright BGR uint8.
+    HEIC and AVIF photos are refused with what to do instead.
 
     The size the header declares is checked before any decoder runs: a small file claiming
     more than MAX_PIXELS (a decompression bomb) is refused without allocating its canvas, and
@@ -91,12 +103,29 @@ def _check_declared_size(buf: np.ndarray, source: str) -> None:
     try:
         fmt, width, height = image_size(buf)
     except ValueError:
-        raise ImageError(f"{source}: {_UNDECODABLE}") from None
+        raise ImageError(f"{source}: {_unknown_format(buf)}") from None
     if width * height > MAX_PIXELS:
         raise ImageError(
             f"{source}: {fmt} of {width}x{height} pixels is larger than the "
             f"{MAX_PIXELS // 1_000_000} megapixels edgecnn decodes (a decompression bomb?)"
         )
+
+
+def _unknown_format(buf: np.ndarray) -> str:
+    """Why a file whose header is none of the formats edgecnn reads is refused: what to do with
+    a HEIC or AVIF photo (recognised by the brands of its `ftyp` box), else `_UNDECODABLE`."""
+    head = bytes(buf[:64])
+    if head[4:8] == b"ftyp":
+        size = min(max(int.from_bytes(head[:4], "big"), 16), len(head))
+        brands = {head[8:12], *(head[i : i + 4] for i in range(16, size - 3, 4))}
+        if brands & _AVIF_BRANDS:
+            return "an AVIF image, which edgecnn does not decode: convert it to JPEG or PNG"
+        if brands & _HEIF_BRANDS:
+            return (
+                "a HEIC/HEIF photo (the iPhone camera's default format), which edgecnn does not "
+                "decode: convert it to JPEG (iPhone: Settings > Camera > Formats > Most Compatible)"
+            )
+    return _UNDECODABLE
 
 
 def _decode_gif_with_videocapture(buf: np.ndarray) -> np.ndarray | None:

@@ -131,6 +131,27 @@ def test_images_that_are_not_images(arts, tmp_path):
         assert text in str(err.value) and "\n" not in str(err.value)
 
 
+def _heic(path: Path) -> Path:
+    """The start of an iPhone photo: an ISO base media `ftyp` box of brand heic (edgecnn refuses
+    the file from its header, before any decoder)."""
+    ftyp = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"
+    path.write_bytes(ftyp + b"\x00\x00\x0f\xe8meta" + bytes(4072))
+    return path
+
+
+def test_heic_and_avif_photos_are_refused_with_what_to_do(arts, tmp_path):
+    clf = load(arts["tflite"])
+    avif = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(512)
+    cases = [
+        (_heic(tmp_path / "IMG_0001.HEIC"), "HEIC/HEIF photo", "convert it to JPEG"),
+        (avif, "an AVIF image", "convert it to JPEG or PNG"),  # a real one: test_hostile_files
+    ]
+    for image, what, todo in cases:
+        with pytest.raises(ImageError) as err:
+            clf.predict(image)
+        assert what in str(err.value) and todo in str(err.value) and "\n" not in str(err.value)
+
+
 def test_probs_refuses_input_of_the_wrong_shape(arts):
     clf = load(arts["onnx"])
     with pytest.raises(InputError, match=r"expected model input of shape \(N, 32, 32, 3\)"):
@@ -199,6 +220,7 @@ def test_cli_bad_model_exits_2_with_one_line(arts, tmp_path, capsys, case, comma
     [
         (["IMAGE_NOT_IMAGE"], "not a decodable image"),
         (["IMAGE_MISSING"], "no such file"),
+        (["IMAGE_HEIC"], "a HEIC/HEIF photo (the iPhone camera's default format)"),
         (["--backend", "tflite", "--", "ONNX"], "cannot run .onnx files"),
         (["--top-k", "0"], "--top-k must be at least 1"),
         (["--threads", "0"], "threads must be a positive integer"),
@@ -211,6 +233,7 @@ def test_cli_predict_bad_input(arts, tmp_path, capsys, argv_tail, text):
     sub = {
         "IMAGE_NOT_IMAGE": str(bad),
         "IMAGE_MISSING": str(tmp_path / "nope.jpg"),
+        "IMAGE_HEIC": str(_heic(tmp_path / "IMG_0001.HEIC")),
         "ONNX": str(good),
     }
     tail = [sub.get(a, a) for a in argv_tail]

@@ -132,6 +132,8 @@ def test_bad_files_are_skipped_and_reported(tmp_path, capsys):
     big = np.zeros((4000, 6000, 3), np.uint8)
     big[:, :3000] = (0, 0, 255)
     cv2.imwrite(str(cls / "huge.jpg"), big)
+    (cls / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")
+    (cls / "saved_from_a_browser.jfif").write_bytes(jpg.tobytes())  # a JPEG by another name
 
     out = tmp_path / "run"
     argv = [str(train_dir), "--val-dir", str(val_dir), "--out", str(out), *FAST_ARGS]
@@ -142,14 +144,18 @@ def test_bad_files_are_skipped_and_reported(tmp_path, capsys):
         p.rsplit("/", 1)[-1]: reason
         for p, reason in ((s["path"], s["reason"]) for s in metrics["skipped"])
     }
-    assert {"corrupt.png", "text.jpg", "one_pixel.png"} <= set(skipped)
+    assert {"corrupt.png", "text.jpg", "one_pixel.png", "IMG_0001.HEIC"} <= set(skipped)
     assert "1x1" in skipped["one_pixel.png"]
+    assert "HEIC/HEIF photo" in skipped["IMG_0001.HEIC"]
+    assert "convert it to JPEG" in skipped["IMG_0001.HEIC"]
     assert "huge.jpg" not in skipped  # handled: decoded and downscaled like any photo
     for name in skipped:
         assert name in err  # printed too
-    # Everything not skipped was trained on: 8 good + huge (+ truncated, if its part decodes).
+    # Everything not skipped was trained on: 8 good + huge + the .jfif (+ truncated, if its part
+    # decodes).
+    assert "saved_from_a_browser.jfif" not in skipped
     trained = metrics["class_counts"]["train"]["circle"]
-    assert trained == 8 + 1 + ("truncated.jpg" not in skipped)
+    assert trained == 8 + 1 + 1 + ("truncated.jpg" not in skipped)
 
 
 def test_resume_needs_out(tmp_path, capsys):
