@@ -148,6 +148,41 @@ def test_predict_a_folder_means_its_images(arts, capsys, tmp_path):
     assert code == 2 and "folder has no image files" in err
 
 
+def test_predict_decodes_a_big_folder_a_chunk_at_a_time(arts, capsys, tmp_path, monkeypatch):
+    """Memory is one chunk of pixels, whatever the folder's size: the answers are the same as
+    all at once, and a bad image in a later chunk still stops the command before any output."""
+    from edgecnn.commands import predict
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    files = [p for label in LABELS for p in sorted((arts["data"] / label).iterdir())[:4]]
+    for i, f in enumerate(files):
+        shutil.copy(f, folder / f"{i:02d}_{f.name}")
+    argv = ["predict", arts["tflite"], folder, "--json"]
+    code, whole, err = _cli(capsys, argv)
+    assert code == 0, err
+
+    from edgecnn.runtime.classifier import Classifier
+
+    batches = []
+    real = Classifier.probs_pixels
+
+    def spy(self, pixels, **kw):
+        batches.append(len(pixels))
+        return real(self, pixels, **kw)
+
+    monkeypatch.setattr(Classifier, "probs_pixels", spy)
+    monkeypatch.setattr(predict, "CHUNK", 3)
+    code, chunked, err = _cli(capsys, argv)
+    assert code == 0, err
+    assert batches == [3] * (len(files) // 3) + ([len(files) % 3] if len(files) % 3 else [])
+    assert json.loads(chunked)["results"] == json.loads(whole)["results"]
+
+    (folder / "zz_last.jpg").write_text("not a photo")  # sorts last: in the last chunk
+    code, out, err = _cli(capsys, argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "zz_last.jpg" in err
+
+
 @pytest.mark.parametrize("command", ["predict", "eval"])
 def test_opencv_on_qdq_int8_answers_or_refuses_in_one_line(arts, capsys, command):
     target = _images(arts)[0] if command == "predict" else arts["data"]

@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+CHUNK = 256  # images decoded and classified at a time
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edgecnn.commands._runtime_cli import add_model_arguments
@@ -28,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from edgecnn.commands._runtime_cli import load_reporting_warnings
     from edgecnn.runtime import InputError, to_pixels
     from edgecnn.runtime.classifier import ranked
+    from edgecnn.runtime.progress import Progress
 
     if args.top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {args.top_k}")
@@ -36,15 +39,23 @@ def run(args: argparse.Namespace) -> int:
     )
     images = _expand(args.images)
     c = clf.contract
-    pixels = np.empty((len(images), c.height, c.width, 3), dtype=np.uint8)
-    for i, image in enumerate(images):  # any undecodable image stops here, nothing printed
-        to_pixels(image, c, out=pixels[i])
-    probs = clf.probs_pixels(pixels)
     k = min(args.top_k, clf.num_classes)
     results = []
-    for image, row in zip(images, probs):
-        top = ranked(row, clf.labels, k)
-        results.append({"image": image, "predictions": [{"label": n, "score": p} for n, p in top]})
+    # A chunk of images is decoded at a time, so a folder of any size needs the memory of one
+    # chunk's pixels and the results; any undecodable image stops the command before anything
+    # is printed.
+    pixels = np.empty((min(len(images), CHUNK), c.height, c.width, 3), dtype=np.uint8)
+    bar_wanted = None if len(images) > CHUNK else False  # None: on a terminal
+    with Progress(len(images), "predict", enabled=bar_wanted) as bar:
+        for start in range(0, len(images), CHUNK):
+            chunk = images[start : start + CHUNK]
+            for i, image in enumerate(chunk):
+                to_pixels(image, c, out=pixels[i])
+            for image, row in zip(chunk, clf.probs_pixels(pixels[: len(chunk)])):
+                top = ranked(row, clf.labels, k)
+                predictions = [{"label": n, "score": p} for n, p in top]
+                results.append({"image": image, "predictions": predictions})
+            bar.update(len(chunk))
     if args.json:
         doc = {
             "model": str(clf.path),
