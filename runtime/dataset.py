@@ -154,9 +154,11 @@ def load_pixels(
     progress: bool | None = None,
     workers: int | None = None,
     into: str | os.PathLike | None = None,
+    allow_none: bool = False,
 ) -> Decoded:
     """Decode every image once with the shared contract; undecodable files are skipped with a
-    reason.  Raises InputError when nothing at all could be decoded.
+    reason.  Raises InputError when nothing at all could be decoded, unless `allow_none` (a
+    part of a bigger dataset: then no pixels and every file skipped).
 
     `into` decodes into that `.npy` file instead of memory, for datasets larger than memory:
     numpy's own format (`np.lib.format.open_memmap` writes the header and sizes the file), rows
@@ -190,7 +192,7 @@ def load_pixels(
             for _ in track(pool.map(work, range(n)), n, desc, enabled=progress):
                 pass
         keep = np.flatnonzero(ok)
-        if keep.size == 0:
+        if keep.size == 0 and not allow_none:
             raise InputError(f"{dataset.root}: none of the {n} image files could be decoded")
         if rows is not None:
             pixels = rows.finish(keep)

@@ -42,12 +42,32 @@ def match_folder(clf: Classifier, root: str | os.PathLike) -> tuple[Dataset, tup
     return list_dataset(root, classes=clf.labels), clf.labels, "model"
 
 
-def _decode_folder(
-    clf: Classifier, root: str | os.PathLike, progress: bool | None
-) -> tuple[Decoded, tuple[str, ...], str]:
-    dataset, names, source = match_folder(clf, root)
-    decoded = load_pixels(dataset, clf.contract, desc="decoding", progress=progress)
-    return decoded, names, source
+# Images of a folder decoded and classified at a time: memory stays bounded whatever the
+# folder's size (2,048 images at 80x80 are 39 MB of pixels).
+CHUNK = 2048
+
+
+def _predict_folder(
+    clf: Classifier, dataset: Dataset, *, batch: int, progress: bool | None
+) -> tuple[np.ndarray, np.ndarray, list, float]:
+    """(targets, predicted class indices, skipped files, seconds of inference) for every image
+    of `dataset`, decoded and classified `CHUNK` images at a time."""
+    targets, predicted, skipped, seconds = [], [], [], 0.0
+    with Progress(len(dataset), f"evaluating ({clf.backend})", enabled=progress) as bar:
+        for start in range(0, len(dataset), CHUNK):
+            part = dataset.subset(np.arange(start, min(len(dataset), start + CHUNK)))
+            decoded = load_pixels(part, clf.contract, progress=False, allow_none=True)
+            skipped.extend(decoded.skipped)
+            if len(decoded.targets):
+                t0 = time.perf_counter()
+                probs = clf.probs_pixels(decoded.pixels, batch=max(1, int(batch)))
+                seconds += time.perf_counter() - t0
+                targets.append(decoded.targets)
+                predicted.append(probs.argmax(axis=1))
+            bar.update(len(part))
+    if not targets:
+        raise InputError(f"{dataset.root}: none of the {len(dataset)} image files could be decoded")
+    return np.concatenate(targets), np.concatenate(predicted), skipped, seconds
 
 
 def _probs_with_progress(
@@ -81,20 +101,24 @@ def evaluate(
         (0.95, [[48, 2], [3, 47]])
     """
     if isinstance(data, Decoded):
-        decoded, names, source, root = data, clf.labels, "model", None
+        names, source, root = clf.labels, "model", None
         expected = (clf.contract.height, clf.contract.width, 3)
-        if decoded.pixels.shape[1:] != expected:
+        if data.pixels.shape[1:] != expected:
             raise InputError(
-                f"decoded pixels have shape {decoded.pixels.shape[1:]}, the model takes {expected}"
+                f"decoded pixels have shape {data.pixels.shape[1:]}, the model takes {expected}"
             )
+        start = time.perf_counter()
+        probs = _probs_with_progress(clf, data.pixels, batch=batch, progress=progress)
+        seconds = time.perf_counter() - start
+        targets, skipped = data.targets, data.skipped
+        predicted = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
     else:
         root = data
-        decoded, names, source = _decode_folder(clf, data, progress)
-    start = time.perf_counter()
-    probs = _probs_with_progress(clf, decoded.pixels, batch=batch, progress=progress)
-    seconds = time.perf_counter() - start
-    predicted = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
-    report = classification_report(decoded.targets, predicted, names)
+        dataset, names, source = match_folder(clf, data)
+        targets, predicted, skipped, seconds = _predict_folder(
+            clf, dataset, batch=batch, progress=progress
+        )
+    report = classification_report(targets, predicted, names)
     return {
         **report,
         "confused_pairs": confused_pairs(report["confusion_matrix"], names),
@@ -103,5 +127,5 @@ def evaluate(
         "data": None if root is None else str(root),
         "label_source": source,
         "inference_seconds": round(seconds, 4),
-        "skipped": [{"path": str(p), "reason": r} for p, r in decoded.skipped],
+        "skipped": [{"path": str(p), "reason": r} for p, r in skipped],
     }

@@ -344,6 +344,42 @@ def test_evaluate_folder_reports_metrics_and_skipped_files(arts, tmp_path):
     assert report["backend"] == "tflite" and report["model"] == str(arts["tflite"])
 
 
+def test_evaluate_decodes_a_big_folder_a_chunk_at_a_time(arts, tmp_path, monkeypatch):
+    """Memory is one chunk of pixels, whatever the folder's size: the same report as all at
+    once, and a chunk in which nothing decodes is skipped, not the end of the run."""
+    import importlib
+
+    ev = importlib.import_module("edgecnn.runtime.evaluate")  # the package exports evaluate()
+
+    data = tmp_path / "data"
+    shutil.copytree(arts["data"], data)
+    for name in ("aa_1.png", "aa_2.png", "aa_3.png"):  # sort first: one whole chunk of 3
+        (data / "blue" / name).write_bytes(b"this is not a png file at all")
+    clf = open_case(arts, "tflite", "tflite")
+    whole = evaluate(clf, data)
+
+    sizes = []
+    real = ev.load_pixels
+
+    def spy(dataset, *args, **kwargs):
+        sizes.append(len(dataset))
+        return real(dataset, *args, **kwargs)
+
+    monkeypatch.setattr(ev, "load_pixels", spy)
+    monkeypatch.setattr(ev, "CHUNK", 3)
+    chunked = evaluate(clf, data)
+    n = sum(1 for _ in data.rglob("*.png"))
+    assert sizes == [3] * (n // 3) + ([n % 3] if n % 3 else [])
+    for key in ("accuracy", "confusion_matrix", "per_class", "skipped", "count"):
+        assert chunked[key] == whole[key], key
+    assert len(chunked["skipped"]) == 3 and chunked["count"] == n - 3
+
+    for png in data.rglob("*.png"):
+        png.write_bytes(b"broken")
+    with pytest.raises(InputError, match=f"none of the {n} image files could be decoded"):
+        evaluate(clf, data)
+
+
 def test_evaluate_matches_folder_names_not_folder_order(arts, tmp_path):
     """A data folder with only some classes: targets still index the model's labels."""
     data = tmp_path / "data"
