@@ -37,6 +37,10 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def nothing_decoded(self) -> InputError:
+        """The error for a dataset of which no file could be decoded."""
+        return InputError(f"{self.root}: none of the {len(self)} image files could be decoded")
+
     def counts(self) -> dict[str, int]:
         binc = np.bincount(self.targets, minlength=len(self.classes))
         return {c: int(n) for c, n in zip(self.classes, binc)}
@@ -193,7 +197,7 @@ def load_pixels(
                 pass
         keep = np.flatnonzero(ok)
         if keep.size == 0 and not allow_none:
-            raise InputError(f"{dataset.root}: none of the {n} image files could be decoded")
+            raise dataset.nothing_decoded()
         if rows is not None:
             pixels = rows.finish(keep)
         else:

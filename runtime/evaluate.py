@@ -66,7 +66,7 @@ def _predict_folder(
                 predicted.append(probs.argmax(axis=1))
             bar.update(len(part))
     if not targets:
-        raise InputError(f"{dataset.root}: none of the {len(dataset)} image files could be decoded")
+        raise dataset.nothing_decoded()
     return np.concatenate(targets), np.concatenate(predicted), skipped, seconds
 
 

@@ -223,7 +223,7 @@ def evaluate_shifts(
                 correct[name] += int((predicted == targets).sum())
             seen += len(kept)
     if seen == 0:
-        raise InputError(f"{dataset.root}: none of the {len(dataset)} image files could be decoded")
+        raise dataset.nothing_decoded()
     per_shift = {
         name: {"accuracy": correct[name] / seen, "correct": correct[name], "images": seen}
         for name in names

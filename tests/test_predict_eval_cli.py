@@ -152,6 +152,7 @@ def test_predict_decodes_a_big_folder_a_chunk_at_a_time(arts, capsys, tmp_path, 
     """Memory is one chunk of pixels, whatever the folder's size: the answers are the same as
     all at once, and a bad image in a later chunk still stops the command before any output."""
     from edgecnn.commands import predict
+    from edgecnn.runtime.classifier import Classifier
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -161,8 +162,6 @@ def test_predict_decodes_a_big_folder_a_chunk_at_a_time(arts, capsys, tmp_path, 
     argv = ["predict", arts["tflite"], folder, "--json"]
     code, whole, err = _cli(capsys, argv)
     assert code == 0, err
-
-    from edgecnn.runtime.classifier import Classifier
 
     batches = []
     real = Classifier.probs_pixels
