@@ -21,7 +21,7 @@ import numpy as np
 from .contract import Contract
 from .errors import ImageError, InputError
 from .files import temp_file
-from .preprocess import is_image_file, to_pixels
+from .preprocess import image_files, to_pixels
 from .progress import track
 
 
@@ -130,7 +130,7 @@ def list_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None = N
         folder = root / name
         if not folder.is_dir():
             continue
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+        files = image_files(folder)
         if not files and len(found) and name in found:
             raise InputError(f"{folder}: class {name!r} has no image files")
         paths.extend(files)

@@ -30,6 +30,9 @@ IMAGE_EXTENSIONS = (
     *(".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"),
     *(".heic", ".heif", ".avif"),
 )
+# Folders that file managers, NAS boxes and archivers write beside photos: thumbnails and
+# metadata, never photos of a class (Synology's @eaDir holds JPEG thumbnails of every photo).
+_METADATA_DIRS = frozenset({"@eaDir", "__MACOSX"})
 MAX_PIXELS = 100_000_000  # refuse decompression bombs beyond ~100 megapixels
 _UNDECODABLE = "not a decodable image (corrupt, truncated or another format)"
 # ISO base media file brands (the `ftyp` box) of the photo formats edgecnn does not decode.
@@ -49,6 +52,26 @@ _INTERPOLATION = {
 def is_image_file(path: str | os.PathLike) -> bool:
     name = os.fspath(path)
     return name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(name).startswith(".")
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files under `folder` and its sub-folders, sorted.
+
+    Hidden files and folders (a leading dot: `.thumbnails/`, macOS's `._photo.jpg`) and the
+    thumbnail and metadata folders of NAS boxes and archivers (`@eaDir/`, `__MACOSX/`) are left
+    out: their JPEGs are copies or are not photos at all.  Symlinked files are followed,
+    symlinked sub-folders are not (no loops); anything that is not a regular file (a FIFO named
+    `x.jpg`) is left out.
+    """
+    found: list[Path] = []
+    for parent, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _METADATA_DIRS]
+        found.extend(
+            path
+            for path in (Path(parent, name) for name in names if is_image_file(name))
+            if path.is_file()
+        )
+    return sorted(found)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -75,12 +75,12 @@ def _expand(paths: list[str]) -> list[str]:
     from pathlib import Path
 
     from edgecnn.runtime import InputError
-    from edgecnn.runtime.preprocess import is_image_file
+    from edgecnn.runtime.preprocess import image_files
 
     out: list[str] = []
     for p in paths:
         if Path(p).is_dir():
-            found = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and is_image_file(f))
+            found = sorted(str(f) for f in image_files(p))
             if not found:
                 raise InputError(f"{p}: folder has no image files")
             out.extend(found)

@@ -1,0 +1,60 @@
+"""Which files of a folder count as photos: the same rule for training, `eval` and `predict`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecnn.commands.predict import _expand
+from edgecnn.runtime.dataset import list_dataset
+from edgecnn.runtime.preprocess import image_files
+
+
+def _photo(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((8, 8, 3), 127, np.uint8))
+    return path
+
+
+def _class_folder(folder: Path) -> list[Path]:
+    """A class folder as copied from a NAS or a Mac: photos, and thumbnails beside them.
+    Returns the photos."""
+    photos = [_photo(folder / "a.jpg"), _photo(folder / "2024" / "b.png")]
+    _photo(folder / "@eaDir" / "a.jpg" / "SYNOPHOTO_THUMB_XL.jpg")  # Synology thumbnails
+    _photo(folder / ".thumbnails" / "a.jpg")
+    _photo(folder / "2024" / ".@__thumb" / "b.png")  # QNAP thumbnails
+    _photo(folder / "__MACOSX" / "c.jpg")
+    (folder / "._a.jpg").write_bytes(b"\x00\x05\x16\x07AppleDouble resource fork")
+    (folder / "notes.txt").write_text("not a photo")
+    return photos
+
+
+def test_hidden_and_thumbnail_folders_are_not_photos(tmp_path):
+    cats = _class_folder(tmp_path / "data" / "cats")
+    dogs = _class_folder(tmp_path / "data" / "dogs")
+    assert image_files(tmp_path / "data" / "cats") == sorted(cats)
+
+    ds = list_dataset(tmp_path / "data")
+    assert ds.classes == ("cats", "dogs")
+    assert list(ds.paths) == sorted(cats) + sorted(dogs)
+    assert ds.counts() == {"cats": 2, "dogs": 2}
+
+    assert _expand([str(tmp_path / "data")]) == sorted(str(p) for p in cats + dogs)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX symlinks and FIFOs")
+def test_links_are_followed_to_files_only(tmp_path):
+    """A symlinked photo counts; a symlinked folder is not entered (a link to a parent would
+    loop); a FIFO named like a photo would block a reader forever and is left out."""
+    real = _photo(tmp_path / "elsewhere" / "real.jpg")
+    folder = tmp_path / "data" / "cats"
+    own = _photo(folder / "own.jpg")
+    (folder / "linked.jpg").symlink_to(real)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    (folder / "broken.jpg").symlink_to(tmp_path / "gone.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    assert image_files(folder) == [folder / "linked.jpg", own]
