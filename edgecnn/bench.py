@@ -30,6 +30,7 @@ from pathlib import Path
 
 from edgecnn.runtime import env
 from edgecnn.runtime.artifacts import EXPORT_DIR, KERAS_FILE, rank
+from edgecnn.runtime.backends import MAX_THREADS
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.metadata import MODEL_SUFFIXES, model_kind
 
@@ -73,8 +74,10 @@ class BenchConfig:
                 raise InputError(
                     f"unknown backend(s) {unknown or self.backends}; choose from {', '.join(BACKENDS)}"
                 )
-        if not self.threads or any(int(t) < 1 for t in self.threads):
-            raise InputError(f"thread counts must be >= 1, got {list(self.threads)}")
+        if not self.threads or any(not 1 <= int(t) <= MAX_THREADS for t in self.threads):
+            raise InputError(
+                f"thread counts must be from 1 to {MAX_THREADS}, got {list(self.threads)}"
+            )
         if self.runs < 1:
             raise InputError(f"--runs must be >= 1, got {self.runs}")
         if self.warmup < 0 or self.warmup_seconds < 0 or self.min_seconds < 0:

@@ -63,6 +63,7 @@ from edgecnn.models import (
 )
 from edgecnn.runtime.confusion import format_pairs
 from edgecnn.runtime.contract import Contract
+from edgecnn.runtime.dataset import check_seed
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.files import write_atomic
 from edgecnn.runtime.formatting import duration
@@ -207,14 +208,10 @@ class TrainOptions:
         epochs, batch, patience = self.epochs, self.batch, self.patience
         if self.resume and self.force:
             raise InputError("--resume and --force contradict each other; pass one")
-        if (
-            (epochs is not None and epochs < 1)
-            or batch < 1
-            or (patience is not None and patience < 1)
-        ):
-            raise InputError(
-                f"epochs, batch and patience must be >= 1, got {epochs}, {batch}, {patience}"
-            )
+        for flag, value in (("--epochs", epochs), ("--batch", batch), ("patience", patience)):
+            if value is not None and value < 1:
+                raise InputError(f"{flag} must be at least 1, got {value}")
+        check_seed(self.seed)
         if self.strategy not in STRATEGIES:
             raise InputError(
                 f"unknown strategy {self.strategy!r}; choose one of {list(STRATEGIES)}"

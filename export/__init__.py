@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.runtime import artifacts as registry
+from edgecnn.runtime.dataset import check_seed
 from edgecnn.runtime.env import package_versions
 from edgecnn.runtime.errors import InputError, VerificationError
 from edgecnn.runtime.files import temp_file, write_atomic
@@ -120,6 +121,7 @@ def export(
         raise InputError(
             f"--int8-weights must be one of {', '.join(INT8_WEIGHTS)}, got {int8_weights!r}"
         )
+    check_seed(seed)
     say = _reporter(progress)
     bars = None if progress else False  # progress bars only on a terminal
     # Every input is validated before anything is printed or written, so bad input ends in

@@ -24,6 +24,14 @@ from .files import temp_file
 from .preprocess import image_files, to_pixels
 from .progress import track
 
+SEEDS = range(2**32)  # what numpy's and TensorFlow's seeding both accept
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed that numpy or TensorFlow would refuse later, with a traceback."""
+    if seed not in SEEDS:
+        raise InputError(f"--seed must be between 0 and {SEEDS.stop - 1}, got {seed}")
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -64,6 +72,7 @@ class Dataset:
 
     def stratified_sample(self, n: int, seed: int) -> Dataset:
         """`n` files (all if fewer) spread over the classes in proportion, reproducibly."""
+        check_seed(seed)
         if n >= len(self):
             return self
         rng = np.random.default_rng(seed)
@@ -79,6 +88,7 @@ class Dataset:
         image of every class goes to each side (a class of 3 at 0.2 splits 2 + 1)."""
         if not 0.0 < fraction < 1.0:
             raise InputError(f"--val-split must be between 0 and 1, got {fraction}")
+        check_seed(seed)
         rng = np.random.default_rng(seed)
         val: list[np.ndarray] = []
         for cls in range(len(self.classes)):

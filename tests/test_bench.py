@@ -171,6 +171,7 @@ def test_run_directory_lists_every_artifact(run_dir):
         (["--backends", "tflite,tpu"], "unknown backend"),
         (["--threads", "0"], "thread"),
         (["--threads", "1,x"], "thread"),
+        (["--threads", "1,100000"], "thread counts must be from 1 to 256"),
         (["--backends", "keras"], "no backend"),
     ],
 )

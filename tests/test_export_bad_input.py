@@ -112,8 +112,10 @@ def test_unknown_format_lists_the_valid_ones(run_copy, capsys):
     _no_export_files(run_copy)
 
 
-def test_bad_int8_io_and_calib_count(run_copy, capsys):
+def test_bad_int8_io_calib_count_and_seed(run_copy, capsys):
     _fails_with_one_line(capsys, [str(run_copy), "--int8-io", "int4"], "--int8-io")
     _fails_with_one_line(capsys, [str(run_copy), "--int8-weights", "per-layer"], "--int8-weights")
     _fails_with_one_line(capsys, [str(run_copy), "--calib-count", "0"], "--calib-count")
+    seed = "--seed must be between 0 and 4294967295, got -1"
+    _fails_with_one_line(capsys, [str(run_copy), "--calib-count", "2", "--seed", "-1"], seed)
     _no_export_files(run_copy)

@@ -95,6 +95,7 @@ def test_run_without_outputs_prints_label_lines(model, clip):
         (["MODEL", "--source", "CLIP", "--smooth", "1.5"], "--smooth"),
         (["MODEL", "--source", "CLIP", "--record", "out.gif"], "--record"),
         (["MODEL", "--source", "CLIP", "--max-frames", "0"], "--max-frames"),
+        (["MODEL", "--source", "CLIP", "--threads", "100000"], "--threads must be from 1 to 256"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(model, clip, tmp_path, args, message):

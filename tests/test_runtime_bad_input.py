@@ -103,8 +103,8 @@ def test_unknown_backend_and_bad_threads(arts):
         load(arts["onnx"], backend="tensorrt")
     with pytest.raises(InputError, match="unknown backend"):
         choose_backend("onnx", "gpu")
-    for bad in (0, -1, 1.5):
-        with pytest.raises(InputError, match="threads must be a positive integer"):
+    for bad in (0, -1, 1.5, 257, 100_000):  # 100,000 LiteRT threads crash the process
+        with pytest.raises(InputError, match="threads must be an integer from 1 to 256"):
             load(arts["onnx"], threads=bad)
 
 
@@ -223,7 +223,8 @@ def test_cli_bad_model_exits_2_with_one_line(arts, tmp_path, capsys, case, comma
         (["IMAGE_HEIC"], "a HEIC/HEIF photo (the iPhone camera's default format)"),
         (["--backend", "tflite", "--", "ONNX"], "cannot run .onnx files"),
         (["--top-k", "0"], "--top-k must be at least 1"),
-        (["--threads", "0"], "threads must be a positive integer"),
+        (["--threads", "0"], "threads must be an integer from 1 to 256, got 0"),
+        (["--threads", "100000"], "threads must be an integer from 1 to 256, got 100000"),
     ],
 )
 def test_cli_predict_bad_input(arts, tmp_path, capsys, argv_tail, text):

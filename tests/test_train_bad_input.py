@@ -77,7 +77,9 @@ def test_val_dir_with_unknown_class(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--epochs", "0"], "must be >= 1"),
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--batch", "-2"], "--batch must be at least 1, got -2"),
+        (["--seed", "-1"], "--seed must be between 0 and 4294967295, got -1"),
         (["--val-split", "1.5"], "--val-split"),
         (["--img-size", "8"], "--img-size"),
         (["--weights", "missing.weights.h5"], "weights file not found"),
@@ -167,8 +169,9 @@ def test_resume_needs_out(tmp_path, capsys):
     ("options", "expected"),
     [
         ({"resume": True, "force": True}, "contradict each other"),
-        ({"batch": 0}, "must be >= 1"),
-        ({"patience": 0}, "must be >= 1"),
+        ({"batch": 0}, "--batch must be at least 1"),
+        ({"patience": 0}, "patience must be at least 1"),
+        ({"seed": 2**32}, "--seed must be between 0 and 4294967295"),
         ({"strategy": "tpu"}, "unknown strategy 'tpu'"),
         ({"resume": True}, "--resume needs --out"),
     ],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from edgecnn.runtime.backends import MAX_THREADS
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.live import DEFAULT_TOP_K
 
@@ -54,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgecnn.runtime.live import run_live
 
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be at least 1, got {args.threads}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise InputError(f"--threads must be from 1 to {MAX_THREADS}, got {args.threads}")
     run_live(
         args.model,
         args.source,

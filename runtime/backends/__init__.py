@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import InputError, MissingDependencyError
-from .base import Backend, check_threads, default_threads
+from .base import MAX_THREADS, Backend, check_threads, default_threads
 
 BACKENDS: dict[str, str] = {
     "tflite": "edgecnn.runtime.backends.tflite:TFLiteBackend",
@@ -86,6 +86,7 @@ __all__ = [
     "AUTO_ORDER",
     "BACKENDS",
     "BACKEND_CHOICES",
+    "MAX_THREADS",
     "Backend",
     "available_backends",
     "backends_for",
