@@ -10,6 +10,7 @@ The commands that import TensorFlow run with its native log lines kept off the c
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -29,6 +30,24 @@ COMMANDS = {
     "bench": "latency, throughput, memory and accuracy of every artifact x backend",
     "profile": "parameters, MACs, memory and quantisation error per layer",
 }
+
+
+# OSErrors that say a path the user gave, or the disk behind it, cannot take what is written
+# (a full SD card, a read-only mount, a folder that cannot exist): bad input, not a bug.
+_PATH_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENAMETOOLONG,
+    }
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,9 +97,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 130
     except BrokenPipeError:
         # `edgecnn eval ... | head`: the reader left; exit quietly like other Unix tools.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _drop_stdout()
         return 141
+    except OSError as e:
+        if e.errno not in _PATH_ERRNOS:
+            raise
+        where = f"{e.filename}" if e.filename is not None else "cannot write the output"
+        try:
+            sys.stdout.flush()
+        except OSError:  # stdout itself is what failed (`> /dev/full`)
+            _drop_stdout()
+        print(f"edgecnn {args.command}: error: {where}: {e.strerror}", file=sys.stderr)
+        return 2
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the exit's own flush cannot fail a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

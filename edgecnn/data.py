@@ -114,6 +114,7 @@ def prepare(
     if val_dir is not None:
         val_set = list_dataset(val_dir, classes=train_set.classes)
         source = {"data_dir": str(Path(data_dir)), "val_dir": str(Path(val_dir))}
+        _warn_shared_files(train_set, val_set)
     else:
         train_set, val_set = train_set.stratified_split(val_split, seed)
         source = {"data_dir": str(Path(data_dir)), "val_split": val_split}
@@ -165,6 +166,19 @@ def prepare(
         source=source,
         cache=cache,
     )
+
+
+def _warn_shared_files(train_set: Dataset, val_set: Dataset) -> None:
+    """One line on stderr when validation files are training files too (`--val-dir` naming the
+    training folder, or a folder linked into it): their accuracy says little of new photos."""
+    training = {os.path.realpath(p) for p in train_set.paths}
+    shared = sum(os.path.realpath(p) in training for p in val_set.paths)
+    if shared:
+        print(
+            f"edgecnn train: warning: {shared} of the {len(val_set)} validation files in "
+            f"{val_set.root} are training files too: validation accuracy will flatter the model",
+            file=sys.stderr,
+        )
 
 
 def default_cache_mb() -> int:

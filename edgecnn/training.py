@@ -394,7 +394,10 @@ def _is_run(path: Path) -> bool:
 def _refuse_existing(out_dir: Path, *, force: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
-    if not out_dir.exists() or not any(out_dir.iterdir()):
+    if not out_dir.exists():
+        _refuse_uncreatable(out_dir)
+        return
+    if not any(out_dir.iterdir()):
         return
     if not _is_run(out_dir):
         raise InputError(
@@ -404,6 +407,17 @@ def _refuse_existing(out_dir: Path, *, force: bool) -> None:
         raise InputError(
             f"{out_dir}: already holds a run; pass --resume to continue it or --force to replace it"
         )
+
+
+def _refuse_uncreatable(out_dir: Path) -> None:
+    """Refuse, before any work, an --out that its nearest existing parent cannot hold."""
+    parent = out_dir.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{out_dir}: cannot be made, {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{out_dir}: cannot be made, {parent} is not writable")
 
 
 def _read_state(out_dir: Path) -> dict[str, Any]:

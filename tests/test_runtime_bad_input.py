@@ -286,3 +286,22 @@ def test_cli_error_is_one_line_at_the_process_level(arts, tmp_path, artifact):
     assert proc.stderr.splitlines() == [
         f"edgecnn predict: error: {bad}: not a decodable image (corrupt, truncated or another format)"
     ]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a full disk)")
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_a_full_disk_under_stdout_is_one_line(arts, extra):
+    """`> /dev/full`, as a full SD card behaves: one line and exit 2, not two tracebacks."""
+    good = next((arts["data"] / "red").iterdir())
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgecnn", "predict", str(arts["tflite"]), str(good), *extra],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "edgecnn predict: error: cannot write the output: No space left on device"
+    ]

@@ -185,3 +185,24 @@ def test_conflicting_options_are_refused_when_the_options_are_made(tmp_path, opt
         TrainOptions(**options)
     with pytest.raises(InputError, match=re.escape(expected)):
         train(tmp_path / "missing", **options)
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    train_dir, _ = tiny_split(tmp_path / "d", classes=2, train=3, val=1)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder is wanted")
+    line = _fails(capsys, [str(train_dir), "--out", str(blocker / "run"), *FAST_ARGS])
+    assert line == f"edgecnn train: error: {blocker / 'run'}: cannot be made, {blocker} is a file"
+
+
+def test_validation_files_that_are_training_files_are_warned_about(tmp_path, capsys):
+    train_dir, _ = tiny_split(tmp_path / "d", classes=2, train=4, val=1)
+    out = tmp_path / "run"
+    argv = [str(train_dir), "--val-dir", str(train_dir), "--out", str(out), *FAST_ARGS]
+    assert main(["train", *argv]) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warning == [
+        f"edgecnn train: warning: 8 of the 8 validation files in {train_dir} are training "
+        "files too: validation accuracy will flatter the model"
+    ]
+    assert (out / "model.keras").is_file()
