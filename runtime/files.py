@@ -1,10 +1,16 @@
 """Atomic file writes shared by every stage: a temp file in the same folder, then `os.replace`,
-so a crash or a bad input never leaves a half-written artifact under its final name."""
+so a crash or a bad input never leaves a half-written artifact under its final name.
+
+A device, FIFO or socket (`--json /dev/stdout`, a named pipe) is written in place instead:
+renaming a file over it would replace the device node itself, for every user of the machine
+when run as root.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -30,11 +36,25 @@ def temp_file(path: Path, *, suffix: str = ".partial") -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
+def is_special(path: str | os.PathLike) -> bool:
+    """Whether `path` is, or links to, something that is neither a file nor a folder: a
+    device (`/dev/stdout`, `/dev/null`), a FIFO or a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # missing, or a dangling link: a file will be made
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write bytes (or UTF-8 text) to `path` atomically."""
+    """Write bytes (or UTF-8 text) to `path` atomically (in place when `is_special`)."""
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
+    if is_special(path):
+        with open(path, "wb") as f:
+            f.write(data)
+        return
     fd, tmp = temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -7,8 +7,10 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -77,6 +79,25 @@ def test_run_folder_with_max_frames_smoothing_and_jsonl_file(model, tmp_path):
     assert labels[:6] == ["green"] * 6 and len(labels) == 8
     assert labels[6] == "green"  # EMA: the first blue frame does not flip it yet
     assert "frames processed: 8" in proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_jsonl_into_a_named_pipe_streams_and_leaves_the_pipe(model, clip, tmp_path):
+    """A FIFO (or a device such as /dev/stdout) is written in place, line by line: a temp file
+    renamed over it would replace the node itself."""
+    fifo = tmp_path / "results.fifo"
+    os.mkfifo(fifo)
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(fifo.read_text().splitlines()), daemon=True
+    )
+    reader.start()
+    proc = edgecnn(model, "--source", clip, "--threads", "1", "--jsonl", fifo)
+    reader.join(timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert [json.loads(line)["label"] for line in lines] == COLOURS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.fifo"]  # no temp file left
 
 
 def test_run_without_outputs_prints_label_lines(model, clip):

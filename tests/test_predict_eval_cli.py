@@ -4,7 +4,10 @@ table/JSON output, confusion PNG, run directories as MODEL."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
+import threading
 
 import cv2
 import pytest
@@ -107,6 +110,25 @@ def test_eval_default_png_beside_the_model_and_json_to_stdout(arts, tmp_path, ca
     assert (tmp_path / "m_onnx_confusion.png").is_file()
     assert "accuracy" in err  # the human report goes to stderr when JSON takes stdout
     assert report["accuracy"] >= 0.9
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_eval_json_into_a_named_pipe_is_written_in_place(arts, tmp_path, capsys):
+    """`--json /dev/stdout` or a FIFO: renaming a temp file over it would replace the node."""
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    png = tmp_path / "confusion.png"
+    code, out, err = _cli(
+        capsys, ["eval", arts["onnx"], arts["data"], "--json", fifo, "--confusion", png]
+    )
+    reader.join(timeout=60)
+    assert code == 0, err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert json.loads(received[0])["accuracy"] >= 0.9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.png", "report.fifo"]
 
 
 def test_eval_and_predict_accept_a_run_directory(arts, tmp_path, capsys):

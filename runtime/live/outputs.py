@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..files import is_special
 from .loop import Result
 
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc
@@ -232,14 +233,17 @@ _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class JsonlWriter(Output):
-    """One JSON object per frame, to a file (renamed into place at the end) or '-' (stdout,
-    flushed per line so it can be piped)."""
+    """One JSON object per frame, to a file (renamed into place at the end), or flushed per
+    line so it can be piped: to '-' (stdout), or in place to a FIFO or device (`is_special`)."""
 
     def __init__(self, target: str | os.PathLike) -> None:
         self.target = os.fspath(target)
         self._tmp: Path | None = None
+        self._owned = self.target != "-"
         if self.target == "-":
             self._fh: IO[str] = sys.stdout
+        elif is_special(self.target):
+            self._fh = open(self.target, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         else:
             path = Path(self.target)
             _check_folder(path, "--jsonl")
@@ -252,12 +256,13 @@ class JsonlWriter(Output):
             self._fh.flush()
 
     def close(self) -> None:
-        if self._tmp is None:
+        if not self._owned:
             self._fh.flush()
             return
         if not self._fh.closed:
             self._fh.close()
-            os.replace(self._tmp, self.target)
+            if self._tmp is not None:
+                os.replace(self._tmp, self.target)
 
 
 # --- console ---------------------------------------------------------------------------------
