@@ -148,7 +148,10 @@ def _training_images(contract: Contract, run_dir: Path | None) -> tuple[Dataset,
             "(info.data_dir); pass --calib DIR with representative images"
         )
     if not data_dir.is_dir():
-        raise InputError(f"the run's training images {data_dir} are gone; pass --calib DIR")
+        raise InputError(
+            f"the run's training images {data_dir} are gone (moved, or trained on another "
+            "machine?); pass --calib DIR"
+        )
     dataset = list_dataset(data_dir, classes=contract.labels)
     split = _val_split(contract) if not contract.info.get("val_dir") else None
     if split is not None:
@@ -171,6 +174,9 @@ def _validation_images(contract: Contract, run_dir: Path | None) -> tuple[Datase
             "(info.val_dir or info.data_dir + info.val_split); pass --check DIR"
         )
     if not data_dir.is_dir():
-        raise InputError(f"the run's training images {data_dir} are gone; pass --check DIR")
+        raise InputError(
+            f"the run's training images {data_dir} are gone (moved, or trained on another "
+            "machine?); pass --check DIR, and --calib DIR for the int8 formats"
+        )
     dataset = list_dataset(data_dir, classes=contract.labels).stratified_split(*split)[1]
     return dataset, "validation images (the run's val split)"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
+from pathlib import Path
 
 import pytest
 from _export_fixtures import copy_run, trained_run
@@ -118,4 +120,22 @@ def test_bad_int8_io_calib_count_and_seed(run_copy, capsys):
     _fails_with_one_line(capsys, [str(run_copy), "--calib-count", "0"], "--calib-count")
     seed = "--seed must be between 0 and 4294967295, got -1"
     _fails_with_one_line(capsys, [str(run_copy), "--calib-count", "2", "--seed", "-1"], seed)
+    _no_export_files(run_copy)
+
+
+def test_a_run_whose_photos_are_gone_names_every_folder_to_pass(run_copy, capsys):
+    """A run copied to another machine: one line that names --check and --calib together,
+    then --calib alone once --check is given."""
+    contract_file = run_copy / "edgecnn.json"
+    contract = json.loads(contract_file.read_text())
+    photos = Path(contract["info"]["data_dir"])
+    if contract["info"].get("val_dir"):
+        photos = Path(contract["info"]["val_dir"])
+    contract["info"].update(data_dir=str(run_copy / "gone"), val_dir=None, val_split=0.2)
+    contract_file.write_text(json.dumps(contract))
+
+    gone = f"the run's training images {run_copy / 'gone'} are gone"
+    _fails_with_one_line(capsys, [str(run_copy)], gone, "--check DIR, and --calib DIR")
+    line = _fails_with_one_line(capsys, [str(run_copy), "--check", str(photos)], gone)
+    assert line.endswith("; pass --calib DIR")
     _no_export_files(run_copy)
