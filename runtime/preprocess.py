@@ -188,7 +188,8 @@ def as_bgr_uint8(frame: np.ndarray) -> np.ndarray:
         if frame.dtype == np.uint16:
             frame = (frame >> 8).astype(np.uint8)
         elif np.issubdtype(frame.dtype, np.floating):
-            frame = np.clip(np.nan_to_num(frame) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            frame = np.clip(np.nan_to_num(frame, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+            frame = (frame * 255.0 + 0.5).astype(np.uint8)
         elif frame.dtype == np.bool_ or np.issubdtype(frame.dtype, np.integer):
             frame = np.clip(frame, 0, 255).astype(np.uint8)
         else:

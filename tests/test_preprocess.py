@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import cv2
 import numpy as np
 import pytest
 
 from edgecnn.runtime.contract import Contract
-from edgecnn.runtime.preprocess import decode_image, read_image, to_pixels
+from edgecnn.runtime.preprocess import as_bgr_uint8, decode_image, read_image, to_pixels
 
 
 def _photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -114,3 +116,13 @@ def test_phone_photos_come_out_upright_from_a_path_and_from_bytes(tmp_path, orie
         got = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
         assert got.shape == expected.shape
         assert np.abs(got.astype(int) - expected.astype(int)).mean() < 4  # JPEG rounding only
+
+
+def test_float_frames_map_0_to_1_onto_0_to_255_and_clip_nan_and_inf_silently():
+    frame = np.array([[[0.0, 0.5, 1.0], [-3.0, 7.0, np.nan], [np.inf, -np.inf, 0.25]]])
+    for dtype in (np.float16, np.float32, np.float64):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no overflow warning on inf
+            out = as_bgr_uint8(frame.astype(dtype))
+        assert out.dtype == np.uint8
+        assert out.tolist() == [[[0, 128, 255], [0, 255, 0], [255, 0, 64]]]
