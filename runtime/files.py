@@ -1,9 +1,9 @@
 """Atomic file writes shared by every stage: a temp file in the same folder, then `os.replace`,
 so a crash or a bad input never leaves a half-written artifact under its final name.
 
-A device, FIFO or socket (`--json /dev/stdout`, a named pipe) is written in place instead:
-renaming a file over it would replace the device node itself, for every user of the machine
-when run as root.
+A symlink is followed first, so the file it points to is replaced, not the link. A device, FIFO
+or socket (`--json /dev/stdout`, a named pipe) is written in place: renaming a file over it
+would replace the node itself (`/dev/stdout` is a link, so as root, for every user).
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ def is_special(path: str | os.PathLike) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def final_path(path: str | os.PathLike) -> Path:
+    """Where a file written to `path` by temp file and rename must go: through symlinks."""
+    return Path(os.path.realpath(path))
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     """Write bytes (or UTF-8 text) to `path` atomically (in place when `is_special`)."""
     path = Path(path)
@@ -55,6 +60,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
         with open(path, "wb") as f:
             f.write(data)
         return
+    path = final_path(path)
     fd, tmp = temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..files import is_special
+from ..files import final_path, is_special
 from .loop import Result
 
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc
@@ -167,7 +167,7 @@ class Recorder(Output):
         self.path = check_record_path(path)
         self.fps = fps
         self.frames = 0
-        self._tmp = _partial(self.path)
+        self._tmp = _partial(final_path(self.path))
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
         self._pending: list[tuple[float, np.ndarray]] = []
@@ -215,7 +215,7 @@ class Recorder(Output):
             return
         self._writer.release()
         self._writer = None
-        os.replace(self._tmp, self.path)
+        os.replace(self._tmp, final_path(self.path))
 
 
 def _measured_rate(times: list[float]) -> float:
@@ -245,8 +245,8 @@ class JsonlWriter(Output):
         elif is_special(self.target):
             self._fh = open(self.target, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         else:
-            path = Path(self.target)
-            _check_folder(path, "--jsonl")
+            _check_folder(Path(self.target), "--jsonl")
+            path = final_path(self.target)
             self._tmp = path.with_name(f".{path.name}.partial{os.getpid()}")
             self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
@@ -262,7 +262,7 @@ class JsonlWriter(Output):
         if not self._fh.closed:
             self._fh.close()
             if self._tmp is not None:
-                os.replace(self._tmp, self.target)
+                os.replace(self._tmp, final_path(self.target))
 
 
 # --- console ---------------------------------------------------------------------------------
