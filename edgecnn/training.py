@@ -105,6 +105,10 @@ VAL_EVERY = 5
 # Every ETA_EVERY-th epoch, a run with progress prints the time so far and an estimate of the
 # rest (`time_left`): the default recipe runs ~100 epochs of a few seconds each.
 ETA_EVERY = 10
+# The run's opening lines name each class's photo count up to PLAN_CLASSES classes, and say
+# what one photo is worth when validation has fewer than FEW_VALIDATION_PHOTOS.
+PLAN_CLASSES = 8
+FEW_VALIDATION_PHOTOS = 200
 _GENERIC_FOLDER_NAMES = {"train", "training", "training_set", "data", "images", "photos"}
 
 
@@ -448,6 +452,31 @@ def _print_val_gaps(splits: Splits) -> None:
         )
 
 
+def _print_plan(splits: Splits, config: _Config, epochs: int, out_dir: Path) -> None:
+    """Two lines before the first epoch: the photos as decoded, then the net and the run."""
+    counts = np.bincount(splits.train.targets, minlength=len(splits.classes))
+    if len(counts) <= PLAN_CLASSES:
+        per_class = ", ".join(f"{name} {n}" for name, n in zip(splits.classes, counts))
+    else:
+        per_class = f"{counts.min()} to {counts.max()} a class"
+    n_val = len(splits.val.targets)
+    split = config.val_split or TrainOptions.val_split
+    val_from = f"from {config.val_dir}" if config.val_dir else f"a seeded {split:.0%} split"
+    print(
+        f"edgecnn train: {counts.sum()} training photos of {len(counts)} classes ({per_class}), "
+        f"{n_val} validation photos ({val_from})",
+        file=sys.stderr,
+    )
+    few = ""
+    if 0 < n_val < FEW_VALIDATION_PHOTOS:
+        few = f"; with {n_val} validation photos, one photo is {100 / n_val:.1f} points of accuracy"
+    print(
+        f"edgecnn train: {config.arch} at {config.img_size}x{config.img_size} px, up to "
+        f"{epochs} epoch{'s' if epochs > 1 else ''}, into {out_dir}{few}",
+        file=sys.stderr,
+    )
+
+
 def _print_skipped(skipped: list[tuple[Path, str]]) -> None:
     if not skipped:
         return
@@ -771,6 +800,8 @@ class _Trainer:
             strategy = _make_strategy(self.strategy_name)
             with strategy.scope():
                 model = self._model()
+            if self.progress and self.chief:  # after every check of the options and weights
+                _print_plan(self.splits, self.config, self.epochs, self.out)
             start = self.state["epochs_done"]
             if start < self.epochs and not self.state["stopped_early"]:
                 self.ckpt.mkdir(parents=True, exist_ok=True)

@@ -247,6 +247,19 @@ def test_the_end_of_run_line_says_the_kept_epoch_comes_from_the_window():
     assert kept_epoch_text(1, 1) == "best epoch 1"  # the window is the whole run
 
 
+def test_the_run_opens_with_its_photos_net_and_schedule(tmp_path, capsys):
+    train_dir, _ = tiny_split(tmp_path / "d", classes=2, train=5, val=1)
+    out = tmp_path / "r"
+    train(train_dir, out=out, **{**FAST, "epochs": 2, "progress": True})
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:2] == [
+        "edgecnn train: 8 training photos of 2 classes (circle 4, square 4), "
+        "2 validation photos (a seeded 20% split)",
+        f"edgecnn train: seed at 32x32 px, up to 2 epochs, into {out}; "
+        "with 2 validation photos, one photo is 50.0 points of accuracy",
+    ]
+
+
 def test_long_runs_validate_every_fifth_epoch_before_the_early_stopping_window(
     data, tmp_path, monkeypatch
 ):
