@@ -44,6 +44,24 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
 
 
+def accuracy_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of an accuracy of `correct` / `total` (95% for z = 1.96): the
+    range the accuracy on more photos like these would fall in, honest at 100% and for few
+    photos, where the plain ± of the normal approximation is not.
+
+    Example:
+        >>> [round(x, 3) for x in accuracy_interval(819, 1000)]
+        [0.794, 0.842]
+    """
+    if total <= 0:
+        return 0.0, 1.0
+    p = correct / total
+    z2n = z * z / total
+    centre = (p + z2n / 2) / (1 + z2n)
+    half = z / (1 + z2n) * np.sqrt(p * (1 - p) / total + z2n / (4 * total))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def classification_report(
     y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]
 ) -> dict[str, Any]:
@@ -77,6 +95,7 @@ def classification_report(
     present = support > 0
     return {
         "accuracy": float(tp.sum() / total) if total else 0.0,
+        "accuracy_interval": [round(x, 6) for x in accuracy_interval(int(tp.sum()), total)],
         "count": total,
         "labels": labels,
         "per_class": per_class,
@@ -92,7 +111,7 @@ def format_report(report: dict[str, Any]) -> str:
     labels = report["labels"]
     width = max(8, *(len(x) for x in labels))
     lines = [
-        f"accuracy {report['accuracy']:.4f} on {report['count']} images",
+        f"accuracy {report['accuracy']:.4f} on {report['count']} images{_interval(report)}",
         "",
         f"{'class':<{width}}  precision  recall     f1  support",
     ]
@@ -113,6 +132,13 @@ def format_report(report: dict[str, Any]) -> str:
     for name, row in zip(labels, cells):
         lines.append(f"{name:<{width}}  " + " ".join(f"{v:>{cw}}" for v in row))
     return "\n".join(lines)
+
+
+def _interval(report: dict[str, Any]) -> str:
+    if "accuracy_interval" not in report:  # a report from before the interval was recorded
+        return ""
+    lo, hi = report["accuracy_interval"]
+    return f" (95% interval {lo:.4f} to {hi:.4f})"
 
 
 # --- confusion.png ---------------------------------------------------------------------------

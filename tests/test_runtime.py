@@ -23,7 +23,12 @@ from edgecnn.runtime import (
 )
 from edgecnn.runtime.backends import available_backends, choose_backend, get_backend
 from edgecnn.runtime.dataset import list_dataset, load_pixels
-from edgecnn.runtime.metrics import classification_report, confusion_png
+from edgecnn.runtime.metrics import (
+    accuracy_interval,
+    classification_report,
+    confusion_png,
+    format_report,
+)
 
 # (artifact, backend) pairs: every backend on every file kind it runs
 CASES = [
@@ -418,6 +423,22 @@ def test_classification_report_numbers():
     assert r["per_class"]["c"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
     never = classification_report([0, 1], [0, 0], ["a", "b"])  # 'b' never predicted: 0, not NaN
     assert never["per_class"]["b"]["precision"] == 0.0
+
+
+def test_accuracy_comes_with_its_95_percent_interval():
+    """Wilson's interval: 4 of 6 is 0.300 to 0.903 (the textbook value); more photos narrow it;
+    all right still leaves room below 100%."""
+    r = classification_report([0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 0, 2], ["a", "b", "c"])
+    assert r["accuracy_interval"] == pytest.approx([0.300, 0.903], abs=5e-4)
+    assert "accuracy 0.6667 on 6 images (95% interval 0.3000 to 0.9032)" in format_report(r)
+    lo, hi = accuracy_interval(819, 1000)
+    assert (round(lo, 3), round(hi, 3)) == (0.794, 0.842)
+    lo4, hi4 = accuracy_interval(4 * 819, 4000)
+    assert lo < lo4 < 0.819 < hi4 < hi
+    assert (
+        accuracy_interval(20, 20)[1] == pytest.approx(1.0) and accuracy_interval(20, 20)[0] < 0.85
+    )
+    assert accuracy_interval(0, 0) == (0.0, 1.0)
 
 
 def test_confusion_png_is_written_atomically_and_readable(tmp_path):
