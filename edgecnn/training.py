@@ -1011,7 +1011,7 @@ class _Trainer:
             self.out / "training.png", s["history"], title=f"{c.arch} on {contract.info['data']}"
         )
         _write_text(self.out / "metrics.json", json.dumps(report, indent=2) + "\n")
-        from edgecnn.runtime.metrics import confusion_png
+        from edgecnn.runtime.metrics import confusion_png, interval_text
 
         confusion_png(
             report["confusion_matrix"],
@@ -1023,7 +1023,8 @@ class _Trainer:
         if self.progress:
             kept = kept_epoch_text(s["best_epoch"], self.epochs)
             print(
-                f"val accuracy {report['val_accuracy']:.4f} ({kept}); run saved in {self.out}",
+                f"val accuracy {report['val_accuracy']:.4f} ({interval_text(report)}; {kept}); "
+                f"run saved in {self.out}",
                 file=sys.stderr,
             )
             print(f"most confused: {format_pairs(report['confused_pairs'])}", file=sys.stderr)

@@ -111,7 +111,7 @@ def format_report(report: dict[str, Any]) -> str:
     labels = report["labels"]
     width = max(8, *(len(x) for x in labels))
     lines = [
-        f"accuracy {report['accuracy']:.4f} on {report['count']} images{_interval(report)}",
+        f"accuracy {report['accuracy']:.4f} on {report['count']} images ({interval_text(report)})",
         "",
         f"{'class':<{width}}  precision  recall     f1  support",
     ]
@@ -134,11 +134,10 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _interval(report: dict[str, Any]) -> str:
-    if "accuracy_interval" not in report:  # a report from before the interval was recorded
-        return ""
+def interval_text(report: dict[str, Any]) -> str:
+    """'95% interval 0.7928 to 0.8421' for a `classification_report`."""
     lo, hi = report["accuracy_interval"]
-    return f" (95% interval {lo:.4f} to {hi:.4f})"
+    return f"95% interval {lo:.4f} to {hi:.4f}"
 
 
 # --- confusion.png ---------------------------------------------------------------------------
