@@ -17,6 +17,7 @@ import sys
 
 from edgecnn import __version__
 from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.formatting import shown
 
 # commands that import TensorFlow (profile: for some inputs only)
 TENSORFLOW_COMMANDS = frozenset({"demo", "train", "export", "profile"})
@@ -89,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(_command_module(args.command).run(args) or 0)
-    except InputError as e:
-        print(f"edgecnn {args.command}: error: {e}", file=sys.stderr)
+    except InputError as e:  # file names in it are shown escaped: one line, whatever they hold
+        print(f"edgecnn {args.command}: error: {shown(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"edgecnn {args.command}: interrupted", file=sys.stderr)
@@ -107,7 +108,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         except OSError:  # stdout itself is what failed (`> /dev/full`)
             _drop_stdout()
-        print(f"edgecnn {args.command}: error: {where}: {e.strerror}", file=sys.stderr)
+        print(f"edgecnn {args.command}: error: {shown(where)}: {e.strerror}", file=sys.stderr)
         return 2
 
 

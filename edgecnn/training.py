@@ -66,7 +66,7 @@ from edgecnn.runtime.contract import Contract
 from edgecnn.runtime.dataset import check_seed
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.files import write_atomic
-from edgecnn.runtime.formatting import duration
+from edgecnn.runtime.formatting import duration, shown
 from edgecnn.runtime.metadata import CONTRACT_FILE, LABELS_FILE
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -482,7 +482,7 @@ def _print_skipped(skipped: list[tuple[Path, str]]) -> None:
         return
     print(f"edgecnn train: skipped {len(skipped)} file(s):", file=sys.stderr)
     for path, reason in skipped:
-        print(f"  {path}: {reason}", file=sys.stderr)
+        print(f"  {shown(path)}: {shown(reason)}", file=sys.stderr)
 
 
 # --- training ---------------------------------------------------------------------------------

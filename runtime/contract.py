@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import InputError
+from .formatting import unprintable
 
 SCHEMA = "edgecnn/1"
 RESIZE_MODES = ("stretch", "crop")
@@ -22,11 +22,6 @@ RESIZE_MODES = ("stretch", "crop")
 MAX_CLASSES = 1000  # ImageNet-1k; eval keeps a classes x classes confusion matrix
 MAX_LABEL_CHARS = 200
 MAX_INPUT_SIDE = 4096
-# Characters a class name may not hold: they would rewrite a terminal (ESC, CR, C1 controls such
-# as CSI), reorder what it shows (bidirectional overrides), break the one-label-a-line
-# labels.txt (line and paragraph separators) or fail to encode (lone surrogates).
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -157,7 +152,7 @@ def check_labels(labels: tuple[str, ...]) -> None:
                 f"label {index} is {len(label)} characters long "
                 f"(at most {MAX_LABEL_CHARS}): {label[:40]!r}..."
             )
-        bad = next((c for c in label if _refused(c)), None)
+        bad = next((c for c in label if unprintable(c)), None)  # also breaks labels.txt
         if bad is not None:
             raise InputError(
                 f"label {index} {label[:60]!r} contains U+{ord(bad):04X}; labels must be "
@@ -172,7 +167,3 @@ def _check_scaling(mean: tuple[float, ...], std: tuple[float, ...]) -> None:
     values = (*mean, *std)
     if not all(math.isfinite(v) for v in values) or 0.0 in std:
         raise InputError(f"mean {list(mean)} / std {list(std)} must be finite, std non-zero")
-
-
-def _refused(char: str) -> bool:
-    return char in _BIDI_CONTROLS or unicodedata.category(char) in _REFUSED_CATEGORIES

@@ -7,15 +7,39 @@
     count(1_234_567)       '1.23M'      parameters, MACs
     duration(725)          '12 min'     an estimate of time: seconds below 90 s, then minutes
     table(header, rows)    columns two spaces apart, padded to the widest cell
+    shown('a\x1b[2J.jpg')  'a\\x1b[2J.jpg'  text from files (names, paths) safe for one console line
 
 Missing values (None) print as `empty` ("-" unless the caller's page uses another dash).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 _MB = 1024 * 1024
+# Characters that would rewrite a terminal (ESC, CR, C1 controls such as CSI), reorder what it
+# shows (bidirectional overrides), break a line (line and paragraph separators) or fail to encode
+# (lone surrogates). Labels may not hold them; file names that do are shown escaped.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def unprintable(char: str) -> bool:
+    """Whether `char` must not reach a console line as it is."""
+    return char in _BIDI_CONTROLS or unicodedata.category(char) in _UNPRINTABLE_CATEGORIES
+
+
+def shown(text: object) -> str:
+    """`text` (a file name, a path, an error naming one) for one console line: every
+    `unprintable` character as a Python escape (`\\n`, `\\x1b`, `\\u202e`), the rest as it is."""
+    text = str(text)
+    if not any(unprintable(c) for c in text):
+        return text
+    return "".join(
+        c.encode("unicode_escape", "backslashreplace").decode("ascii") if unprintable(c) else c
+        for c in text
+    )
 
 
 def size(n: float | None, *, empty: str = "-") -> str:

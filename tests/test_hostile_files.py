@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -811,3 +812,39 @@ def test_formats_whose_size_is_not_read_first_are_refused(ext):
     )
     with pytest.raises(ImageError, match=refusal):
         decode_image(buf.tobytes())
+
+
+HOSTILE_NAMES = ("\x1b[2J\x1b[31mcleared.png", "two\nlines.png", "\u202egnp.exe.png")
+
+
+def test_file_names_cannot_rewrite_the_console(arts, tmp_path, capsys):
+    """A downloaded dataset's file names reach the console in predict's table, eval's and
+    train's skipped lists and every one-line error: shown escaped, one line each."""
+    good = next((arts["data"] / "red").iterdir())
+    data = tmp_path / "data"
+    for label in LABELS:
+        (data / label).mkdir(parents=True)
+        shutil.copy(good, data / label / "plain.png")
+    for name in HOSTILE_NAMES:
+        shutil.copy(good, data / "red" / name)
+
+    code, out, err = _cli(capsys, ["predict", str(arts["onnx"]), str(data / "red")])
+    assert code == 0, err
+    assert len(out.splitlines()) == 1 + len(HOSTILE_NAMES) + 1  # the header, plain.png
+    assert "\\x1b[2J\\x1b[31mcleared.png" in out and "two\\nlines.png" in out
+    assert "\\u202egnp.exe.png" in out
+
+    (data / "blue" / "\x1b]0;pwned\x07.png").write_bytes(b"not a png at all, just text")
+    code, out, err = _cli(capsys, ["predict", str(arts["onnx"]), str(data / "blue")])
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "\\x1b]0;pwned\\x07.png" in err
+
+    code, out, err = _cli(
+        capsys, ["eval", str(arts["onnx"]), str(data), "--confusion", str(tmp_path / "c.png")]
+    )
+    assert code == 0, err
+    skipped = [line for line in out.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 1 and "\\x1b]0;pwned\\x07.png" in skipped[0]
+
+    for text in (out, err):
+        assert not any(c in text for c in "\x1b\x07\u202e")

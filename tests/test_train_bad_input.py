@@ -12,6 +12,7 @@ from _train_fixtures import tiny_split
 
 from edgecnn.cli import main
 from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.formatting import shown
 
 pytest.importorskip("keras")
 
@@ -130,6 +131,7 @@ def test_bad_files_are_skipped_and_reported(tmp_path, capsys):
     (cls / "corrupt.png").write_bytes(good[:16] + bytes(range(256)) * 4)
     (cls / "truncated.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 3])
     (cls / "text.jpg").write_text("hello, I am a text file\n")
+    (cls / "\x1b[2Jescape.jpg").write_text("a name that would clear the terminal\n")
     _png(cls / "one_pixel.png", 1, 1)
     big = np.zeros((4000, 6000, 3), np.uint8)
     big[:, :3000] = (0, 0, 255)
@@ -147,12 +149,14 @@ def test_bad_files_are_skipped_and_reported(tmp_path, capsys):
         for p, reason in ((s["path"], s["reason"]) for s in metrics["skipped"])
     }
     assert {"corrupt.png", "text.jpg", "one_pixel.png", "IMG_0001.HEIC"} <= set(skipped)
+    assert "\x1b[2Jescape.jpg" in skipped and "\x1b" not in err  # shown escaped, not run
+    assert "\\x1b[2Jescape.jpg" in err
     assert "1x1" in skipped["one_pixel.png"]
     assert "HEIC/HEIF photo" in skipped["IMG_0001.HEIC"]
     assert "convert it to JPEG" in skipped["IMG_0001.HEIC"]
     assert "huge.jpg" not in skipped  # handled: decoded and downscaled like any photo
     for name in skipped:
-        assert name in err  # printed too
+        assert shown(name) in err  # printed too
     # Everything not skipped was trained on: 8 good + huge + the .jfif (+ truncated, if its part
     # decodes).
     assert "saved_from_a_browser.jfif" not in skipped

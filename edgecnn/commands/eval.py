@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from edgecnn.commands._runtime_cli import load_reporting_warnings
     from edgecnn.runtime import InputError, evaluate
     from edgecnn.runtime.confusion import format_pairs
+    from edgecnn.runtime.formatting import shown
     from edgecnn.runtime.metrics import confusion_png, format_report, write_bytes_atomic
 
     if args.batch < 1:
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if report["confused_pairs"]:
         print(f"most confused: {format_pairs(report['confused_pairs'])}", file=out)
     for item in report["skipped"]:
-        print(f"skipped {item['path']}: {item['reason']}", file=out)
+        print(f"skipped {shown(item['path'])}: {shown(item['reason'])}", file=out)
     print(f"confusion matrix: {png}", file=out)
     if args.shifts:
         from edgecnn.runtime.shifts import evaluate_shifts, format_shifts

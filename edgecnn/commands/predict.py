@@ -90,12 +90,15 @@ def _expand(paths: list[str]) -> list[str]:
 
 
 def _table(results: list[dict], k: int) -> str:
-    width = max(5, *(len(r["image"]) for r in results))
+    from edgecnn.runtime.formatting import shown
+
+    images = [shown(r["image"]) for r in results]  # a file name cannot rewrite the terminal
+    width = max(5, *(len(image) for image in images))
     head = f"{'image':<{width}}  " + "  ".join(
         f"{'top-' + str(i + 1):<{16}}{'score':>6}" for i in range(k)
     )
     lines = [head.rstrip()]
-    for r in results:
+    for image, r in zip(images, results):
         cells = "  ".join(f"{p['label'][:16]:<16}{p['score']:6.3f}" for p in r["predictions"])
-        lines.append(f"{r['image']:<{width}}  {cells}")
+        lines.append(f"{image:<{width}}  {cells}")
     return "\n".join(lines)
