@@ -13,8 +13,10 @@ be in 0..1 (OpenCV's convention), uint16 frames in 0..65535.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -34,6 +36,9 @@ IMAGE_EXTENSIONS = (
 # metadata, never photos of a class (Synology's @eaDir holds JPEG thumbnails of every photo).
 _METADATA_DIRS = frozenset({"@eaDir", "__MACOSX"})
 MAX_PIXELS = 100_000_000  # refuse decompression bombs beyond ~100 megapixels
+# Refuse bigger files before reading them: memory stays bounded whatever a path holds (a
+# 100-megapixel photo is ~50 MB as JPEG; its decoded pixels take 300 MB).
+MAX_IMAGE_BYTES = 256 * 1024 * 1024
 _UNDECODABLE = "not a decodable image (corrupt, truncated or another format)"
 # ISO base media file brands (the `ftyp` box) of the photo formats edgecnn does not decode.
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
@@ -82,14 +87,33 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"{path}: is a directory, not an image")
+        if not stat.S_ISREG(st.st_mode):  # a device or FIFO: reading it may never end
+            raise ImageError(f"{path}: not a regular file")
+        if st.st_size > MAX_IMAGE_BYTES:
+            raise ImageError(
+                f"{path}: {st.st_size / 2**20:,.0f} MB, more than the "
+                f"{MAX_IMAGE_BYTES >> 20} MB an image file may be"
+            )
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
     return decode_image(data, source=str(path))
+
+
+def read_stdin_image(stream: BinaryIO) -> np.ndarray:
+    """Decode the image piped to `stream` (stdin: `cat photo.jpg | edgecnn predict MODEL -`),
+    reading at most MAX_IMAGE_BYTES."""
+    if stream.isatty():
+        raise ImageError("-: stdin is a terminal; pipe an image in (cat photo.jpg | ... -)")
+    data = stream.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageError(f"-: more than the {MAX_IMAGE_BYTES >> 20} MB an image file may be")
+    return decode_image(data, source="-")
 
 
 def decode_image(data: bytes | np.ndarray, *, source: str = "image") -> np.ndarray:

@@ -3,11 +3,15 @@ table/JSON output, confusion PNG, run directories as MODEL."""
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
 import os
 import shutil
 import stat
+import sys
 import threading
+from pathlib import Path
 
 import cv2
 import pytest
@@ -214,3 +218,34 @@ def test_opencv_on_qdq_int8_answers_or_refuses_in_one_line(arts, capsys, command
         return
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "OpenCV DNN cannot run this ONNX file" in err
+
+
+def test_predict_reads_one_image_piped_to_stdin(arts, capsys, monkeypatch):
+    image = _images(arts)[0]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(Path(image).read_bytes())))
+    code, out, err = _cli(capsys, ["predict", arts["onnx"], "-", image, "--json"])
+    assert code == 0, err
+    piped, named = json.loads(out)["results"]
+    assert piped["image"] == "-" and named["image"] == image
+    assert piped["predictions"] == named["predictions"]
+
+
+@pytest.mark.parametrize(
+    ("stdin", "argv_tail", "text"),
+    [
+        (b"", ["-", "-"], "-: stdin holds one image; give - once"),
+        (b"not an image at all", ["-"], "-: not a decodable image"),
+        (b"\xff" * 65, ["-"], "-: more than the 0 MB an image file may be"),
+        ("tty", ["-"], "-: stdin is a terminal; pipe an image in"),
+    ],
+)
+def test_predict_refuses_bad_stdin_in_one_line(arts, capsys, monkeypatch, stdin, argv_tail, text):
+    preprocess = importlib.import_module("edgecnn.runtime.preprocess")  # the function shadows it
+
+    monkeypatch.setattr(preprocess, "MAX_IMAGE_BYTES", 64)
+    stream = io.TextIOWrapper(io.BytesIO(b"" if stdin == "tty" else stdin))
+    if stdin == "tty":
+        monkeypatch.setattr(stream.buffer, "isatty", lambda: True)
+    monkeypatch.setattr(sys, "stdin", stream)
+    code, out, err = _cli(capsys, ["predict", arts["onnx"], *argv_tail])
+    assert code == 2 and out == "" and err.count("\n") == 1 and text in err, err

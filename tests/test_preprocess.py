@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import warnings
 
 import cv2
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 
 from edgecnn.runtime.contract import Contract
+from edgecnn.runtime.errors import ImageError
 from edgecnn.runtime.preprocess import as_bgr_uint8, decode_image, read_image, to_pixels
 
 
@@ -126,3 +129,20 @@ def test_float_frames_map_0_to_1_onto_0_to_255_and_clip_nan_and_inf_silently():
             out = as_bgr_uint8(frame.astype(dtype))
         assert out.dtype == np.uint8
         assert out.tolist() == [[[0, 128, 255], [0, 255, 0], [255, 0, 64]]]
+
+
+def test_reading_is_bounded_whatever_the_path_holds(tmp_path, monkeypatch):
+    """A device or FIFO could be read forever, a huge file would fill memory: both are refused
+    before a byte is read."""
+    preprocess = importlib.import_module("edgecnn.runtime.preprocess")  # the function shadows it
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.jpg")  # nothing ever writes to it: reading would block
+        with pytest.raises(ImageError, match="pipe.jpg: not a regular file"):
+            read_image(tmp_path / "pipe.jpg")
+    big = tmp_path / "big.jpg"
+    cv2.imwrite(str(big), np.full((64, 64, 3), 127, np.uint8))
+    monkeypatch.setattr(preprocess, "MAX_IMAGE_BYTES", big.stat().st_size - 1)
+    with pytest.raises(ImageError, match="big.jpg: 0 MB, more than the 0 MB an image file may be"):
+        read_image(big)
+    with pytest.raises(ImageError, match="is a directory, not an image"):
+        read_image(tmp_path)

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "images",
         metavar="IMAGE",
         nargs="+",
-        help="image files to classify (a folder: every image file in it)",
+        help="image files to classify (a folder: every image file in it; -: one image piped "
+        "to stdin)",
     )
     parser.add_argument("--top-k", type=int, default=3, help="labels shown per image (default 3)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         args.model, backend=args.backend, threads=args.threads, command="predict"
     )
     images = _expand(args.images)
+    piped = _read_stdin(images)
     c = clf.contract
     k = min(args.top_k, clf.num_classes)
     results = []
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         for start in range(0, len(images), CHUNK):
             chunk = images[start : start + CHUNK]
             for i, image in enumerate(chunk):
-                to_pixels(image, c, out=pixels[i])
+                to_pixels(piped if image == "-" else image, c, out=pixels[i])
             for image, row in zip(chunk, clf.probs_pixels(pixels[: len(chunk)])):
                 top = ranked(row, clf.labels, k)
                 predictions = [{"label": n, "score": p} for n, p in top]
@@ -70,6 +72,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_stdin(images: list[str]):
+    """The image piped to stdin, decoded, when `-` is among the images (at most once)."""
+    if "-" not in images:
+        return None
+    from edgecnn.runtime import InputError
+    from edgecnn.runtime.preprocess import read_stdin_image
+
+    if images.count("-") > 1:
+        raise InputError("-: stdin holds one image; give - once")
+    return read_stdin_image(sys.stdin.buffer)
+
+
 def _expand(paths: list[str]) -> list[str]:
     """Folders stand for the image files under them (sorted); files are kept as given."""
     from pathlib import Path
@@ -79,7 +93,7 @@ def _expand(paths: list[str]) -> list[str]:
 
     out: list[str] = []
     for p in paths:
-        if Path(p).is_dir():
+        if p != "-" and Path(p).is_dir():
             found = sorted(str(f) for f in image_files(p))
             if not found:
                 raise InputError(f"{p}: folder has no image files")
