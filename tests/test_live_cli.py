@@ -81,6 +81,16 @@ def test_run_folder_with_max_frames_smoothing_and_jsonl_file(model, tmp_path):
     assert "frames processed: 8" in proc.stderr
 
 
+def test_a_bad_file_in_a_folder_is_skipped_with_its_name_escaped(model, tmp_path):
+    folder = write_folder(tmp_path / "imgs", ["green"] * 3)
+    (folder / "\x1b[2Jcleared.jpg").write_text("not an image; its name would clear the screen")
+    proc = edgecnn(model, "--source", folder, "--jsonl", tmp_path / "out.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    assert "edgecnn run: skipping " in proc.stderr and "\\x1b[2Jcleared.jpg" in proc.stderr
+    assert "\x1b" not in proc.stderr
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
 def test_jsonl_into_a_named_pipe_streams_and_leaves_the_pipe(model, clip, tmp_path):
     """A FIFO (or a device such as /dev/stdout) is written in place, line by line: a temp file

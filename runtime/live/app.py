@@ -19,6 +19,7 @@ from typing import IO
 
 import numpy as np
 
+from ..formatting import shown
 from .capture import Backoff
 from .loop import DEFAULT_TOP_K, ClassifierLike, Live, Result, check_options, open_classifier
 from .outputs import (
@@ -211,7 +212,7 @@ def _describe(classifier: ClassifierLike) -> str:
 
 
 def _printer(stream: IO[str]) -> Callable[[str], None]:
-    def say(message: str) -> None:
-        print(f"edgecnn run: {message}", file=stream, flush=True)
+    def say(message: str) -> None:  # file and source names in it are shown escaped
+        print(f"edgecnn run: {shown(message)}", file=stream, flush=True)
 
     return say
