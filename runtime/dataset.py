@@ -146,6 +146,11 @@ def list_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None = N
         paths.extend(files)
         targets.extend([idx] * len(files))
     if not paths:
+        if not found and image_files(root):
+            raise InputError(
+                f"{root}: holds images but no class folders named after the labels "
+                f"{list(classes)}; to classify images without labels, use edgecnn predict"
+            )
         raise InputError(f"{root}: no image files found in {list(classes)}")
     return Dataset(root, tuple(classes), tuple(paths), np.asarray(targets, dtype=np.int64))
 

@@ -254,6 +254,7 @@ def test_cli_eval_bad_data_dirs(arts, tmp_path, capsys):
         (tmp_path / "missing", "no such folder"),
         (arts["tflite"], "is a file"),
         (tmp_path / "one", "has no image files"),
+        (arts["data"] / "red", "holds images but no class folders named after the labels"),
     ]
     for data, text in cases:
         code, out, err = _cli(capsys, ["eval", str(arts["onnx"]), str(data)])
