@@ -34,7 +34,8 @@ COMMANDS = {
 
 
 # OSErrors that say a path the user gave, or the disk behind it, cannot take what is written
-# (a full SD card, a read-only mount, a folder that cannot exist): bad input, not a bug.
+# (a full SD card, a read-only mount, a folder that cannot exist): bad input, not a bug. Without
+# a path only a full disk (_FULL_ERRNOS) is; anything else stays an internal error.
 _PATH_ERRNOS = frozenset(
     {
         errno.ENOSPC,
@@ -49,6 +50,9 @@ _PATH_ERRNOS = frozenset(
         errno.ENAMETOOLONG,
     }
 )
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,12 +107,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     except OSError as e:
         if e.errno not in _PATH_ERRNOS:
             raise
-        where = f"{e.filename}" if e.filename is not None else "cannot write the output"
+        if e.filename is not None:
+            where = str(e.filename)
+        elif e.errno in _FULL_ERRNOS:  # a write to stdout or an open file
+            where = "cannot write the output"
+        else:  # no path to name: not the user's
+            raise
         try:
             sys.stdout.flush()
         except OSError:  # stdout itself is what failed (`> /dev/full`)
             _drop_stdout()
-        print(f"edgecnn {args.command}: error: {shown(where)}: {e.strerror}", file=sys.stderr)
+        reason = e.strerror or os.strerror(e.errno)
+        print(f"edgecnn {args.command}: error: {shown(where)}: {reason}", file=sys.stderr)
         return 2
 
 
