@@ -114,7 +114,6 @@ def prepare(
     if val_dir is not None:
         val_set = list_dataset(val_dir, classes=train_set.classes)
         source = {"data_dir": str(Path(data_dir)), "val_dir": str(Path(val_dir))}
-        _warn_shared_files(train_set, val_set)
     else:
         train_set, val_set = train_set.stratified_split(val_split, seed)
         source = {"data_dir": str(Path(data_dir)), "val_split": val_split}
@@ -153,6 +152,7 @@ def prepare(
             into=cache / "val.npy" if cache else None,
         )
         _require_every_class(train, train_set.classes, "training")
+        _warn_shared_photos(train, val, same_size=train_contract == contract)
     except BaseException:
         if cache is not None:
             shutil.rmtree(cache, ignore_errors=True)
@@ -168,15 +168,23 @@ def prepare(
     )
 
 
-def _warn_shared_files(train_set: Dataset, val_set: Dataset) -> None:
-    """One line on stderr when validation files are training files too (`--val-dir` naming the
-    training folder, or a folder linked into it): their accuracy says little of new photos."""
-    training = {os.path.realpath(p) for p in train_set.paths}
-    shared = sum(os.path.realpath(p) in training for p in val_set.paths)
+def _warn_shared_photos(train: Decoded, val: Decoded, *, same_size: bool) -> None:
+    """One line on stderr when validation photos are training photos too: `--val-dir` naming
+    the training folder, or the same photo under two names (copies are common in collected
+    datasets). Their accuracy says little of new photos. Found by the decoded pixels' digests,
+    or by the files when training decodes at another size (`--train-size`)."""
+    if same_size:
+        seen = set(train.digests.tolist())
+        shared = sum(d in seen for d in val.digests.tolist())
+        what = "have the same pixels as training photos"
+    else:
+        seen = {os.path.realpath(p) for p in train.paths}
+        shared = sum(os.path.realpath(p) in seen for p in val.paths)
+        what = "are training files too"
     if shared:
         print(
-            f"edgecnn train: warning: {shared} of the {len(val_set)} validation files in "
-            f"{val_set.root} are training files too: validation accuracy will flatter the model",
+            f"edgecnn train: warning: {shared} of the {len(val.paths)} validation photos {what}: "
+            "validation accuracy will flatter the model",
             file=sys.stderr,
         )
 

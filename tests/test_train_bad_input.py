@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import cv2
 import numpy as np
@@ -199,14 +200,26 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
     assert line == f"edgecnn train: error: {blocker / 'run'}: cannot be made, {blocker} is a file"
 
 
-def test_validation_files_that_are_training_files_are_warned_about(tmp_path, capsys):
-    train_dir, _ = tiny_split(tmp_path / "d", classes=2, train=4, val=1)
-    out = tmp_path / "run"
-    argv = [str(train_dir), "--val-dir", str(train_dir), "--out", str(out), *FAST_ARGS]
-    assert main(["train", *argv]) == 0
-    warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert warning == [
-        f"edgecnn train: warning: 8 of the 8 validation files in {train_dir} are training "
-        "files too: validation accuracy will flatter the model"
+def test_validation_photos_that_are_training_photos_are_warned_about(tmp_path, capsys):
+    """The same folder given twice, or a training photo copied into validation under another
+    name: one warning line with the count, and the run goes on."""
+    train_dir, val_dir = tiny_split(tmp_path / "d", classes=2, train=4, val=2)
+    copied = next((train_dir / "circle").iterdir())
+    shutil.copy(copied, val_dir / "circle" / "renamed_copy.png")
+    cases = [
+        (train_dir, "8 of the 8 validation photos have the same pixels as training photos"),
+        (val_dir, "1 of the 5 validation photos have the same pixels as training photos"),
     ]
-    assert (out / "model.keras").is_file()
+    for i, (val, text) in enumerate(cases):
+        out = tmp_path / f"run{i}"
+        argv = [str(train_dir), "--val-dir", str(val), "--out", str(out), *FAST_ARGS]
+        assert main(["train", *argv]) == 0
+        warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        assert warning == [
+            f"edgecnn train: warning: {text}: validation accuracy will flatter the model"
+        ]
+        assert (out / "model.keras").is_file()
+    argv = [str(train_dir), "--val-dir", str(val_dir), "--out", str(tmp_path / "clean")]
+    (val_dir / "circle" / "renamed_copy.png").unlink()
+    assert main(["train", *argv, *FAST_ARGS]) == 0
+    assert "warning" not in capsys.readouterr().err
