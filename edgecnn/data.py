@@ -176,15 +176,15 @@ def _warn_shared_photos(train: Decoded, val: Decoded, *, same_size: bool) -> Non
     if same_size:
         seen = set(train.digests.tolist())
         shared = sum(d in seen for d in val.digests.tolist())
-        what = "have the same pixels as training photos"
+        what = "has the same pixels as a training photo", "have the same pixels as training photos"
     else:
         seen = {os.path.realpath(p) for p in train.paths}
         shared = sum(os.path.realpath(p) in seen for p in val.paths)
-        what = "are training files too"
+        what = "is a training file too", "are training files too"
     if shared:
         print(
-            f"edgecnn train: warning: {shared} of the {len(val.paths)} validation photos {what}: "
-            "validation accuracy will flatter the model",
+            f"edgecnn train: warning: {shared} of the {len(val.paths)} validation photos "
+            f"{what[shared > 1]}: validation accuracy will flatter the model",
             file=sys.stderr,
         )
 

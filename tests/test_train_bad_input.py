@@ -208,7 +208,7 @@ def test_validation_photos_that_are_training_photos_are_warned_about(tmp_path, c
     shutil.copy(copied, val_dir / "circle" / "renamed_copy.png")
     cases = [
         (train_dir, "8 of the 8 validation photos have the same pixels as training photos"),
-        (val_dir, "1 of the 5 validation photos have the same pixels as training photos"),
+        (val_dir, "1 of the 5 validation photos has the same pixels as a training photo"),
     ]
     for i, (val, text) in enumerate(cases):
         out = tmp_path / f"run{i}"
