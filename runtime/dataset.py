@@ -21,6 +21,7 @@ import numpy as np
 from .contract import Contract
 from .errors import ImageError, InputError
 from .files import temp_file
+from .metadata import CONTRACT_FILE
 from .preprocess import image_files, to_pixels
 from .progress import track
 
@@ -119,7 +120,9 @@ def list_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None = N
     if not root.is_dir():
         raise InputError(f"{root}: is a file, expected a folder with one sub-folder per class")
     found = sorted(
-        d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "_"))
+        d.name
+        for d in root.iterdir()
+        if d.is_dir() and not d.name.startswith((".", "_")) and not _holds_runs(d)
     )
     if classes is None:
         if len(found) < 2:
@@ -153,6 +156,24 @@ def list_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None = N
             )
         raise InputError(f"{root}: no image files found in {list(classes)}")
     return Dataset(root, tuple(classes), tuple(paths), np.asarray(targets, dtype=np.int64))
+
+
+# What marks a folder as edgecnn's output rather than photos: a run's contract, or the
+# checkpoint of a run under way, in the folder or up to two levels below it (runs/NAME/, and
+# runs/demo/NAME/).  `cd photos && edgecnn train .` writes runs/ inside the data folder.
+_RUN_MARKERS = (
+    CONTRACT_FILE,
+    f"*/{CONTRACT_FILE}",
+    f"*/*/{CONTRACT_FILE}",
+    "checkpoint/state.json",
+    "*/checkpoint/state.json",
+)
+
+
+def _holds_runs(folder: Path) -> bool:
+    """Whether `folder` holds edgecnn runs: never a class, whatever images it holds (a run's
+    confusion.png and training.png)."""
+    return any(next(folder.glob(marker), None) is not None for marker in _RUN_MARKERS)
 
 
 @dataclass

@@ -58,3 +58,21 @@ def test_links_are_followed_to_files_only(tmp_path):
     (folder / "broken.jpg").symlink_to(tmp_path / "gone.jpg")
     os.mkfifo(folder / "pipe.jpg")
     assert image_files(folder) == [folder / "linked.jpg", own]
+
+
+def test_folders_of_edgecnn_runs_are_not_classes(tmp_path):
+    """`cd photos && edgecnn train .` puts runs/ inside the data folder; the next run must not
+    train a class "runs" on the first run's confusion.png and training.png."""
+    data = tmp_path / "photos"
+    cats, dogs = _class_folder(data / "cats"), _class_folder(data / "dogs")
+    for run in (data / "runs" / "photos-edge-1", data / "runs" / "demo" / "train"):
+        _photo(run / "confusion.png")
+        (run / "edgecnn.json").write_text("{}")
+    (data / "runs" / "photos-edge-2" / "checkpoint").mkdir(parents=True)  # a run under way
+    (data / "runs" / "photos-edge-2" / "checkpoint" / "state.json").write_text("{}")
+    (data / "other-runs" / "photos-edge-2" / "checkpoint").mkdir(parents=True)
+    (data / "other-runs" / "photos-edge-2" / "checkpoint" / "state.json").write_text("{}")
+    ds = list_dataset(data)
+    assert ds.classes == ("cats", "dogs")
+    assert list(ds.paths) == sorted(cats) + sorted(dogs)
+    assert list_dataset(data, classes=("cats", "dogs")).classes == ("cats", "dogs")
