@@ -136,6 +136,7 @@ def prepare(
             f"(--cache-mb): cached on disk in {cache}",
             file=sys.stderr,
         )
+    same_size = train_contract == contract  # then the pixels' digests find shared photos
     try:
         train = load_pixels(
             train_set,
@@ -143,6 +144,7 @@ def prepare(
             desc="decoding train",
             progress=progress,
             into=cache / "train.npy" if cache else None,
+            digests=same_size,
         )
         val = load_pixels(
             val_set,
@@ -150,9 +152,10 @@ def prepare(
             desc="decoding val",
             progress=progress,
             into=cache / "val.npy" if cache else None,
+            digests=same_size,
         )
         _require_every_class(train, train_set.classes, "training")
-        _warn_shared_photos(train, val, same_size=train_contract == contract)
+        _warn_shared_photos(train, val)
     except BaseException:
         if cache is not None:
             shutil.rmtree(cache, ignore_errors=True)
@@ -168,12 +171,12 @@ def prepare(
     )
 
 
-def _warn_shared_photos(train: Decoded, val: Decoded, *, same_size: bool) -> None:
+def _warn_shared_photos(train: Decoded, val: Decoded) -> None:
     """One line on stderr when validation photos are training photos too: `--val-dir` naming
     the training folder, or the same photo under two names (copies are common in collected
     datasets). Their accuracy says little of new photos. Found by the decoded pixels' digests,
     or by the files when training decodes at another size (`--train-size`)."""
-    if same_size:
+    if train.digests is not None and val.digests is not None:
         seen = set(train.digests.tolist())
         shared = sum(d in seen for d in val.digests.tolist())
         what = "has the same pixels as a training photo", "have the same pixels as training photos"

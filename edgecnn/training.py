@@ -460,8 +460,12 @@ def _print_plan(splits: Splits, config: _Config, epochs: int, out_dir: Path) -> 
     else:
         per_class = f"{counts.min()} to {counts.max()} a class"
     n_val = len(splits.val.targets)
-    split = config.val_split or TrainOptions.val_split
-    val_from = f"from {config.val_dir}" if config.val_dir else f"a seeded {split:.0%} split"
+    source = splits.source
+    val_from = (
+        f"from {source['val_dir']}"
+        if "val_dir" in source
+        else f"a seeded {source['val_split']:.0%} split"
+    )
     print(
         f"edgecnn train: {counts.sum()} training photos of {len(counts)} classes ({per_class}), "
         f"{n_val} validation photos ({val_from})",

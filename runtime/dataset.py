@@ -184,9 +184,9 @@ class Decoded:
     targets: np.ndarray  # int64 N
     paths: list[Path]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
-    # 8-byte digests of each image's pixels (uint64 N): the same photo under two names, or in
-    # two folders, has the same digest
-    digests: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    # with `load_pixels(digests=True)`, 8-byte digests of each image's pixels (uint64 N): the
+    # same photo under two names, or in two folders, has the same digest
+    digests: np.ndarray | None = None
 
 
 def load_pixels(
@@ -198,10 +198,12 @@ def load_pixels(
     workers: int | None = None,
     into: str | os.PathLike | None = None,
     allow_none: bool = False,
+    digests: bool = False,
 ) -> Decoded:
     """Decode every image once with the shared contract; undecodable files are skipped with a
     reason.  Raises InputError when nothing at all could be decoded, unless `allow_none` (a
-    part of a bigger dataset: then no pixels and every file skipped).
+    part of a bigger dataset: then no pixels and every file skipped).  `digests` also gives
+    each image's pixel digest (`Decoded.digests`; about 1% of a decode).
 
     `into` decodes into that `.npy` file instead of memory, for datasets larger than memory:
     numpy's own format (`np.lib.format.open_memmap` writes the header and sizes the file), rows
@@ -213,7 +215,7 @@ def load_pixels(
     shape = (n, contract.height, contract.width, 3)
     out = np.empty(shape, dtype=np.uint8) if into is None else None
     ok = np.zeros(n, dtype=bool)
-    digests = np.zeros(n, dtype=np.uint64)
+    digest_of = np.zeros(n, dtype=np.uint64) if digests else None
     reasons: dict[int, str] = {}
     rows = _RowFile.create(Path(into), shape) if into is not None else None
 
@@ -226,8 +228,9 @@ def load_pixels(
         except Exception as e:  # OpenCV can raise odd errors on hostile files; skip, not crash
             reasons[i] = f"{type(e).__name__}: {e}"
         else:
-            digest = hashlib.blake2b(pixels, digest_size=8).digest()  # ~1% of a decode
-            digests[i] = int.from_bytes(digest, "little")
+            if digest_of is not None:
+                digest = hashlib.blake2b(pixels, digest_size=8).digest()
+                digest_of[i] = int.from_bytes(digest, "little")
             if rows is not None:  # outside the try: a full disk is an error, not a bad image
                 rows.write(i, pixels)
         return i
@@ -252,7 +255,7 @@ def load_pixels(
         targets=dataset.targets[keep],
         paths=[dataset.paths[i] for i in keep],
         skipped=[(dataset.paths[i], reasons[i]) for i in sorted(reasons)],
-        digests=digests[keep],
+        digests=None if digest_of is None else digest_of[keep],
     )
 
 

@@ -167,7 +167,8 @@ class Recorder(Output):
         self.path = check_record_path(path)
         self.fps = fps
         self.frames = 0
-        self._tmp = _partial(final_path(self.path))
+        self._final = final_path(self.path)  # through a symlink: the file it names
+        self._tmp = _partial(self._final)
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
         self._pending: list[tuple[float, np.ndarray]] = []
@@ -215,7 +216,7 @@ class Recorder(Output):
             return
         self._writer.release()
         self._writer = None
-        os.replace(self._tmp, final_path(self.path))
+        os.replace(self._tmp, self._final)
 
 
 def _measured_rate(times: list[float]) -> float:
@@ -246,8 +247,8 @@ class JsonlWriter(Output):
             self._fh = open(self.target, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         else:
             _check_folder(Path(self.target), "--jsonl")
-            path = final_path(self.target)
-            self._tmp = path.with_name(f".{path.name}.partial{os.getpid()}")
+            self._final = final_path(self.target)
+            self._tmp = self._final.with_name(f".{self._final.name}.partial{os.getpid()}")
             self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, result: Result, annotated: np.ndarray | None) -> None:
@@ -262,7 +263,7 @@ class JsonlWriter(Output):
         if not self._fh.closed:
             self._fh.close()
             if self._tmp is not None:
-                os.replace(self._tmp, final_path(self.target))
+                os.replace(self._tmp, self._final)
 
 
 # --- console ---------------------------------------------------------------------------------
