@@ -203,9 +203,10 @@ def test_onnx_export_prints_no_traceback_for_tf2onnx_optimiser_failures(tta_run,
     with _optimizer_failures() as notes:
         try:
             max(())
-        except ValueError:
+        except ValueError as error:
             logging.getLogger("tf2onnx.optimizer").warning("Failed to apply %s", "x", exc_info=1)
-    assert notes == ["tf2onnx skipped its x (ValueError: max() arg is an empty sequence)"]
+            message = str(error)  # Python's own words, which change between releases
+    assert notes == [f"tf2onnx skipped its x (ValueError: {message})"]
     assert "Traceback" not in capfd.readouterr().err
     # the real conversion of the edge net's test-time views, with its progress lines
     run = tmp_path / "run"
