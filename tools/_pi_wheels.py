@@ -24,8 +24,8 @@ from packaging.markers import Marker
 
 try:
     import tomllib
-except ModuleNotFoundError:  # Python 3.10: the TOML reader pip itself vendors
-    from pip._vendor import tomli as tomllib
+except ModuleNotFoundError:  # Python 3.10: the same reader from PyPI (the dev extra has it)
+    import tomli as tomllib
 
 DEVICE_EXTRAS = ("tflite", "onnx")  # the extras the README tells a Pi user to install
 
