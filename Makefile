@@ -14,7 +14,7 @@ UV := $(UV_VENV)/bin/uv
 MP_VENV ?= .venv-mp
 MP_STAMP := $(MP_VENV)/.installed
 
-.PHONY: demo test test-avx2 test-latest test-oldest lint lock pi-check clean
+.PHONY: demo test test-avx2 test-latest test-oldest test-python lint lock pi-check clean
 
 $(UV):
 	test -x $(UV_VENV)/bin/python || $(PYTHON) -m venv $(UV_VENV)
@@ -56,6 +56,11 @@ test-latest test-oldest: $(UV)
 	  VIRTUAL_ENV=$$venv $(UV) pip list 2>/dev/null | \
 	    grep -Ei '^(numpy|opencv-python-headless|tensorflow|keras|ai-edge-litert|onnxruntime|onnx|tf2onnx) ' && \
 	  $$venv/bin/python -m pytest -q
+
+# The suite from a clean clone of HEAD on Debian Trixie's Python 3.13, the newest Python
+# pyproject.toml allows, in a chroot (root only; tools/python_check.py says how).
+test-python: $(STAMP)
+	$(PY) tools/python_check.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
