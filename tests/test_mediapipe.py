@@ -70,14 +70,21 @@ def _classify(model: Path, images: list[Path]) -> dict:
         timeout=120,
         env={**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
+    if proc.returncode != 0:
+        _skip_without_system_library(proc.stderr)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    # MediaPipe's wheel loads system libraries when a classifier is made (libEGL.so.1 and
-    # libGLESv2.so.2: Debian's libegl1 and libgles2); without them the client cannot run here
-    missing = re.search(r"(\S+\.so[.\d]*): cannot open shared object file", out.get("error", ""))
+    _skip_without_system_library(out.get("error", ""))
+    return out
+
+
+def _skip_without_system_library(error: str) -> None:
+    """MediaPipe's wheels load system libraries, on import (libGL.so.1 for their OpenCV) and
+    when a classifier is made (libEGL.so.1, libGLESv2.so.2): Debian's libgl1, libegl1 and
+    libgles2.  Without them the client cannot run here at all."""
+    missing = re.search(r"(\S+\.so[.\d]*): cannot open shared object file", error)
     if missing:
         pytest.skip(f"MediaPipe cannot start here: the system library {missing[1]} is missing")
-    return out
 
 
 @pytest.fixture(scope="module")
