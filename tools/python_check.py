@@ -8,16 +8,16 @@ Python itself rewords messages and deprecates APIs between releases.  On an x86-
 whose own Python is another one, this runs the whole `make test` of a clean clone of HEAD with
 Debian Trixie's python3.13:
 
-1. root     Debian's packages for python3, venv, make, git and the GL libraries MediaPipe's
-            wheel loads, unpacked by mmdebstrap into --cache (default $EDGECNN_PYTHON_CHECK_CACHE,
+1. root     Debian's packages for python3, venv, make, git and the libraries MediaPipe's
+            wheels load, unpacked by mmdebstrap into --cache (default $EDGECNN_PYTHON_CHECK_CACHE,
             else ~/.cache/edgecnn-python-check) once, then reused
 2. clone    a clean clone of HEAD inside it; the datasets beside the repository (../shared) are
             mounted there read-only, as in CI
 3. suite    `make test PYTHON=python3.13` in a chroot, with the host's CA bundle, pip
             configuration and DNS settings, so that PyPI is reached as on the host
 
-Needs root (chroot and bind mounts) and mmdebstrap (apt-get installs it).  Exit status: that of
-`make test`; 2 when the host cannot run the check.
+Needs root (chroot and bind mounts) and mmdebstrap (apt-get installs it).  Exit status: 0 the
+suite passed, 1 it failed, 2 the host cannot run the check (one line says why).
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ SHARED = REPO.parent / "shared"
 CACHE_ENV = "EDGECNN_PYTHON_CHECK_CACHE"
 # suite -> its python3's major.minor
 SUITES = {"trixie": "3.13"}
-# libegl1 and libgles2: MediaPipe's wheel loads them (tests/test_mediapipe.py)
-PACKAGES = ("python3", "python3-venv", "make", "git", "ca-certificates", "libegl1", "libgles2")
+PACKAGES = (
+    "python3", "python3-venv", "make", "git", "ca-certificates",
+    # the system libraries MediaPipe's wheels load (tests/test_mediapipe.py)
+    "libgl1", "libglib2.0-0t64", "libegl1", "libgles2",
+)  # fmt: skip
 # host files copied into the root before each run: how this host reaches PyPI
 HOST_FILES = ("etc/resolv.conf", "etc/ssl/certs/ca-certificates.crt", "etc/pip.conf")
 # (host path, mount point inside the root) bound for the run; /dev/shm for multiprocessing
@@ -173,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     say(f"make test on {args.suite}'s Python {python}: {'passed' if code == 0 else 'FAILED'}")
-    return code
+    return 0 if code == 0 else 1
 
 
 if __name__ == "__main__":
