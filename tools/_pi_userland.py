@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +85,11 @@ USERLANDS = {
 }
 
 
-def ensure_host_tools() -> dict[str, str]:
-    """qemu-aarch64-static and mmdebstrap, installed with apt-get when missing; returns their
-    versions.  SetupError (one line) when they are missing and cannot be installed."""
-    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if shutil.which(tool) is None})
+def ensure_host_tools(tools: dict[str, str] = HOST_TOOLS) -> dict[str, str]:
+    """The host tools (command -> its Debian package; by default qemu-aarch64-static and
+    mmdebstrap), installed with apt-get when missing; returns their versions.  SetupError (one
+    line) when they are missing and cannot be installed."""
+    missing = sorted({pkg for tool, pkg in tools.items() if shutil.which(tool) is None})
     if missing:
         if shutil.which("apt-get") is None:
             raise SetupError(
@@ -99,7 +101,7 @@ def ensure_host_tools() -> dict[str, str]:
                 f"`sudo apt-get install {' '.join(missing)}`"
             )
         _apt_install(missing)
-    return {tool: _version(tool) for tool in HOST_TOOLS}
+    return {tool: _version(tool) for tool in tools}
 
 
 def _apt_install(packages: list[str]) -> None:
@@ -125,27 +127,40 @@ def build_root(userland: Userland, cache: Path, *, log: Path) -> tuple[Path, boo
     """The arm64 root of `userland` under `cache` (built once with mmdebstrap, then reused);
     returns it and whether it came from the cache."""
     root = cache / f"{userland.suite}-arm64-{'-'.join(PACKAGES)}"
+    options = ["--variant=extract", "--architectures=arm64", f"--include={','.join(PACKAGES)}"]
+    cached = debian_root(root, userland.suite, options, log=log, finish=_merge_usr)
+    return root, cached
+
+
+def debian_root(
+    root: Path,
+    suite: str,
+    options: list[str],
+    *,
+    log: Path,
+    finish: Callable[[Path], None] | None = None,
+) -> bool:
+    """`root` made once by `mmdebstrap OPTIONS SUITE` (then `finish` on it), in ROOT.partial
+    until complete, so that an interrupted run starts again; whether it was there already.
+    RuntimeError naming `log` (mmdebstrap's output) when mmdebstrap fails."""
     if (root / ".complete").exists():
-        return root, True
+        return True
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)  # an empty directory: mmdebstrap's "unpack here" target
-    cmd = [
-        "mmdebstrap", "--variant=extract", "--architectures=arm64",
-        f"--include={','.join(PACKAGES)}", userland.suite, str(partial),
-    ]  # fmt: skip
+    cmd = ["mmdebstrap", *options, suite, str(partial)]
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
         out.write("$ " + " ".join(cmd) + "\n")
         out.flush()
         done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
-        raise RuntimeError(
-            f"mmdebstrap {userland.suite} failed (exit {done.returncode}; see {log})"
-        )
-    _merge_usr(partial)
+        raise RuntimeError(f"mmdebstrap {suite} failed (exit {done.returncode}; see {log})")
+    if finish is not None:
+        finish(partial)
     (partial / ".complete").touch()
     partial.rename(root)
-    return root, False
+    return False
 
 
 def _merge_usr(root: Path) -> None:

@@ -31,6 +31,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import _pi_userland as userland
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 CACHE_ENV = "EDGECNN_PYTHON_CHECK_CACHE"
@@ -45,11 +47,7 @@ PACKAGES = (
 HOST_FILES = ("etc/resolv.conf", "etc/ssl/certs/ca-certificates.crt", "etc/pip.conf")
 # (host path, mount point inside the root) bound for the run; /dev/shm for multiprocessing
 MOUNTS = (("/proc", "proc"), ("/sys", "sys"), ("/dev", "dev"), ("/dev/shm", "dev/shm"))
-CLONE = "work/edgecnn"  # inside the root; ../shared beside it is work/shared
-
-
-class SetupError(Exception):
-    """The host cannot run the check (one line)."""
+CLONE = "work/edgecnn"  # inside the root; ../shared beside it is work/shared, read-only
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -67,39 +65,20 @@ def say(message: str) -> None:
 
 def check_host() -> None:
     if sys.platform != "linux" or os.uname().machine != "x86_64":
-        raise SetupError("needs an x86-64 Linux host (the root is Debian amd64)")
+        raise userland.SetupError("needs an x86-64 Linux host (the root is Debian amd64)")
     if os.geteuid() != 0:
-        raise SetupError("needs root: chroot and bind mounts (run `sudo make test-python`)")
-    if shutil.which("mmdebstrap") is None:
-        if shutil.which("apt-get") is None:
-            raise SetupError("needs mmdebstrap (a Debian/Ubuntu package) and apt-get is not here")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "mmdebstrap"],
-        ):
-            if subprocess.run(cmd, env=env, capture_output=True, check=False).returncode:
-                raise SetupError(f"`{' '.join(cmd)}` failed: install mmdebstrap by hand")
+        raise userland.SetupError("needs root: chroot and bind mounts (`sudo make test-python`)")
+    userland.ensure_host_tools({"mmdebstrap": "mmdebstrap"})
 
 
 def build_root(suite: str, cache: Path) -> Path:
-    """The suite's root under `cache`, made once with mmdebstrap (its package scripts run, so
-    python3-venv and ca-certificates are set up as on a Debian machine)."""
+    """The suite's root under `cache`, made once (its package scripts run, so python3-venv and
+    ca-certificates are set up as on a Debian machine)."""
     root = cache / f"{suite}-amd64-{'-'.join(PACKAGES)}"
-    if (root / ".complete").exists():
-        say(f"root {root} (cached)")
-        return root
-    partial = root.with_name(root.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    cmd = ["mmdebstrap", "--variant=apt", f"--include={','.join(PACKAGES)}", suite, str(partial)]
-    say("$ " + " ".join(cmd))
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
-        raise SetupError(f"mmdebstrap {suite} failed (exit {done.returncode}): {last[0]}")
-    (partial / ".complete").touch()
-    partial.rename(root)
+    log = cache / "mmdebstrap.log"
+    options = ["--variant=apt", f"--include={','.join(PACKAGES)}"]
+    cached = userland.debian_root(root, suite, options, log=log)
+    say(f"root {root} ({'cached' if cached else f'made by mmdebstrap, log {log}'})")
     return root
 
 
@@ -126,16 +105,16 @@ def fresh_clone(root: Path) -> Path:
 def mounted(root: Path) -> Iterator[None]:
     """The kernel's file systems and ../shared (read-only) bound into the root, unbound after."""
     points = []
-    binds = list(MOUNTS)
+    binds = [(host, inside, False) for host, inside in MOUNTS]
     if SHARED.is_dir():
-        binds.append((str(SHARED), str(Path(CLONE).parent / "shared")))
+        binds.append((str(SHARED), str(Path(CLONE).parent / "shared"), True))
     try:
-        for host, inside in binds:
+        for host, inside, read_only in binds:
             point = root / inside
             point.mkdir(parents=True, exist_ok=True)
             subprocess.run(["mount", "--bind", host, str(point)], check=True)
             points.append(point)
-            if inside.endswith("shared"):
+            if read_only:
                 subprocess.run(["mount", "-o", "remount,bind,ro", str(point)], check=True)
         yield
     finally:
@@ -161,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_host()
         root = build_root(args.suite, cache)
-    except SetupError as e:
+    except (userland.SetupError, RuntimeError) as e:
         print(f"python-check: {e}", file=sys.stderr)
         return 2
     copy_host_files(root)
