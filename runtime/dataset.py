@@ -158,22 +158,26 @@ def list_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None = N
     return Dataset(root, tuple(classes), tuple(paths), np.asarray(targets, dtype=np.int64))
 
 
-# What marks a folder as edgecnn's output rather than photos: a run's contract, or the
-# checkpoint of a run under way, in the folder or up to two levels below it (runs/NAME/, and
-# runs/demo/NAME/).  `cd photos && edgecnn train .` writes runs/ inside the data folder.
-_RUN_MARKERS = (
-    CONTRACT_FILE,
-    f"*/{CONTRACT_FILE}",
-    f"*/*/{CONTRACT_FILE}",
-    "checkpoint/state.json",
-    "*/checkpoint/state.json",
-)
+# What marks a folder as edgecnn's output rather than photos: a run's contract, in the folder or
+# up to two levels below it (runs/NAME/, and runs/demo/NAME/), or the checkpoint of a run under
+# way, up to one level below.  `cd photos && edgecnn train .` writes runs/ inside the data folder.
+_RUN_CHECKPOINT = Path("checkpoint") / "state.json"
 
 
-def _holds_runs(folder: Path) -> bool:
+def _holds_runs(folder: Path, depth: int = 2) -> bool:
     """Whether `folder` holds edgecnn runs: never a class, whatever images it holds (a run's
-    confusion.png and training.png)."""
-    return any(next(folder.glob(marker), None) is not None for marker in _RUN_MARKERS)
+    confusion.png and training.png).  One listing a level, of sub-folders only: a class
+    folder of many photos is not listed again for each marker."""
+    if (folder / CONTRACT_FILE).is_file() or (depth >= 1 and (folder / _RUN_CHECKPOINT).is_file()):
+        return True
+    if depth == 0:
+        return False
+    try:
+        with os.scandir(folder) as entries:
+            below = [Path(e.path) for e in entries if e.is_dir()]
+    except OSError:  # unreadable: no runs seen in it (listing the photos says what is wrong)
+        return False
+    return any(_holds_runs(sub, depth - 1) for sub in below)
 
 
 @dataclass
