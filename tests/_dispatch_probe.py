@@ -18,7 +18,7 @@ from edgecnn.runtime.preprocess import read_image, to_input, to_pixels
 from edgecnn.runtime.shifts import SHIFTS, apply_shift
 
 CONTRACTS = (
-    Contract(labels=("a", "b"), height=80, width=80),  # the default net's: stretch, area
+    Contract(labels=("a", "b"), height=88, width=88),  # the default net's: stretch, area
     Contract(labels=("a", "b"), height=64, width=64, resize="crop"),
     Contract(
         labels=("a", "b"),

@@ -4,9 +4,9 @@ thousand photos on a CPU.
 Stem conv 7x7/2 (16 filters; training sets them to the photos' whitened 7x7 patch principal
 components and freezes them: `edgecnn.models.whiten`), then a frozen 1x1 conv `[I, -I]`
 (`stem_signs`: 32 channels, each component with both signs, so the ReLU6 after the stem's
-BatchNorm keeps both), one "fused" residual stage of plain 3x3 convs (64, stride 2), two
+BatchNorm keeps both), one "fused" residual stage of plain 3x3 convs (48, stride 2), two
 depthwise-separable residual stages (128, 256, stride 2 each), global average pooling,
-dropout 0.3, softmax, at 80x80.  Width, depth and input size are the knobs of `EdgeConfig`.
+dropout 0.3, softmax, at 88x88.  Width, depth and input size are the knobs of `EdgeConfig`.
 
 - Plain 3x3 convs where channels are few: they learn better there and TensorFlow trains them
   faster per MAC than depthwise ones on a CPU (cf. EfficientNetV2's Fused-MBConv);
@@ -48,7 +48,7 @@ class EdgeConfig:
     stem: int = 32
     stem_kernel: int = 7
     stem_signs: bool = True
-    fused: tuple[tuple[int, int, int], ...] = ((64, 2, 1),)
+    fused: tuple[tuple[int, int, int], ...] = ((48, 2, 1),)
     separable: tuple[tuple[int, int, int], ...] = ((128, 2, 1), (256, 2, 1))
     dropout: float = 0.3
     width: float = 1.0

@@ -76,7 +76,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(
             name="edge",
             build=build_edge,
-            img_size=80,
+            img_size=88,
             learning_rate=2e-3,
             weight_decay=0.05,
             description="residual fused + depthwise-separable int8-friendly net",
