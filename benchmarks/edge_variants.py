@@ -72,8 +72,8 @@ VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
     ),
     "default-96": (96, EdgeConfig(fused=_NO_48, **_3), "3x3 stem, no 48x48 stage, 96 px"),
     "narrow-96": (96, EdgeConfig(fused=((48, 2, 1),), **_3), "3x3 stem, 48 wide, 96 px"),
-    # a narrower fused stage paying for a larger input (docs/edge-recipe.md, "A narrower fused
-    # stage at a larger input"): edge-80's 7x7 stem and signs conv
+    # a narrower fused stage paying for a larger input (docs/edge-recipe.md, "88 px with a
+    # narrower fused stage"): edge-80's 7x7 stem and signs conv
     "edge-88": (88, EdgeConfig(fused=_NO_48), "edge-80 at 88 px"),
     "f48-96": (96, EdgeConfig(fused=((48, 2, 1),)), "edge-80, fused stage 48 wide, 96 px"),
     "f40-96": (96, EdgeConfig(fused=((40, 2, 1),)), "edge-80, fused stage 40 wide, 96 px"),
