@@ -43,21 +43,25 @@ from edgecnn.training import prefer_onednn
 
 prefer_onednn()  # before TensorFlow loads, as `train` does
 
-_NO_48 = ((64, 2, 1),)  # one fused stage, 64 wide: the 80 px default's
+_FUSED_64 = ((64, 2, 1),)  # one fused stage, 64 wide: the 80 px default's (`edge-80`)
 # variants with a 3x3 stem conv holding both signs itself (no 1x1 signs layer)
 _3 = {"stem_kernel": 3, "stem_signs": False}
 # name: (input size, EdgeConfig, what it is)
 VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
     "default": (88, EdgeConfig(), "the default: 7x7 stem + 1x1 signs, fused stage 48 wide, 88 px"),
-    "edge-80": (80, EdgeConfig(fused=_NO_48), "the previous default: fused stage 64 wide, 80 px"),
+    "edge-80": (
+        80,
+        EdgeConfig(fused=_FUSED_64),
+        "the previous default: fused stage 64 wide, 80 px",
+    ),
     "stem-5x5": (
         80,
-        EdgeConfig(stem_kernel=5, stem_signs=False, fused=_NO_48),
+        EdgeConfig(stem_kernel=5, stem_signs=False, fused=_FUSED_64),
         "edge-80 with a 5x5 stem conv holding both signs, no signs layer",
     ),
     "stem-3x3": (
         80,
-        EdgeConfig(fused=_NO_48, **_3),
+        EdgeConfig(fused=_FUSED_64, **_3),
         "edge-80 with a 3x3 stem conv holding both signs",
     ),
     "previous": (
@@ -70,20 +74,22 @@ VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
         EdgeConfig(fused=((32, 1, 1), (64, 2, 1)), **_3),
         "the `previous` shape at 80 px",
     ),
-    "default-96": (96, EdgeConfig(fused=_NO_48, **_3), "3x3 stem, no 48x48 stage, 96 px"),
+    "default-96": (96, EdgeConfig(fused=_FUSED_64, **_3), "3x3 stem, no 48x48 stage, 96 px"),
     "narrow-96": (96, EdgeConfig(fused=((48, 2, 1),), **_3), "3x3 stem, 48 wide, 96 px"),
     # a narrower fused stage paying for a larger input (docs/edge-recipe.md, "88 px with a
     # narrower fused stage"): edge-80's 7x7 stem and signs conv
-    "edge-88": (88, EdgeConfig(fused=_NO_48), "edge-80 at 88 px"),
-    "f48-96": (96, EdgeConfig(fused=((48, 2, 1),)), "edge-80, fused stage 48 wide, 96 px"),
-    "f40-96": (96, EdgeConfig(fused=((40, 2, 1),)), "edge-80, fused stage 40 wide, 96 px"),
-    "f32-104": (104, EdgeConfig(fused=((32, 2, 1),)), "edge-80, fused stage 32 wide, 104 px"),
-    "f40-104": (104, EdgeConfig(fused=((40, 2, 1),)), "edge-80, fused stage 40 wide, 104 px"),
-    "f32-112": (112, EdgeConfig(fused=((32, 2, 1),)), "edge-80, fused stage 32 wide, 112 px"),
-    "f40-112": (112, EdgeConfig(fused=((40, 2, 1),)), "edge-80, fused stage 40 wide, 112 px"),
+    "edge-88": (88, EdgeConfig(fused=_FUSED_64), "edge-80 at 88 px"),
+    **{
+        f"f{width}-{size}": (
+            size,
+            EdgeConfig(fused=((width, 2, 1),)),
+            f"edge-80, fused stage {width} wide, {size} px",
+        )
+        for width, size in ((48, 96), (40, 96), (32, 104), (40, 104), (32, 112), (40, 112))
+    },
     "plain-stages": (
         96,
-        EdgeConfig(fused=(*_NO_48, (128, 2, 1), (256, 2, 1)), separable=(), **_3),
+        EdgeConfig(fused=(*_FUSED_64, (128, 2, 1), (256, 2, 1)), separable=(), **_3),
         "every stage plain 3x3 (ResNet-10-like, 1.2M params), 96 px",
     ),
 }
