@@ -9,6 +9,7 @@ Calibration is fed exactly what the model takes: raw 0..255 float32 pixels.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from edgecnn.runtime.tflite_graph import describe
 
 from ._formats import Converted, Options, Source
 from ._graph import inference_function, variables_holder
+from ._space_to_depth import space_to_depth_convs
 
 
 def make_converter(model: Any, contract: Contract, fmt: str, options: Options) -> Any:
@@ -27,9 +29,10 @@ def make_converter(model: Any, contract: Contract, fmt: str, options: Options) -
     import tensorflow as tf
 
     fn = inference_function(model, contract)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [fn.get_concrete_function()], variables_holder(model)
-    )
+    # int8 only: XNNPACK's int8 kernels waste most of a conv on 3 channels (_space_to_depth)
+    with space_to_depth_convs(model) if fmt == "tflite-int8" else nullcontext():
+        concrete = fn.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], variables_holder(model))
     if fmt == "tflite-fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
