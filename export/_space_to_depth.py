@@ -10,8 +10,9 @@ The same conv reads the photo rearranged into 2x2 blocks (half the height and wi
 channels) as a stride-1 conv with half the taps in each direction: each block tap holds the four
 original taps it covers, and zeros where the blocks' even footprint overhangs the kernel.  The
 sums are the same products in another order, so the float model agrees to rounding and the
-int8 file computes the same integers (the rearranged input keeps the photo's quantisation, the
-zero taps change no scale).  `space_to_depth_convs(model)` makes every such layer trace that
+int8 file computes the same integer sums (the rearranged input keeps the photo's quantisation,
+the zero taps change no weight scale; calibration may set the conv's output scale a rounding
+error apart, which moves a rare output by a level).  `space_to_depth_convs(model)` makes every such layer trace that
 way while the converter builds its graph; the trained model and every other format are
 unchanged (float kernels have no such padding, and ran about 4% slower this way).
 """
@@ -24,8 +25,8 @@ from contextlib import contextmanager
 from typing import Any
 
 # Rewritten: Conv2D, stride 2, "same" padding, at most this many input channels and a kernel
-# of at least MIN_KERNEL in both directions (a 3x3/2 conv gains about nothing: 4 block taps of
-# 12 channels against 9 taps of 3).
+# of at least MIN_KERNEL in both directions (measured on the 7x7 stem; a 3x3/2 conv would run
+# 4 block taps of 12 channels instead of 9 taps of 3, a gain not measured).
 MAX_CHANNELS = 4
 MIN_KERNEL = 5
 
