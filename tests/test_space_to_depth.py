@@ -91,8 +91,9 @@ def test_the_edge_int8_file_runs_the_stem_as_a_block_conv_with_the_same_answers(
     calib = rng.integers(0, 256, (32, size, size, 3)).astype(np.float32)
     x = rng.integers(0, 256, (40, size, size, 3)).astype(np.float32)
 
-    def int8_file() -> tuple[bytes, np.ndarray, list[tuple[int, ...]]]:
-        """The int8 file, its probabilities for `x`, and the shapes of its 4-d tensors."""
+    def int8_file() -> tuple[bytes, np.ndarray, list[tuple[int, ...]], list[str]]:
+        """The int8 file, its probabilities for `x`, the shapes of its 4-d tensors, and the
+        ops XNNPACK (the default delegate) leaves to TFLite's own kernels."""
         data = _tflite.convert(model, contract, "tflite-int8", calib_inputs=calib, int8_io="float")
         interpreter = find_interpreter()[0](model_content=data, num_threads=1)
         interpreter.allocate_tensors()
@@ -105,16 +106,40 @@ def test_the_edge_int8_file_runs_the_stem_as_a_block_conv_with_the_same_answers(
         filters = [
             tuple(d["shape"]) for d in interpreter.get_tensor_details() if len(d["shape"]) == 4
         ]
-        return data, np.array(probs), filters
+        return data, np.array(probs), filters, _undelegated_ops(data)
 
-    block, block_probs, block_filters = int8_file()
+    block, block_probs, block_filters, block_parts = int8_file()
     monkeypatch.setattr(_tflite, "space_to_depth_convs", lambda model: nullcontext())
-    plain, plain_probs, plain_filters = int8_file()
+    plain, plain_probs, plain_filters, plain_parts = int8_file()
 
     assert describe(block)["float_ops"] == []
+    assert block_parts == plain_parts  # XNNPACK runs the block form's reshapes too
     assert (16, 4, 4, 12) in block_filters and (16, 4, 4, 12) not in plain_filters
     assert (16, 7, 7, 3) in plain_filters and (16, 7, 7, 3) not in block_filters
     # the same integer sums; calibration sees the stem's float outputs to rounding, so a scale
     # may differ in its last bits and move a rare value by one level
     np.testing.assert_array_equal(block_probs.argmax(1), plain_probs.argmax(1))
     assert np.abs(block_probs - plain_probs).max() <= 2 / 256
+
+
+def _undelegated_ops(data: bytes) -> list[str]:
+    """The ops of an int8 file that XNNPACK does not take (with every tensor kept, it takes one
+    op per delegate node, each node with that op's outputs: tests/test_int8_kernels.py)."""
+    import warnings
+
+    from edgecnn.runtime.backends.tflite import find_interpreter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # preserve_all_tensors warns it is for debugging
+        interpreter = find_interpreter()[0](
+            model_content=data, num_threads=1, experimental_preserve_all_tensors=True
+        )
+    interpreter.allocate_tensors()
+    nodes = interpreter._get_ops_details()
+    delegated = {tuple(n["outputs"]) for n in nodes if n["op_name"] == "DELEGATE"}
+    assert delegated, "no XNNPACK delegate applied"
+    return sorted(
+        n["op_name"]
+        for n in nodes
+        if n["op_name"] != "DELEGATE" and tuple(n["outputs"]) not in delegated
+    )
