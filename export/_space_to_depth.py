@@ -12,9 +12,10 @@ original taps it covers, and zeros where the blocks' even footprint overhangs th
 sums are the same products in another order, so the float model agrees to rounding and the
 int8 file computes the same integer sums (the rearranged input keeps the photo's quantisation,
 the zero taps change no weight scale; calibration may set the conv's output scale a rounding
-error apart, which moves a rare output by a level).  `space_to_depth_convs(model)` makes every such layer trace that
-way while the converter builds its graph; the trained model and every other format are
-unchanged (float kernels have no such padding, and ran about 4% slower this way).
+error apart, which moves a rare output by a level).  `space_to_depth_convs(model)` makes every
+such layer trace that way while the converter builds its graph; the trained model and every
+other format are unchanged (float kernels have no such padding, and ran about 4% slower this
+way).
 """
 
 from __future__ import annotations
