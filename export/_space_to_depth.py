@@ -26,8 +26,9 @@ from contextlib import contextmanager
 from typing import Any
 
 # Rewritten: Conv2D, stride 2, "same" padding, at most this many input channels and a kernel
-# of at least MIN_KERNEL in both directions (measured on the 7x7 stem; a 3x3/2 conv would run
-# 4 block taps of 12 channels instead of 9 taps of 3, a gain not measured).
+# of at least MIN_KERNEL in both directions.  Alone, as blocks, a 7x7/2 conv on 3 channels ran
+# 1.9x and a 5x5/2 1.6x faster; a 3x3/2 only 1.1-1.2x, and MobileNetV3's 3x3/2 stem is about 1%
+# of its int8 time (docs/speed.md), so 3x3 convs are left as they are.
 MAX_CHANNELS = 4
 MIN_KERNEL = 5
 
