@@ -48,7 +48,7 @@ def test_an_odd_size_runs_the_layer_as_it_is():
 @pytest.mark.parametrize(
     "kernel, channels, options",
     [
-        (3, 3, {}),  # too small a kernel to gain
+        (3, 3, {}),  # 3x3: about 1% of a MobileNetV3, left as it is
         (7, 16, {}),  # channels enough for the kernels' blocks
         (7, 3, {"strides": 1}),
         (7, 3, {"padding": "valid"}),
