@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ._source import iter_layers
+
 # Rewritten: Conv2D, stride 2, "same" padding, at most this many input channels and a kernel
 # of at least MIN_KERNEL in both directions.  Alone, as blocks, a 7x7/2 conv on 3 channels ran
 # 1.9x and a 5x5/2 1.6x faster; a 3x3/2 only 1.1-1.2x, and MobileNetV3's 3x3/2 stem is about 1%
@@ -37,7 +39,8 @@ MIN_KERNEL = 5
 def space_to_depth_convs(model: Any) -> Iterator[int]:
     """Within the block, every qualifying Conv2D inside `model` (nested models included) calls
     itself in space-to-depth form; yields how many layers qualified.  Trace inside it."""
-    patched = [layer for layer in _all_layers(model) if qualifies(layer)]
+    # by identity: a layer shared by two nested models is patched (and restored) once
+    patched = list({id(layer): layer for layer in iter_layers(model) if qualifies(layer)}.values())
     for layer in patched:
         layer.call = types.MethodType(_space_to_depth_call, layer)
     try:
@@ -105,9 +108,3 @@ def _space_to_depth_call(self: Any, inputs: Any) -> Any:
     if self.use_bias:
         y = ops.add(y, self.bias)
     return self.activation(y) if self.activation is not None else y
-
-
-def _all_layers(model: Any) -> Iterator[Any]:
-    for layer in getattr(model, "layers", ()):
-        yield layer
-        yield from _all_layers(layer)
