@@ -108,12 +108,12 @@ def test_the_edge_int8_file_runs_the_stem_as_a_block_conv_with_the_same_answers(
         ]
         return data, np.array(probs), filters, _undelegated_ops(data)
 
-    block, block_probs, block_filters, block_parts = int8_file()
+    block, block_probs, block_filters, block_undelegated = int8_file()
     monkeypatch.setattr(_tflite, "space_to_depth_convs", lambda model: nullcontext())
-    plain, plain_probs, plain_filters, plain_parts = int8_file()
+    plain, plain_probs, plain_filters, plain_undelegated = int8_file()
 
     assert describe(block)["float_ops"] == []
-    assert block_parts == plain_parts  # XNNPACK runs the block form's reshapes too
+    assert block_undelegated == plain_undelegated  # XNNPACK runs the block form's reshapes too
     assert (16, 4, 4, 12) in block_filters and (16, 4, 4, 12) not in plain_filters
     assert (16, 7, 7, 3) in plain_filters and (16, 7, 7, 3) not in block_filters
     # the same integer sums; calibration sees the stem's float outputs to rounding, so a scale
