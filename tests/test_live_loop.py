@@ -6,6 +6,8 @@ A deterministic colour classifier stands in for a model here (the loop is what i
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sys
 import threading
@@ -44,7 +46,8 @@ from edgecnn.runtime.live.capture import (
     Capture,
     queue_depth,
 )
-from edgecnn.runtime.live.stats import Histogram
+from edgecnn.runtime.live.loop import Result
+from edgecnn.runtime.live.stats import STAGES, Histogram, RunStats
 
 FAST = Backoff(initial=0.01, factor=2.0, cap=0.04)
 COLOURS = ["red"] * 8 + ["green"] * 8 + ["blue"] * 8
@@ -278,6 +281,77 @@ def test_histogram_percentiles_are_within_one_percent():
         h.add(float(v))
     for q in (50, 99):
         assert h.percentile(q) == pytest.approx(np.percentile(values, q), rel=0.011)
+
+
+def test_histogram_bins_each_value_in_its_one_percent_bin():
+    """Batched binning against the bin of each value worked out alone: 1%-wide log bins from
+    1 us, anything at or below 1 us (and NaN) in the lowest bin, anything above 1000 s in the
+    highest."""
+    rng = np.random.default_rng(0)
+    values = np.concatenate(
+        [rng.lognormal(0.0, 2.0, 5000), [0.0, -1.0, 1e-3, 1.0101e-3, 5e6, np.nan]]
+    )
+    lowest, growth, bins = 1e-3, 1.01, len(Histogram().counts)
+    expected = np.zeros(bins, np.int64)
+    for v in values:
+        expected[
+            min(bins - 1, int(math.log(v / lowest) / math.log(growth)) + 1) if v > lowest else 0
+        ] += 1
+    at_once, one_by_one = Histogram(), Histogram()
+    at_once.add_many(values)
+    for v in values:
+        one_by_one.add(float(v))
+    for h in (at_once, one_by_one):
+        np.testing.assert_array_equal(h.counts, expected)
+        assert h.n == len(values) and h.max == 5e6
+    assert expected[-1] == 1  # 5e6 ms
+
+
+def test_run_stats_summary_counts_every_frame_pending_or_binned():
+    """`add` bins in batches; a summary at any point counts every frame added so far."""
+    rng = np.random.default_rng(1)
+    stats, ages = RunStats(), []
+    for i in range(RunStats.PENDING * 2 + 37):
+        timings = dict(zip(STAGES, rng.uniform(0.1, 10.0, len(STAGES)).tolist()))
+        ages.append(float(rng.uniform(0.0, 3.0)))
+        stats.add(timings, ages[-1], t_result=i / 100.0)
+        if i in (5, RunStats.PENDING, RunStats.PENDING * 2 + 36):
+            summary = stats.summary()
+            assert summary.frames == i + 1 == stats.age.n
+            assert all(h.n == i + 1 for h in stats.stages.values())
+    assert summary.fps == pytest.approx(100.0)
+    assert summary.frame_age[0] == pytest.approx(np.percentile(ages, 50), rel=0.011)
+
+
+def _result(**changes) -> Result:
+    fields = dict(
+        frame=None, index=12, seq=15, label="dog", score=0.7,
+        topk=(("dog", 0.7), ("cat", 0.3)), probs=np.array([0.3, 0.7], np.float32),
+        uncertain=False, frame_age_ms=1.25, time=1_764_968_400.123456789, fps=30.0,
+        timings=dict(zip(STAGES, (0.3, 0.12345, 0.4, 0.0004, 1.2))),
+    )  # fmt: skip
+    return Result(**{**fields, **changes})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"score": 1e-9, "topk": (("cat", 1e-9), ("dog", 0.0)), "label": "uncertain"},
+        {"label": 'x"<b>\u00e9\u2028\n\\', "topk": (('x"<b>\u00e9\u2028\n\\', 0.5),)},
+        {"timings": {"total": -0.0004, "own": 123456.78949}},
+        {"score": float("nan"), "topk": (("dog", float("nan")), ("cat", 0.3))},
+        {"frame_age_ms": float("inf")},
+    ],
+    ids=["plain", "tiny", "hostile-name", "other-timings", "nan", "inf"],
+)
+def test_jsonl_line_holds_what_to_dict_holds(changes):
+    """`to_json` writes the line directly; parsed, it is `to_dict()` encoded by `json`."""
+    r = _result(**changes)
+    line = r.to_json()
+    assert "\n" not in line and line.isascii()
+    assert json.loads(line) == json.loads(json.dumps(r.to_dict()))
+    assert list(json.loads(line)) == list(r.to_dict())
 
 
 def test_labels_reach_overlay_without_touching_the_frame(video):

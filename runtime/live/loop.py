@@ -16,7 +16,9 @@ every stage.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import threading
 import time
@@ -39,6 +41,13 @@ UNCERTAIN = "uncertain"
 # Classes in each result's `topk` (and the bars drawn on the frame) unless told: `edgecnn run`'s
 # --top-k default too.
 DEFAULT_TOP_K = 3
+# `Result.to_json`'s line: the fields of `to_dict()` in its order, the numbers to its decimals;
+# `_json_str` writes a string as the encoder does.
+_JSON_LINE = (
+    '{"time":%.6f,"index":%d,"seq":%d,"label":%s,"score":%.6f,"topk":[%s],"frame_age_ms":%.3f%s}'
+)
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+_json_str = json.encoder.encode_basestring_ascii
 _IDLE = object()  # from the inference thread: no frame arrived for IDLE_POLL_S
 IDLE_POLL_S = 0.1
 log = logging.getLogger("edgecnn.live")
@@ -166,6 +175,20 @@ class Result:
             "frame_age_ms": round(self.frame_age_ms, 3),
             **{f"{k}_ms": round(v, 3) for k, v in self.timings.items()},
         }
+
+    def to_json(self) -> str:
+        """`to_dict()` as one line of compact JSON (without the newline), at a third of the cost
+        of encoding the dict: `--jsonl` writes one a frame.  Numbers have a fixed number of
+        decimals ("0.700000" where `json` writes 0.7); the values are the same."""
+        timings, topk = self.timings, self.topk
+        numbers = (self.time, self.score, self.frame_age_ms, *timings.values())
+        if not math.isfinite(sum(numbers) + sum(score for _, score in topk)):
+            return _COMPACT_JSON.encode(self.to_dict())  # NaN or infinity: as `json` spells them
+        ranking = ",".join([f"[{_json_str(name)},{score:.6f}]" for name, score in topk])
+        stages = "".join([f",{_json_str(k + '_ms')}:{v:.3f}" for k, v in timings.items()])
+        label = _json_str(self.label)
+        fields = (self.time, self.index, self.seq, label, self.score, ranking, self.frame_age_ms)
+        return _JSON_LINE % (*fields, stages)
 
 
 class Live:

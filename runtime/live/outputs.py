@@ -6,7 +6,6 @@ leaves a half-written file under the name the user asked for."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -229,9 +228,6 @@ def _measured_rate(times: list[float]) -> float:
 
 # --- --jsonl ---------------------------------------------------------------------------------
 
-# One encoder for every line: `json.dumps` with non-default arguments builds a new one per call.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
-
 
 class JsonlWriter(Output):
     """One JSON object per frame, to a file (renamed into place at the end), or flushed per
@@ -252,7 +248,7 @@ class JsonlWriter(Output):
             self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, result: Result, annotated: np.ndarray | None) -> None:
-        self._fh.write(_COMPACT_JSON.encode(result.to_dict()) + "\n")
+        self._fh.write(result.to_json() + "\n")
         if self._tmp is None:
             self._fh.flush()
 
