@@ -212,13 +212,33 @@ def _thread_cpu(native_id: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _timed(owner: object, name: str, stage: str, spent: dict) -> None:
+    """Wrap `owner.name` so that the CPU time of each call adds to `spent[(thread, stage)]`."""
+    import threading
+
+    call = getattr(owner, name)
+
+    def timed(*args, **kwargs):
+        t0 = time.thread_time()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            key = (threading.current_thread().name, stage)
+            spent[key] = spent.get(key, 0.0) + time.thread_time() - t0
+
+    setattr(owner, name, timed)
+
+
 def loop_threads(model: Path, video: Path, workdir: Path, *, every: int = 100) -> dict | None:
     """The live loop of (c) in this process, writing the same JSON lines (`JsonlWriter`), with its
     CPU time a frame split by thread: `capture` (decoding, and the resize when it is ahead),
     `inference` (the invoke, and the resize otherwise), `iterating` (results and output) and
-    `other` (FFmpeg's and the interpreter's own threads).  Counted between snapshots taken every
-    `every` results, from the first to the last one while every loop thread was alive; None
-    without /proc."""
+    `other` (FFmpeg's and the interpreter's own threads); and within the loop's threads by
+    stage (`time.thread_time` around each decode, resize and invoke call, a few microseconds a
+    frame): `stages` is what decoding, resizing and the invoke cost inside the loop, to set
+    beside what they cost alone, and `own` the rest of the loop threads' time.  Counted between
+    snapshots taken every `every` results, from the first to the last one while every loop
+    thread was alive; None without /proc."""
     import threading
 
     from edgecnn.runtime.live import live
@@ -227,6 +247,7 @@ def loop_threads(model: Path, video: Path, workdir: Path, *, every: int = 100) -
     if not Path("/proc/self/task").is_dir():
         return None
     names = {"MainThread": "iterating", "edgecnn-capture": "capture", "edgecnn-infer": "inference"}
+    spent: dict[tuple[str, str], float] = {}
 
     def snapshot(index: int) -> dict | None:
         try:
@@ -236,11 +257,18 @@ def loop_threads(model: Path, video: Path, workdir: Path, *, every: int = 100) -
             return None
         if len(per) < len(names):
             return None
-        return {"index": index, "t": time.perf_counter(), "process": time.process_time(), **per}
+        stages = {stage: sum(v for (_, s), v in spent.items() if s == stage)
+                  for stage in ("decode", "resize", "invoke")}  # fmt: skip
+        return {"index": index, "t": time.perf_counter(), "process": time.process_time(),
+                **per, **stages}  # fmt: skip
 
     first = last = None
     sink = JsonlWriter(workdir / "threads.jsonl")
     with live(str(model), str(video), threads=1) as loop:
+        _timed(loop.source, "read", "decode", spent)
+        _timed(loop._capture, "prepare", "resize", spent)  # in the capture thread
+        _timed(loop.classifier, "frame_pixels", "resize", spent)  # in the inference thread
+        _timed(loop.classifier, "frame_probs", "invoke", spent)
         for i, result in enumerate(loop, 1):
             sink.write(result, None)
             if i % every == 0:
@@ -251,9 +279,13 @@ def loop_threads(model: Path, video: Path, workdir: Path, *, every: int = 100) -
     if first is None or last["index"] == first["index"]:
         return None
     frames = last["index"] - first["index"]
-    ms = {k: 1000 * (last[k] - first[k]) / frames for k in ("process", *names.values())}
+    keys = ("process", *names.values(), "decode", "resize", "invoke")
+    ms = {k: 1000 * (last[k] - first[k]) / frames for k in keys}
     ms["other"] = ms["process"] - sum(ms[k] for k in names.values())
-    return {"frames": frames, "fps": frames / (last["t"] - first["t"]), "cpu_ms": ms}
+    stages = {k: ms.pop(k) for k in ("decode", "resize", "invoke")}
+    own = sum(ms[k] for k in names.values()) - sum(stages.values())
+    return {"frames": frames, "fps": frames / (last["t"] - first["t"]), "cpu_ms": ms,
+            "stages_cpu_ms": stages, "own_cpu_ms": own}  # fmt: skip
 
 
 def naive_keras(keras_path: Path, video: Path, *, frames: int) -> dict:
@@ -407,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    the same loop in this process: {threads['fps']:.1f} FPS, CPU {t['process']:.2f} "
                   f"ms/frame: capture thread {t['capture']:.2f}, inference thread "
                   f"{t['inference']:.2f}, iterating thread {t['iterating']:.2f}, other "
+                  f"{t['other']:.2f}")  # fmt: skip
+            st, alone = threads["stages_cpu_ms"], (a["cpu_ms"], p["cpu_ms"], b["invoke_cpu_ms"])
+            print(f"    its stages inside it: decode {st['decode']:.2f} + resize {st['resize']:.2f} + "
+                  f"invoke {st['invoke']:.2f} = {sum(st.values()):.2f} ms/frame (alone "
+                  f"{sum(alone):.2f}); the loop's own work {threads['own_cpu_ms']:.2f}, other "
                   f"{t['other']:.2f}")  # fmt: skip
         repeats = [limits(a, b, p, c)]
         for i in range(2, args.repeat + 1):
