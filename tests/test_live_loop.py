@@ -339,7 +339,7 @@ def _result(**changes) -> Result:
         {},
         {"score": 1e-9, "topk": (("cat", 1e-9), ("dog", 0.0)), "label": "uncertain"},
         {"label": 'x"<b>\u00e9\u2028\n\\', "topk": (('x"<b>\u00e9\u2028\n\\', 0.5),)},
-        {"timings": {"total": -0.0004, "own": 123456.78949}},
+        {"timings": {"total": -0.0004, "own": 123456.78949, 7: 2.5}},
         {"score": float("nan"), "topk": (("dog", float("nan")), ("cat", 0.3))},
         {"frame_age_ms": float("inf")},
     ],

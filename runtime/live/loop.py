@@ -185,7 +185,7 @@ class Result:
         if not math.isfinite(sum(numbers) + sum(score for _, score in topk)):
             return _COMPACT_JSON.encode(self.to_dict())  # NaN or infinity: as `json` spells them
         ranking = ",".join([f"[{_json_str(name)},{score:.6f}]" for name, score in topk])
-        stages = "".join([f",{_json_str(k + '_ms')}:{v:.3f}" for k, v in timings.items()])
+        stages = "".join([f",{_json_str(f'{k}_ms')}:{v:.3f}" for k, v in timings.items()])
         label = _json_str(self.label)
         fields = (self.time, self.index, self.seq, label, self.score, ranking, self.frame_age_ms)
         return _JSON_LINE % (*fields, stages)
