@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from _live_fixtures import build_colour_tflite, count_frames, write_folder, write_video
 
@@ -46,6 +48,63 @@ def test_python_api_with_a_real_tflite_model(model, clip):
     results = list(live(clf, str(clip), top_k=3))
     assert [r.label for r in results] == COLOURS
     assert all(r.score > 0.9 for r in results)
+
+
+def test_every_frame_gets_the_numbers_of_the_one_image_path_whichever_thread_resized_it(
+    model, tmp_path
+):
+    """The loop's probabilities for each frame are, bit for bit, those of `probs_pixels` on
+    `to_pixels` of the same decoded frame: for frames the capture thread resized (it does while
+    frames queue: here a slow model for the first half) and for those the inference thread
+    resized (here a slow source for the second half).  Textured frames, so that the colour
+    model's scores are far from 0 and 1 and any difference in the pixels shows."""
+    from edgecnn.runtime import load
+    from edgecnn.runtime.preprocess import to_pixels
+
+    rng = np.random.default_rng(7)
+    path = str(tmp_path / "textured.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (160, 120))
+    for _ in range(40):
+        writer.write(cv2.GaussianBlur(rng.integers(0, 256, (120, 160, 3), np.uint8), (9, 9), 0))
+    writer.release()
+    cap, decoded = cv2.VideoCapture(path), []
+    while (got := cap.read())[0]:
+        decoded.append(got[1])
+    cap.release()
+    half = len(decoded) // 2
+
+    clf = load(model, backend="tflite", threads=1)
+    invoke, invoked, resized_by_capture = clf.frame_probs, [], []
+
+    def slow_model_then_fast(x):
+        invoked.append(x)
+        if len(invoked) <= half:
+            time.sleep(0.005)
+        return invoke(x)
+
+    clf.frame_probs = slow_model_then_fast
+    with live(clf, path) as loop:
+        read, prepare = loop.source.read, loop._capture.prepare
+
+        def fast_source_then_slow():
+            if len(invoked) >= half:
+                time.sleep(0.005)
+            return read()
+
+        def counted_prepare(image):
+            resized_by_capture.append(image)
+            return prepare(image)
+
+        loop.source.read, loop._capture.prepare = fast_source_then_slow, counted_prepare
+        results = list(loop)
+
+    assert len(results) == len(decoded) == 40
+    assert 0 < len(resized_by_capture) < 40, len(resized_by_capture)
+    for r in results:
+        np.testing.assert_array_equal(r.frame, decoded[r.seq])
+        expected = clf.probs_pixels(to_pixels(decoded[r.seq], clf.contract))[0]
+        np.testing.assert_array_equal(r.probs, expected)
+    assert max(r.score for r in results) < 0.9
 
 
 def test_run_jsonl_stdout_and_record(model, clip, tmp_path):
