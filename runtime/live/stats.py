@@ -1,7 +1,7 @@
 """Run statistics in constant memory, so a camera left running for a week does not grow.
 
 Latencies go into log-spaced histograms (1% wide bins from 1 us to 1000 s): percentiles are
-exact to within 1% however long the run, and memory is a few kilobytes per stage.
+exact to within 1% however long the run, and memory is 16 KiB per stage (2,084 counts).
 """
 
 from __future__ import annotations
@@ -142,12 +142,11 @@ class RunStats:
         self.t_last = t_result
 
     def _bin(self) -> None:
-        if not self._pending:
-            return
-        columns = np.array(self._pending, dtype=np.float64).T
-        self._pending.clear()
-        for hist, values in zip((*self.stages.values(), self.age), columns):
-            hist.add_many(values)
+        pending, self._pending = self._pending, []  # one swap: a summary may come from any thread
+        if pending:
+            columns = np.array(pending, dtype=np.float64).T
+            for hist, values in zip((*self.stages.values(), self.age), columns):
+                hist.add_many(values)
 
     def summary(self, *, dropped: int = 0, reconnects: int = 0) -> Summary:
         """FPS is results per second between the first and the last result."""
