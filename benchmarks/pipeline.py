@@ -38,6 +38,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -215,9 +216,8 @@ def _thread_cpu(native_id: int) -> float:
 
 
 def _timed(owner: object, name: str, stage: str, spent: dict) -> None:
-    """Wrap `owner.name` so that the CPU time of each call adds to `spent[(thread, stage)]`."""
-    import threading
-
+    """Wrap `owner.name` so that the CPU time of each call adds to `spent[(thread, stage)]` (by
+    thread too: the capture and inference threads both resize, and may add at the same time)."""
     call = getattr(owner, name)
 
     def timed(*args, **kwargs):
@@ -241,8 +241,6 @@ def loop_threads(model: Path, video: Path, workdir: Path, *, every: int = 100) -
     beside what they cost alone, and `own` the rest of the loop threads' time.  Counted between
     snapshots taken every `every` results, from the first to the last one while every loop
     thread was alive; None without /proc."""
-    import threading
-
     from edgecnn.runtime.live import live
     from edgecnn.runtime.live.outputs import JsonlWriter
 
@@ -437,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         c = edgecnn_run(model, video, workdir)
         print(f"(c) edgecnn run --threads 1 --jsonl  {c['fps']:8.1f} FPS  ({c['frames']} frames; "
               f"CPU {c['cpu_ms']:.2f} ms/frame)")  # fmt: skip
+        repeats = [limits(a, b, p, c)]
         threads = loop_threads(model, video, workdir)
         if threads:
             t = threads["cpu_ms"]
@@ -444,12 +443,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"ms/frame: capture thread {t['capture']:.2f}, inference thread "
                   f"{t['inference']:.2f}, iterating thread {t['iterating']:.2f}, other "
                   f"{t['other']:.2f}")  # fmt: skip
-            st, alone = threads["stages_cpu_ms"], (a["cpu_ms"], p["cpu_ms"], b["invoke_cpu_ms"])
+            st, alone = threads["stages_cpu_ms"], repeats[0]["stage_cpu_ms"]
             print(f"    its stages inside it: decode {st['decode']:.2f} + resize {st['resize']:.2f} + "
                   f"invoke {st['invoke']:.2f} = {sum(st.values()):.2f} ms/frame (alone "
-                  f"{sum(alone):.2f}); the loop's own work {threads['own_cpu_ms']:.2f}, other "
+                  f"{alone:.2f}); the loop's own work {threads['own_cpu_ms']:.2f}, other "
                   f"{t['other']:.2f}")  # fmt: skip
-        repeats = [limits(a, b, p, c)]
         for i in range(2, args.repeat + 1):
             again = limits(
                 decode_only(video),
