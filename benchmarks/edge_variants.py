@@ -87,6 +87,23 @@ VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
         )
         for width, size in ((48, 96), (40, 96), (32, 104), (40, 104), (32, 112), (40, 112))
     },
+    # more capacity in the late, low-resolution stages (docs/edge-recipe.md, "Deeper or wider
+    # late stages"): the default's stem, fused stage and input size
+    "sep-deep": (
+        88,
+        EdgeConfig(separable=((128, 2, 1), (256, 2, 2))),
+        "the default with a second 256-wide block at 6x6",
+    ),
+    "sep-512": (
+        88,
+        EdgeConfig(separable=((128, 2, 1), (256, 2, 1), (512, 2, 1))),
+        "the default with a 512-wide stage at 3x3",
+    ),
+    "sep-wide": (
+        88,
+        EdgeConfig(separable=((192, 2, 1), (384, 2, 1))),
+        "the default with separable stages 192 and 384 wide",
+    ),
     "plain-stages": (
         96,
         EdgeConfig(fused=(*_FUSED_64, (128, 2, 1), (256, 2, 1)), separable=(), **_3),
