@@ -154,7 +154,12 @@ def list_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None = N
                 f"{root}: holds images but no class folders named after the labels "
                 f"{list(classes)}; to classify images without labels, use edgecnn predict"
             )
-        raise InputError(f"{root}: no image files found in {list(classes)}")
+        # no class folder was found: each one found holds images or was refused above
+        shown = ", ".join(f"{c}/" for c in classes[:3]) + (", ..." if len(classes) > 3 else "")
+        raise InputError(
+            f"{root}: no class folders; expected a sub-folder of images for each of the "
+            f"{len(classes)} classes ({shown})"
+        )
     return Dataset(root, tuple(classes), tuple(paths), np.asarray(targets, dtype=np.int64))
 
 

@@ -15,6 +15,7 @@ from _runtime_fixtures import LABELS, artifacts_once, contract_json
 from edgecnn.cli import main
 from edgecnn.runtime import ImageError, InputError, load
 from edgecnn.runtime.backends import choose_backend
+from edgecnn.runtime.dataset import list_dataset
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +251,10 @@ def test_cli_predict_bad_input(arts, tmp_path, capsys, argv_tail, text):
 
 def test_cli_eval_bad_data_dirs(arts, tmp_path, capsys):
     (tmp_path / "one" / "red").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
     cases = [
         (tmp_path / "missing", "no such folder"),
+        (tmp_path / "empty", "no class folders; expected a sub-folder of images for each"),
         (arts["tflite"], "is a file"),
         (tmp_path / "one", "has no image files"),
         (arts["data"] / "red", "holds images but no class folders named after the labels"),
@@ -259,6 +262,13 @@ def test_cli_eval_bad_data_dirs(arts, tmp_path, capsys):
     for data, text in cases:
         code, out, err = _cli(capsys, ["eval", str(arts["onnx"]), str(data)])
         assert code == 2 and out == "" and err.count("\n") == 1 and text in err, err
+
+
+def test_an_empty_folder_names_the_class_folders_it_expected(tmp_path):
+    with pytest.raises(InputError, match=r"each of the 5 classes \(a/, b/, c/, \.\.\.\)$"):
+        list_dataset(tmp_path, classes=("a", "b", "c", "d", "e"))
+    with pytest.raises(InputError, match=r"each of the 2 classes \(a/, b/\)$"):
+        list_dataset(tmp_path, classes=("a", "b"))
 
 
 def test_cli_without_metadata_warns_in_one_line_and_works(arts, capsys):
