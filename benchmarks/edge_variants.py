@@ -87,8 +87,8 @@ VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
         )
         for width, size in ((48, 96), (40, 96), (32, 104), (40, 104), (32, 112), (40, 112))
     },
-    # more capacity in the late, low-resolution stages (docs/edge-recipe.md, "Deeper or wider
-    # late stages"): the default's stem, fused stage and input size
+    # more or less capacity in the late, low-resolution stages (docs/edge-recipe.md, "Deeper,
+    # wider or narrower late stages"): the default's stem, fused stage and input size
     "sep-deep": (
         88,
         EdgeConfig(separable=((128, 2, 1), (256, 2, 2))),
@@ -103,6 +103,11 @@ VARIANTS: dict[str, tuple[int, EdgeConfig, str]] = {
         88,
         EdgeConfig(separable=((192, 2, 1), (384, 2, 1))),
         "the default with separable stages 192 and 384 wide",
+    ),
+    "sep-narrow": (
+        88,
+        EdgeConfig(separable=((96, 2, 1), (192, 2, 1))),
+        "the default with separable stages 96 and 192 wide",
     ),
     "plain-stages": (
         96,
