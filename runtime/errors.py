@@ -7,13 +7,16 @@ backend).  Anything else escaping to the CLI is a bug in edgecnn (exit 1).
 
 from __future__ import annotations
 
+from .formatting import shown
+
 
 def first_line(e: BaseException, *, limit: int | None = None) -> str:
     """The first line of an exception's message, cut to `limit` characters, for an InputError's
-    one line (library errors run to many lines: a parser's context, an array, a traceback)."""
+    one line (library errors run to many lines: a parser's context, an array, a traceback), with
+    what would rewrite a console escaped: such messages quote the file (a node's name, say)."""
     text = str(e).strip()
     line = text.splitlines()[0] if text else type(e).__name__
-    return line[:limit]
+    return shown(line[:limit])
 
 
 class InputError(ValueError):

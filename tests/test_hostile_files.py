@@ -514,6 +514,141 @@ def test_external_data_in_a_node_attribute_is_checked_too(product, tmp_path):
     _one_line_refusal(path, "'/etc/shadow' is an absolute path", backend="opencv")
 
 
+# --- ONNX graphs that do not hold together -----------------------------------------------------
+
+_PLACEHOLDER = "edgecnn-placeholder-name"
+_NOT_UTF8_OP = b"Dequant\xf3\x23\xf4\xcbLinear"
+
+
+def _onnx_with_raw_text(product, path: Path, field: str, raw: bytes) -> Path:
+    """The product .onnx with its last node's first input or its op type (`field`) set to the
+    bytes `raw`, as in a corrupted download: the graph then reads a tensor nothing makes, or
+    runs an operator nobody knows. `raw` may be what a protobuf writer refuses (not UTF-8,
+    control characters): it replaces a placeholder in the written bytes, padded with '_' to
+    the placeholder's length so the file's lengths stay right."""
+    raw = raw.ljust(len(_PLACEHOLDER), b"_")
+    assert len(raw) == len(_PLACEHOLDER)
+    proto = onnx.load(str(product["onnx"]))
+    node = proto.graph.node[-1]
+    if field == "input":
+        node.input[0] = _PLACEHOLDER
+    else:
+        node.op_type = _PLACEHOLDER
+    data = proto.SerializeToString()
+    assert data.count(_PLACEHOLDER.encode()) == 1
+    path.write_bytes(data.replace(_PLACEHOLDER.encode(), raw))
+    return path
+
+
+def _onnx_with_unknown_auto_pad(product, path: Path) -> Path:
+    """A conv whose `auto_pad` is no padding mode: ONNX Runtime finds out only when it builds
+    the kernel, and logs an error line of its own before raising."""
+    proto = onnx.load(str(product["onnx"]))
+    conv = next(node for node in proto.graph.node if node.op_type == "Conv")
+    for attribute in [a for a in conv.attribute if a.name in ("auto_pad", "pads")]:
+        conv.attribute.remove(attribute)
+    conv.attribute.append(onnx.helper.make_attribute("auto_pad", "SIDEWAYS"))
+    onnx.save(proto, str(path))
+    return path
+
+
+BROKEN_GRAPHS = {
+    "unknown-input": lambda p, path: _onnx_with_raw_text(p, path, "input", b"no-such-tensor"),
+    "input-not-utf8": lambda p, path: _onnx_with_raw_text(p, path, "input", b"bad-\xf2\x28\xa1"),
+    "input-with-terminal-codes": lambda p, path: _onnx_with_raw_text(
+        p, path, "input", b"\x1b[2J\x1b]0;pwned\x07"
+    ),
+    "unknown-auto-pad": _onnx_with_unknown_auto_pad,
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_GRAPHS)
+@pytest.mark.parametrize("backend", ["auto", "onnx", "opencv"])
+def test_onnx_whose_graph_does_not_hold_together(product, tmp_path, capfd, case, backend):
+    """One line from edgecnn and nothing from the libraries: on such files ONNX Runtime
+    print()s a fallback banner to stdout and logs errors to stderr, and OpenCV's importer logs
+    the file's node names to stderr, byte for byte."""
+    path = BROKEN_GRAPHS[case](product, tmp_path / "model.onnx")
+    capfd.readouterr()
+    message = _one_line_refusal(path, backend=backend)
+    assert capfd.readouterr() == ("", "")
+    if backend == "onnx":
+        assert "cannot load ONNX model" in message, message
+
+
+def test_node_text_is_checked_in_subgraphs_and_functions(tmp_path):
+    """An If's branch and a model-local function hold nodes too; OpenCV reads both."""
+    from edgecnn.runtime.backends._onnxproto import check_node_text
+
+    h = onnx.helper
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    cond = h.make_tensor_value_info("c", onnx.TensorProto.BOOL, [])
+    branch = h.make_graph([h.make_node(_PLACEHOLDER, ["x"], ["y"])], "branch", [], [y])
+    local = h.make_function("local", "Fn", ["a"], ["b"], [h.make_node("Relu", ["a"], ["b"])], [])
+    cases = {
+        "subgraph": h.make_model(
+            h.make_graph(
+                [h.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)],
+                "g",
+                [cond, x],
+                [y],
+            )
+        ),
+        "function": h.make_model(
+            h.make_graph([h.make_node("Fn", ["x"], ["y"], domain="local")], "g", [x], [y]),
+            functions=[local],
+        ),
+    }
+    cases["function"].functions[0].node[0].op_type = _PLACEHOLDER
+    for name, model in cases.items():
+        data = model.SerializeToString()
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(data)
+        check_node_text(path)  # the placeholder is text
+        path.write_bytes(
+            data.replace(_PLACEHOLDER.encode(), _NOT_UTF8_OP.ljust(len(_PLACEHOLDER), b"_"))
+        )
+        with pytest.raises(InputError, match="a node's op type is not UTF-8 text"):
+            check_node_text(path)
+
+
+# Cases that crashed the process (OpenCV's Python binding on an error message that is not
+# UTF-8) or wrote to the console: run in a child process, so a crash fails one test only.
+@pytest.mark.parametrize(
+    ("field", "raw", "backend", "text"),
+    [
+        pytest.param(
+            "op_type", _NOT_UTF8_OP, "opencv", "a node's op type is not UTF-8", id="op-opencv"
+        ),
+        pytest.param(
+            "op_type", _NOT_UTF8_OP, "auto", "a node's op type is not UTF-8", id="op-auto"
+        ),
+        pytest.param(
+            "input", b"bad-\xf2\x28\xa1", "opencv", "input is not UTF-8", id="input-opencv"
+        ),
+        pytest.param(
+            "input", b"\x1b[2J\x1b]0;pwned\x07", "auto", "\\x1b[2J\\x1b]0;pwned", id="escapes-auto"
+        ),
+    ],
+)
+def test_cli_on_an_onnx_whose_graph_does_not_hold_together(
+    product, tmp_path, field, raw, backend, text
+):
+    path = _onnx_with_raw_text(product, tmp_path / "model.onnx", field, raw)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgecnn", "predict", "--backend", backend, str(path)]
+        + [str(product["image"])],
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == b""
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"edgecnn predict: error: {path}: "), lines
+    assert "\x1b" not in lines[0] and text in lines[0], lines
+
+
 # --- class names ---------------------------------------------------------------------------------
 
 

@@ -98,6 +98,75 @@ def graph_io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
     return [t for t in inputs if t.name not in initializers], outputs
 
 
+# --- node text ------------------------------------------------------------------------------
+
+# NodeProto's text fields, by field number; ValueInfoProto's name is its field 1.
+_NODE_TEXT = {
+    1: "a node's input",
+    2: "a node's output",
+    3: "a node's name",
+    4: "a node's op type",
+    7: "a node's domain",
+}
+_GRAPH_VALUE_INFO = 13
+
+
+def check_node_text(path: Path) -> None:
+    """Refuse an ONNX file whose nodes' inputs, outputs, names, op types or domains (in the
+    graph, its subgraphs and functions) or whose value infos' names are not UTF-8 text.
+
+    OpenCV's DNN module quotes them in its error messages, and its Python binding crashes the
+    process (a segmentation fault) on a message that is not UTF-8; ONNX Runtime refuses such
+    files itself.  Raises InputError naming the model and the field.
+    """
+    what = "a string"
+    try:
+        for what, value in _node_text(path.read_bytes()):
+            protobuf_text(value, what)
+    except TooLarge as e:
+        raise InputError(f"{path}: {e}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a valid ONNX file ({what} is not UTF-8 text)") from None
+    except ValueError as e:
+        raise InputError(f"{path}: not a valid ONNX file ({e})") from None
+
+
+def _node_text(model: bytes) -> Iterator[tuple[str, memoryview]]:
+    for field, wire, value in protobuf_fields(model):
+        if wire != 2:
+            continue
+        if field == _MODEL_GRAPH:
+            yield from _graph_text(value, 0)
+        elif field == _MODEL_FUNCTIONS:
+            for f, w, node in protobuf_fields(value):
+                if f == _FUNCTION_NODE and w == 2:
+                    yield from _one_node_text(node, 0)
+
+
+def _graph_text(graph: memoryview, depth: int) -> Iterator[tuple[str, memoryview]]:
+    if depth > MAX_SUBGRAPH_DEPTH:
+        raise ValueError(f"subgraphs nested more than {MAX_SUBGRAPH_DEPTH} deep")
+    for field, wire, value in protobuf_fields(graph):
+        if wire != 2:
+            continue
+        if field == _GRAPH_NODE:
+            yield from _one_node_text(value, depth)
+        elif field == _GRAPH_VALUE_INFO:
+            yield from (("a value info's name", v) for f, w, v in protobuf_fields(value) if f == 1)
+
+
+def _one_node_text(node: memoryview, depth: int) -> Iterator[tuple[str, memoryview]]:
+    for field, wire, value in protobuf_fields(node):
+        if wire != 2:
+            continue
+        if field in _NODE_TEXT:
+            yield _NODE_TEXT[field], value
+        elif field == _NODE_ATTRIBUTE:
+            for f, w, graph in protobuf_fields(value):
+                if f in _ATTR_GRAPHS and w == 2:
+                    yield from _graph_text(graph, depth + 1)
+
+
 # --- external data ---------------------------------------------------------------------------
 
 

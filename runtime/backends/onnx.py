@@ -7,7 +7,9 @@ nothing is quantised here; a file with a uint8 image input is fed the 0..255 pix
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +58,15 @@ class OnnxBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: no optimiser chatter on stderr
+        options.log_severity_level = 4  # fatal only: its errors come back as the exception below
         try:
-            session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            # On a file it cannot load, InferenceSession print()s a banner ("EP Error ...
+            # Falling back to ... and retrying") to stdout before it retries and raises: kept
+            # off the console, so a bad file gets the one line below and nothing else.
+            with contextlib.redirect_stdout(io.StringIO()):
+                session = ort.InferenceSession(
+                    str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                )
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
             raise InputError(
                 f"{path}: cannot load ONNX model ({first_line(e, limit=300)})"

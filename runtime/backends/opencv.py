@@ -12,6 +12,8 @@ file the default engine refuses is retried with `ENGINE_CLASSIC`; `describe()` s
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import InputError
-from ._onnxproto import graph_io
+from ._onnxproto import check_node_text, graph_io
 from .base import Backend, nhwc_shape, probs_2d
 
 
@@ -50,6 +52,7 @@ class OpenCVBackend(Backend):
     @classmethod
     def open(cls, path: Path, *, threads: int) -> OpenCVBackend:
         inputs, outputs = graph_io(path)
+        check_node_text(path)
         if len(inputs) != 1:
             raise InputError(f"{path}: expected 1 image input, found {len(inputs)}")
         if inputs[0].dtype != "float32":
@@ -63,7 +66,8 @@ class OpenCVBackend(Backend):
         failures = []
         for engine in _engines():
             try:
-                backend = cls._try_engine(path, threads, engine, shape, num_classes)
+                with _own_log_silenced():
+                    backend = cls._try_engine(path, threads, engine, shape, num_classes)
             except cv2.error as e:
                 failures.append(f"{engine}: {_reason(e)}")
                 continue
@@ -100,6 +104,23 @@ class OpenCVBackend(Backend):
             "engine": self.engine,
             "target": "CPU (OpenCV kernels)",
         }
+
+
+@contextlib.contextmanager
+def _own_log_silenced() -> Iterator[None]:
+    """OpenCV's own log off while it imports a file: on a bad one its importer writes lines of
+    its own to stderr (`[ERROR:0@0.2] global onnx_importer2.cpp:... unknown input '...'`), node
+    names from the file included, byte for byte, beside the one line the error gets."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        yield
+        return
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(level)
 
 
 def _engines() -> tuple[str, ...]:
