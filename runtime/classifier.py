@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from .backends import Backend, check_threads, choose_backend, installed_backends
 from .backends._onnxproto import check_external_data
 from .contract import Contract
-from .errors import InputError
+from .errors import BrokenModelError, InputError
 from .metadata import model_kind, read_contract
 from .preprocess import to_input, to_pixels
 from .resolve import resolve_model
@@ -257,11 +257,14 @@ def _open_first(candidates: list[type[Backend]], path: Path, threads: int) -> Ba
 
     An installed engine may still refuse a valid file (OpenCV's DNN module cannot run some QDQ
     int8 layouts); `auto` then moves on to the next installed backend, and only when none can
-    does it fail, with every backend's one-line reason."""
+    does it fail, with every backend's one-line reason.  A file an engine found malformed
+    (BrokenModelError) is refused at once: the next engine may check less, and crash on it."""
     reasons = []
     for cls in candidates:
         try:
             return cls.open(path, threads=threads)
+        except BrokenModelError:
+            raise
         except InputError as e:
             if len(candidates) == 1:
                 raise

@@ -27,6 +27,11 @@ class ImageError(InputError):
     """A file that cannot be decoded as an image."""
 
 
+class BrokenModelError(InputError):
+    """A model file that an engine found malformed, not merely beyond its operators: `auto`
+    tries no other engine on it (a corrupted file can crash one that checks less)."""
+
+
 class MissingDependencyError(InputError):
     """An optional package is not installed; the message names the pip extra."""
 

@@ -273,6 +273,20 @@ def protobuf_text(value: memoryview | bytes, what: str = "string") -> str:
     return str(value, "utf-8")
 
 
+def protobuf_int64(varint: int) -> int:
+    """A varint field's value as the int64 it encodes (a negative one is a 10-byte varint)."""
+    return varint - (1 << 64) if varint >= 1 << 63 else varint
+
+
+def protobuf_int64s(value: memoryview | bytes) -> Iterator[int]:
+    """A packed repeated int64 field's values."""
+    view = memoryview(value)
+    pos = 0
+    while pos < len(view):
+        varint, pos = _varint(view, pos)
+        yield protobuf_int64(varint)
+
+
 def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
     """`metadata_props` of an ONNX model as a dict, without the onnx package.
 

@@ -578,7 +578,7 @@ def test_onnx_whose_graph_does_not_hold_together(product, tmp_path, capfd, case,
 
 def test_node_text_is_checked_in_subgraphs_and_functions(tmp_path):
     """An If's branch and a model-local function hold nodes too; OpenCV reads both."""
-    from edgecnn.runtime.backends._onnxproto import check_node_text
+    from edgecnn.runtime.backends._onnxproto import check_nodes
 
     h = onnx.helper
     x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
@@ -605,37 +605,79 @@ def test_node_text_is_checked_in_subgraphs_and_functions(tmp_path):
         data = model.SerializeToString()
         path = tmp_path / f"{name}.onnx"
         path.write_bytes(data)
-        check_node_text(path)  # the placeholder is text
+        check_nodes(path)  # the placeholder is text
         path.write_bytes(
             data.replace(_PLACEHOLDER.encode(), _NOT_UTF8_OP.ljust(len(_PLACEHOLDER), b"_"))
         )
         with pytest.raises(InputError, match="a node's op type is not UTF-8 text"):
-            check_node_text(path)
+            check_nodes(path)
 
 
-# Cases that crashed the process (OpenCV's Python binding on an error message that is not
-# UTF-8) or wrote to the console: run in a child process, so a crash fails one test only.
+def _onnx_with_window(product, path: Path, attribute: str, value) -> Path:
+    """The product .onnx with its first conv's `attribute` set to `value`."""
+    proto = onnx.load(str(product["onnx"]))
+    conv = next(node for node in proto.graph.node if node.op_type == "Conv")
+    for old in [a for a in conv.attribute if a.name == attribute]:
+        conv.attribute.remove(old)
+    conv.attribute.append(onnx.helper.make_attribute(attribute, value))
+    onnx.save(proto, str(path))
+    return path
+
+
+def _op(p, path):
+    return _onnx_with_raw_text(p, path, "op_type", _NOT_UTF8_OP)
+
+
+# Files that crashed the process (OpenCV: its Python binding on an error message that is not
+# UTF-8, a division by a zero stride) or wrote to the console: run in a child process, so a
+# crash fails one test only.  `auto` stops at ONNX Runtime's verdict on a malformed file.
+CRASHERS = [
+    (_op, "opencv", "not a valid ONNX file (a node's op type is not UTF-8 text)", "op-opencv"),
+    (_op, "auto", "cannot load ONNX model ('utf-8' codec can't decode", "op-auto"),
+    (
+        lambda p, path: _onnx_with_raw_text(p, path, "input", b"bad-\xf2\x28\xa1"),
+        "opencv",
+        "not a valid ONNX file (a node's input is not UTF-8 text)",
+        "input-opencv",
+    ),
+    (
+        lambda p, path: _onnx_with_raw_text(p, path, "input", b"\x1b[2J\x1b]0;pwned\x07"),
+        "auto",
+        "Node input '\\x1b[2J\\x1b]0;pwned\\x07_",
+        "escapes-auto",
+    ),
+    (
+        lambda p, path: _onnx_with_window(p, path, "strides", [1, 0]),
+        "opencv",
+        "not a valid ONNX file (a Conv node has strides [1, 0])",
+        "stride-opencv",
+    ),
+    (
+        lambda p, path: _onnx_with_window(p, path, "strides", [1, 0]),
+        "auto",
+        "strides must only contain positive values",
+        "stride-auto",
+    ),
+    (
+        lambda p, path: _onnx_with_window(p, path, "pads", [0, 0, -1, 0]),
+        "opencv",
+        "a Conv node has pads [0, 0, -1, 0]",
+        "pads-opencv",
+    ),
+    (
+        lambda p, path: _onnx_with_window(p, path, "group", 0),
+        "opencv",
+        "a Conv node has group [0]",
+        "group-opencv",
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("field", "raw", "backend", "text"),
-    [
-        pytest.param(
-            "op_type", _NOT_UTF8_OP, "opencv", "a node's op type is not UTF-8", id="op-opencv"
-        ),
-        pytest.param(
-            "op_type", _NOT_UTF8_OP, "auto", "a node's op type is not UTF-8", id="op-auto"
-        ),
-        pytest.param(
-            "input", b"bad-\xf2\x28\xa1", "opencv", "input is not UTF-8", id="input-opencv"
-        ),
-        pytest.param(
-            "input", b"\x1b[2J\x1b]0;pwned\x07", "auto", "\\x1b[2J\\x1b]0;pwned", id="escapes-auto"
-        ),
-    ],
+    ("build", "backend", "text"), [pytest.param(*case[:3], id=case[3]) for case in CRASHERS]
 )
-def test_cli_on_an_onnx_whose_graph_does_not_hold_together(
-    product, tmp_path, field, raw, backend, text
-):
-    path = _onnx_with_raw_text(product, tmp_path / "model.onnx", field, raw)
+def test_cli_on_an_onnx_that_crashed_a_library(product, tmp_path, build, backend, text):
+    path = build(product, tmp_path / "model.onnx")
     proc = subprocess.run(
         [sys.executable, "-m", "edgecnn", "predict", "--backend", backend, str(path)]
         + [str(product["image"])],
@@ -647,6 +689,24 @@ def test_cli_on_an_onnx_whose_graph_does_not_hold_together(
     lines = proc.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"edgecnn predict: error: {path}: "), lines
     assert "\x1b" not in lines[0] and text in lines[0], lines
+
+
+def test_packed_int64s_are_read_with_their_sign():
+    from edgecnn.runtime.metadata import protobuf_int64s
+
+    def varint(value: int) -> bytes:
+        value &= (1 << 64) - 1
+        out = bytearray()
+        while True:
+            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+            value >>= 7
+            if not value:
+                return bytes(out)
+
+    values = [0, 1, 300, -1, -(1 << 63), (1 << 63) - 1]
+    assert list(protobuf_int64s(b"".join(map(varint, values)))) == values
+    with pytest.raises(ValueError):
+        list(protobuf_int64s(b"\x80"))  # a varint cut short
 
 
 # --- class names ---------------------------------------------------------------------------------

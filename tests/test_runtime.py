@@ -213,6 +213,25 @@ def test_auto_moves_on_when_an_installed_engine_refuses_the_file(arts, monkeypat
         load(arts["onnx"], backend="onnx", threads=1)  # asked for by name: no fallback
 
 
+def test_auto_stops_at_a_file_an_engine_found_malformed(arts, monkeypatch):
+    from edgecnn.runtime.errors import BrokenModelError
+
+    tried = []
+
+    def broken(cls, path, *, threads):
+        raise BrokenModelError(f"{path}: cannot load ONNX model (Invalid model)")
+
+    def record(cls, path, *, threads):
+        tried.append(cls.name)
+        raise InputError("no")
+
+    monkeypatch.setattr(get_backend("onnx"), "open", classmethod(broken))
+    monkeypatch.setattr(get_backend("opencv"), "open", classmethod(record))
+    with pytest.raises(BrokenModelError, match=r"cannot load ONNX model \(Invalid model\)$"):
+        load(arts["onnx"], threads=1)
+    assert tried == []  # OpenCV, which checks less, never saw the file
+
+
 def test_auto_names_every_refusal_when_no_engine_can_run_the_file(arts, monkeypatch):
     for name in ("onnx", "opencv"):
         monkeypatch.setattr(

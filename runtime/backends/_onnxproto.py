@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import InputError
-from ..metadata import TooLarge, protobuf_fields, protobuf_text
+from ..metadata import TooLarge, protobuf_fields, protobuf_int64, protobuf_int64s, protobuf_text
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 10: "float16", 11: "float64"}
 MAX_SUBGRAPH_DEPTH = 16  # If/Loop bodies inside bodies; real models nest two or three deep
@@ -98,7 +98,7 @@ def graph_io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
     return [t for t in inputs if t.name not in initializers], outputs
 
 
-# --- node text ------------------------------------------------------------------------------
+# --- nodes OpenCV would crash on ----------------------------------------------------------------
 
 # NodeProto's text fields, by field number; ValueInfoProto's name is its field 1.
 _NODE_TEXT = {
@@ -108,63 +108,123 @@ _NODE_TEXT = {
     4: "a node's op type",
     7: "a node's domain",
 }
+_NODE_OP_TYPE = 4
+_NOT_TEXT = "is not UTF-8 text"
 _GRAPH_VALUE_INFO = 13
+_ATTR_NAME, _ATTR_INT, _ATTR_INTS = 1, 3, 8  # AttributeProto
+# Sliding-window operators: by their ONNX specs, strides, dilations, kernel sizes and groups are
+# positive and pads are not negative.  OpenCV divides by the stride as it reads the file.
+_WINDOW_OPS = frozenset(
+    {"Conv", "ConvInteger", "ConvTranspose", "QLinearConv", "DeformConv"}
+    | {"AveragePool", "LpPool", "MaxPool", "MaxUnpool", "MaxRoiPool"}
+)
+_POSITIVE = frozenset({"strides", "dilations", "kernel_shape", "group"})
 
 
-def check_node_text(path: Path) -> None:
-    """Refuse an ONNX file whose nodes' inputs, outputs, names, op types or domains (in the
-    graph, its subgraphs and functions) or whose value infos' names are not UTF-8 text.
+def check_nodes(path: Path) -> None:
+    """Refuse an ONNX file with a node that OpenCV's DNN module would crash the process on:
 
-    OpenCV's DNN module quotes them in its error messages, and its Python binding crashes the
-    process (a segmentation fault) on a message that is not UTF-8; ONNX Runtime refuses such
-    files itself.  Raises InputError naming the model and the field.
+    - text that is not UTF-8 in a node's inputs, outputs, name, op type or domain, or in a
+      value info's name: OpenCV quotes them in its error messages, and its Python binding
+      crashes (a segmentation fault) on a message that is not UTF-8;
+    - a convolution or pooling window with a stride, dilation, kernel size or group below 1,
+      or a negative pad: OpenCV divides by the stride (a floating-point exception).
+
+    Nodes in the graph, its subgraphs and the model's functions.  ONNX Runtime refuses such
+    files itself.  Raises InputError naming the model and the problem.
     """
-    what = "a string"
     try:
-        for what, value in _node_text(path.read_bytes()):
-            protobuf_text(value, what)
+        problems = (_problem(kind, message) for kind, message in _nodes(path.read_bytes()))
+        problem = next((p for p in problems if p), None)
     except TooLarge as e:
         raise InputError(f"{path}: {e}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a valid ONNX file ({what} is not UTF-8 text)") from None
     except ValueError as e:
         raise InputError(f"{path}: not a valid ONNX file ({e})") from None
+    if problem:
+        raise InputError(f"{path}: not a valid ONNX file ({problem})")
 
 
-def _node_text(model: bytes) -> Iterator[tuple[str, memoryview]]:
+def _nodes(model: bytes) -> Iterator[tuple[str, memoryview]]:
+    """("node" | "value info", the message) for each in the graph, its subgraphs and the
+    model's functions."""
     for field, wire, value in protobuf_fields(model):
         if wire != 2:
             continue
         if field == _MODEL_GRAPH:
-            yield from _graph_text(value, 0)
+            yield from _graph_nodes(value, 0)
         elif field == _MODEL_FUNCTIONS:
             for f, w, node in protobuf_fields(value):
                 if f == _FUNCTION_NODE and w == 2:
-                    yield from _one_node_text(node, 0)
+                    yield from _node_and_subgraphs(node, 0)
 
 
-def _graph_text(graph: memoryview, depth: int) -> Iterator[tuple[str, memoryview]]:
+def _graph_nodes(graph: memoryview, depth: int) -> Iterator[tuple[str, memoryview]]:
     if depth > MAX_SUBGRAPH_DEPTH:
         raise ValueError(f"subgraphs nested more than {MAX_SUBGRAPH_DEPTH} deep")
     for field, wire, value in protobuf_fields(graph):
         if wire != 2:
             continue
         if field == _GRAPH_NODE:
-            yield from _one_node_text(value, depth)
+            yield from _node_and_subgraphs(value, depth)
         elif field == _GRAPH_VALUE_INFO:
-            yield from (("a value info's name", v) for f, w, v in protobuf_fields(value) if f == 1)
+            yield "value info", value
 
 
-def _one_node_text(node: memoryview, depth: int) -> Iterator[tuple[str, memoryview]]:
+def _node_and_subgraphs(node: memoryview, depth: int) -> Iterator[tuple[str, memoryview]]:
+    yield "node", node
     for field, wire, value in protobuf_fields(node):
+        if field == _NODE_ATTRIBUTE and wire == 2:
+            for f, w, graph in protobuf_fields(value):
+                if f in _ATTR_GRAPHS and w == 2:
+                    yield from _graph_nodes(graph, depth + 1)
+
+
+def _problem(kind: str, message: memoryview) -> str | None:
+    """What in one node or value info OpenCV would crash on, or None."""
+    if kind == "value info":
+        names = (v for f, w, v in protobuf_fields(message) if f == 1 and w == 2)
+        return next((f"a value info's name {_NOT_TEXT}" for v in names if not _is_text(v)), None)
+    op_type, attributes = "", []
+    for field, wire, value in protobuf_fields(message):
         if wire != 2:
             continue
         if field in _NODE_TEXT:
-            yield _NODE_TEXT[field], value
+            if not _is_text(value):
+                return f"{_NODE_TEXT[field]} {_NOT_TEXT}"
+            if field == _NODE_OP_TYPE:
+                op_type = str(value, "utf-8")
         elif field == _NODE_ATTRIBUTE:
-            for f, w, graph in protobuf_fields(value):
-                if f in _ATTR_GRAPHS and w == 2:
-                    yield from _graph_text(graph, depth + 1)
+            attributes.append(value)
+    if op_type not in _WINDOW_OPS:
+        return None
+    for attribute in attributes:
+        name, values = _int_attribute(attribute)
+        if (name in _POSITIVE and min(values, default=1) < 1) or (
+            name == "pads" and min(values, default=0) < 0
+        ):
+            return f"a {op_type} node has {name} {values[:8]}"
+    return None
+
+
+def _is_text(value: memoryview) -> bool:
+    try:
+        protobuf_text(value)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _int_attribute(attribute: memoryview) -> tuple[str, list[int]]:
+    """An AttributeProto's name and its integer values (`i`, or `ints` packed or not)."""
+    name, values = "", []
+    for field, wire, value in protobuf_fields(attribute):
+        if field == _ATTR_NAME and wire == 2:
+            name = protobuf_text(value, "an attribute's name")
+        elif field in (_ATTR_INT, _ATTR_INTS) and wire == 0:
+            values.append(protobuf_int64(value))
+        elif field == _ATTR_INTS and wire == 2:
+            values.extend(protobuf_int64s(value))
+    return name, values
 
 
 # --- external data ---------------------------------------------------------------------------

@@ -16,8 +16,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import InputError, MissingDependencyError, first_line
+from ..errors import BrokenModelError, InputError, MissingDependencyError, first_line
 from .base import Backend, nhwc_shape, probs_2d
+
+# ONNX Runtime's exceptions for a valid file it cannot run (an operator or type it has no
+# kernel for): another engine may.  Every other load failure (InvalidProtobuf, InvalidGraph,
+# InvalidArgument, Fail: a failed check of the graph, its shapes or attributes) means the file
+# is malformed.
+_UNSUPPORTED = frozenset({"NotImplemented", "EPFail"})
 
 
 def _import_ort():
@@ -68,9 +74,10 @@ class OnnxBackend(Backend):
                     str(path), sess_options=options, providers=["CPUExecutionProvider"]
                 )
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
-            raise InputError(
-                f"{path}: cannot load ONNX model ({first_line(e, limit=300)})"
-            ) from None
+            reason = f"{path}: cannot load ONNX model ({first_line(e, limit=300)})"
+            if type(e).__name__ in _UNSUPPORTED:
+                raise InputError(reason) from None
+            raise BrokenModelError(reason) from None
         return cls(path, threads, session, f"onnxruntime {ort.__version__}")
 
     def run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import InputError
-from ._onnxproto import check_node_text, graph_io
+from ._onnxproto import check_nodes, graph_io
 from .base import Backend, nhwc_shape, probs_2d
 
 
@@ -52,7 +52,7 @@ class OpenCVBackend(Backend):
     @classmethod
     def open(cls, path: Path, *, threads: int) -> OpenCVBackend:
         inputs, outputs = graph_io(path)
-        check_node_text(path)
+        check_nodes(path)
         if len(inputs) != 1:
             raise InputError(f"{path}: expected 1 image input, found {len(inputs)}")
         if inputs[0].dtype != "float32":
