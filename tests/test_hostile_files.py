@@ -694,17 +694,9 @@ def test_cli_on_an_onnx_that_crashed_a_library(product, tmp_path, build, backend
 def test_packed_int64s_are_read_with_their_sign():
     from edgecnn.runtime.metadata import protobuf_int64s
 
-    def varint(value: int) -> bytes:
-        value &= (1 << 64) - 1
-        out = bytearray()
-        while True:
-            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
-            value >>= 7
-            if not value:
-                return bytes(out)
-
     values = [0, 1, 300, -1, -(1 << 63), (1 << 63) - 1]
-    assert list(protobuf_int64s(b"".join(map(varint, values)))) == values
+    packed = b"".join(_varint(v & ((1 << 64) - 1)) for v in values)  # int64 as protobuf has it
+    assert list(protobuf_int64s(packed)) == values
     with pytest.raises(ValueError):
         list(protobuf_int64s(b"\x80"))  # a varint cut short
 
