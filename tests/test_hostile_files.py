@@ -691,6 +691,34 @@ def test_cli_on_an_onnx_that_crashed_a_library(product, tmp_path, build, backend
     assert "\x1b" not in lines[0] and text in lines[0], lines
 
 
+def test_onnx_that_loads_but_cannot_run_is_one_line(product, tmp_path, capfd):
+    """A conv fed a weight of the wrong rank passes ONNX Runtime's checks at load and fails
+    only when it runs: one line then too."""
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(product["onnx"]))
+    weights = {t.name: t for t in proto.graph.initializer}
+    conv = next(n for n in proto.graph.node if n.op_type == "Conv" and n.input[1] in weights)
+    flat = np.ones(weights[conv.input[1]].dims[0], np.float32)
+    proto.graph.initializer.append(numpy_helper.from_array(flat, "flat_weight"))
+    conv.input[1] = "flat_weight"
+    path = tmp_path / "model.onnx"
+    onnx.save(proto, str(path))
+
+    clf = load(path, backend="onnx")
+    capfd.readouterr()
+    with pytest.raises(InputError) as err:
+        clf.predict(product["image"])
+    message = str(err.value)
+    assert (
+        message.startswith(f"{path}: ONNX Runtime cannot run this model (") and "\n" not in message
+    )
+    assert capfd.readouterr() == ("", "")
+    code = main(["predict", str(path), str(product["image"])])
+    out, err_text = capfd.readouterr()
+    assert code == 2 and out == "" and err_text.count("\n") == 1, err_text
+
+
 def test_packed_int64s_are_read_with_their_sign():
     from edgecnn.runtime.metadata import protobuf_int64s
 

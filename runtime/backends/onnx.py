@@ -86,6 +86,10 @@ class OnnxBackend(Backend):
         self._feed[self._input_name] = x
         try:
             out = self._session.run(self._output_names, self._feed)[0]
+        except Exception as e:  # a graph that loads may still fail to run (shapes that clash)
+            raise InputError(
+                f"{self.path}: ONNX Runtime cannot run this model ({first_line(e, limit=300)})"
+            ) from None
         finally:
             self._feed.clear()
         return probs_2d(out, x.shape[0], source=str(self.path))
