@@ -83,12 +83,20 @@ def _command_module(name: str):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in TENSORFLOW_COMMANDS:
+    if args.command in TENSORFLOW_COMMANDS or _runs_keras(args):
         from edgecnn._native_log import quiet_native_logs
 
         with quiet_native_logs():
             return _dispatch(args)
     return _dispatch(args)
+
+
+def _runs_keras(args: argparse.Namespace) -> bool:
+    """Whether a device command will import TensorFlow: given a .keras file or the keras
+    backend (`edgecnn.runtime` never imports it for .tflite or .onnx files)."""
+    models = [getattr(args, "model", None), *(getattr(args, "targets", None) or ())]
+    backends = [getattr(args, "backend", None), *(getattr(args, "backends", None) or "").split(",")]
+    return "keras" in backends or any(str(m).endswith(".keras") for m in models if m)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -114,7 +114,7 @@ def test_a_crash_message_reaches_the_console():
 
 
 @pytest.mark.slow
-def test_train_and_export_print_no_native_log_lines(tmp_path):
+def test_train_export_and_a_keras_predict_print_no_native_log_lines(tmp_path):
     train_dir, val_dir = tiny_split(tmp_path / "data")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     run = tmp_path / "run"
@@ -133,3 +133,8 @@ def test_train_and_export_print_no_native_log_lines(tmp_path):
     export = edgecnn("export", str(run))
     assert "export: [6/6] onnx-int8: converting" in export.stderr
     assert "model_int8.tflite" in export.stdout
+    # the device commands import TensorFlow only for a .keras file: quiet then too
+    image = next(p for p in (val_dir).rglob("*") if p.is_file())
+    predict = edgecnn("predict", str(run / "model.keras"), str(image))
+    assert str(image) in predict.stdout
+    edgecnn("eval", str(run / "model.keras"), str(val_dir))
