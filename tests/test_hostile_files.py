@@ -540,16 +540,22 @@ def _onnx_with_raw_text(product, path: Path, field: str, raw: bytes) -> Path:
     return path
 
 
+def _onnx_with_window(product, path: Path, attribute: str, value, *, drop=()) -> Path:
+    """The product .onnx with its first conv's `attribute` set to `value` (and the attributes
+    named in `drop` removed)."""
+    proto = onnx.load(str(product["onnx"]))
+    conv = next(node for node in proto.graph.node if node.op_type == "Conv")
+    for old in [a for a in conv.attribute if a.name in (attribute, *drop)]:
+        conv.attribute.remove(old)
+    conv.attribute.append(onnx.helper.make_attribute(attribute, value))
+    onnx.save(proto, str(path))
+    return path
+
+
 def _onnx_with_unknown_auto_pad(product, path: Path) -> Path:
     """A conv whose `auto_pad` is no padding mode: ONNX Runtime finds out only when it builds
     the kernel, and logs an error line of its own before raising."""
-    proto = onnx.load(str(product["onnx"]))
-    conv = next(node for node in proto.graph.node if node.op_type == "Conv")
-    for attribute in [a for a in conv.attribute if a.name in ("auto_pad", "pads")]:
-        conv.attribute.remove(attribute)
-    conv.attribute.append(onnx.helper.make_attribute("auto_pad", "SIDEWAYS"))
-    onnx.save(proto, str(path))
-    return path
+    return _onnx_with_window(product, path, "auto_pad", "SIDEWAYS", drop=("pads",))
 
 
 BROKEN_GRAPHS = {
@@ -611,17 +617,6 @@ def test_node_text_is_checked_in_subgraphs_and_functions(tmp_path):
         )
         with pytest.raises(InputError, match="a node's op type is not UTF-8 text"):
             check_nodes(path)
-
-
-def _onnx_with_window(product, path: Path, attribute: str, value) -> Path:
-    """The product .onnx with its first conv's `attribute` set to `value`."""
-    proto = onnx.load(str(product["onnx"]))
-    conv = next(node for node in proto.graph.node if node.op_type == "Conv")
-    for old in [a for a in conv.attribute if a.name == attribute]:
-        conv.attribute.remove(old)
-    conv.attribute.append(onnx.helper.make_attribute(attribute, value))
-    onnx.save(proto, str(path))
-    return path
 
 
 def _op(p, path):

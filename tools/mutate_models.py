@@ -16,8 +16,8 @@ and is classified by `python -m edgecnn predict COPY IMAGE` in a child process (
 "ok" (exit 0: the mutation left the model working, usually in weights), "refused" (exit 2, one
 line on stderr and nothing on stdout), or a failure: any other exit code (a negative one is a
 signal: -11 a segmentation fault), more lines, output on stdout, or the time limit.  Failing
-copies are kept in --keep (default: a temporary folder, printed).  Not part of `make test`
-(about half a second a copy); exit status 1 when any copy failed.
+copies are kept in --keep (default: a temporary folder made at the first failure, printed).
+Not part of `make test` (about half a second a copy); exit status 1 when any copy failed.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def classify(model: Path, image: Path, backend: str) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", type=Path, help="a .tflite or .onnx file that works")
+    parser.add_argument("model", type=Path, help="a .tflite, .onnx or .keras file that works")
     parser.add_argument("image", type=Path, help="a photo to classify")
     parser.add_argument("--count", type=int, default=500, help="corrupted copies to try")
     parser.add_argument("--seed", type=int, default=0, help="the mutations' seed")
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     data = args.model.read_bytes()
-    keep = args.keep or Path(tempfile.mkdtemp(prefix="edgecnn-mutants-"))
-    keep.mkdir(parents=True, exist_ok=True)
+    keep = args.keep
     rng = random.Random(args.seed)
     counts: collections.Counter[str] = collections.Counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             outcome, detail = classify(copy, args.image, args.backend)
             counts[outcome] += 1
             if outcome == "failed":
+                if keep is None:
+                    keep = Path(tempfile.mkdtemp(prefix="edgecnn-mutants-"))
+                keep.mkdir(parents=True, exist_ok=True)
                 kept = keep / f"{i:05d}-{kind}{args.model.suffix}"
                 kept.write_bytes(mutated)
                 print(f"{kept}: {detail}", flush=True)
