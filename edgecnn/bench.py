@@ -487,7 +487,8 @@ def _pipeline_rows(
 
 
 def default_output_dir(targets: list[str | os.PathLike]) -> Path:
-    """RUN_DIR/bench for a run directory (or a file inside RUN/export), else ./bench."""
+    """RUN_DIR/bench for a run directory (or a file inside RUN/export), else bench/ beside the
+    first file."""
     first = Path(targets[0])
     if first.is_dir():
         return first / OUTPUT_DIR

@@ -5,9 +5,11 @@ so the last OpenCV classifier opened sets the thread count for all of them.  Ope
 report the network's input shape, so it is read from the ONNX protobuf; and since OpenCV may
 only discover an unsupported layer when it first runs, `open` does one forward pass on zeros.
 
-OpenCV 5's new graph engine cannot run per-channel QDQ int8 files (what `edgecnn export` writes
-as model_int8.onnx: "bufidx >= 0 in function 'argTensor'"), while the classic engine can, so a
-file the default engine refuses is retried with `ENGINE_CLASSIC`; `describe()` says which ran.
+OpenCV 5.1 cannot load a QDQ int8 file in which a Gemm's dequantized weights feed that Gemm
+alone ("bufidx >= 0 in function 'argTensor'"): the `seed` net's model_int8.onnx, whose dense
+layers are such Gemms, is refused in one line.  The `edge` net's file loads: both its test-time
+views read the classifier's weights.  OpenCV 5.0 also has a classic engine, and a file its
+default engine refuses is retried there (`ENGINE_CLASSIC`); `describe()` says which ran.
 """
 
 from __future__ import annotations
