@@ -193,6 +193,9 @@ def test_opencv_runs_qdq_int8_onnx_or_refuses_in_one_line(arts, keras_clf):
         assert "\n" not in message
         assert message.startswith(f"{arts['onnx_int8']}: OpenCV DNN cannot run this ONNX file (")
         assert "default:" in message
+        assert message.endswith(
+            "try the float model.onnx, or ONNX Runtime: pip install 'edgecnn[onnx]'"
+        )
         return
     assert clf.describe()["engine"] in ("default", "classic")
     rgb, _ = synthetic_images(10, seed=8)

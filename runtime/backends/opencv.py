@@ -74,7 +74,12 @@ class OpenCVBackend(Backend):
                 failures.append(f"{engine}: {_reason(e)}")
                 continue
             return backend
-        raise InputError(f"{path}: OpenCV DNN cannot run this ONNX file ({'; '.join(failures)})")
+        # op types are plain text in the file: a quantized one has a float sibling to offer
+        instead = "the float model.onnx, or " if b"QuantizeLinear" in path.read_bytes() else ""
+        raise InputError(
+            f"{path}: OpenCV DNN cannot run this ONNX file ({'; '.join(failures)}); "
+            f"try {instead}ONNX Runtime: pip install 'edgecnn[onnx]'"
+        )
 
     @classmethod
     def _try_engine(
