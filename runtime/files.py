@@ -14,6 +14,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from .errors import InputError
+
 
 @functools.cache
 def _umask() -> int:
@@ -69,3 +71,45 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_not_an_input(
+    option: str,
+    output: str | os.PathLike | None,
+    *,
+    files: dict[str, str | os.PathLike | None] | None = None,
+    photos_in: str | os.PathLike | None = None,
+) -> None:
+    """InputError when writing `output` would replace one of the command's own inputs: one of
+    `files` (what it is -> its path, e.g. {"the model": ...}; the same file through any link)
+    or a photo under the folder `photos_in` (by its name there or where a link points).
+    Missing outputs, devices and FIFOs (`--json /dev/stdout`) pass."""
+    from .preprocess import is_image_file
+
+    if output is None or os.fspath(output) in ("", "-"):
+        return
+    out = Path(output)
+    if not out.exists() or is_special(out):
+        return
+    for what, given in (files or {}).items():
+        if given is not None and _same_file(out, given):
+            raise InputError(f"{option} {out}: that is {what}; writing there would destroy it")
+    if photos_in is not None and os.path.isdir(photos_in) and is_image_file(out):
+        folder = Path(photos_in)
+        if _inside(Path(os.path.abspath(out)), Path(os.path.abspath(folder))) or _inside(
+            final_path(out), final_path(folder)
+        ):
+            raise InputError(
+                f"{option} {out}: that is a photo of {folder}; writing there would destroy it"
+            )
+
+
+def _same_file(a: Path, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path != folder and path.is_relative_to(folder)

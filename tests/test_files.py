@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from edgecnn.runtime.files import write_atomic
+from edgecnn.runtime.errors import InputError
+from edgecnn.runtime.files import check_not_an_input, write_atomic
 
 
 def test_a_file_is_replaced_whole_and_no_temp_file_stays(tmp_path):
@@ -58,3 +59,41 @@ def test_a_fifo_is_written_in_place(tmp_path):
     assert received == [b"through the pipe"]
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
     assert [p.name for p in tmp_path.iterdir()] == ["out.fifo"]
+
+
+def test_an_output_that_is_an_input_file_is_refused_also_through_a_link(tmp_path):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"weights")
+    link = tmp_path / "link.tflite"
+    link.symlink_to(model)
+    for given in (model, link):
+        with pytest.raises(InputError, match=r"^--json .*: that is the model; writing there"):
+            check_not_an_input("--json", given, files={"the model": model})
+    other = tmp_path / "report.json"
+    other.write_text("{}")
+    for harmless in (other, tmp_path / "new.json", "-", None, "/dev/null"):
+        check_not_an_input("--json", harmless, files={"the model": model})
+    assert model.read_bytes() == b"weights"
+
+
+def test_an_output_that_is_a_photo_of_the_dataset_is_refused(tmp_path):
+    """By its name in the folder, or where a link in the folder points (the shared dataset
+    behind a folder of links); a report in the dataset folder that is not a photo passes."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    photo = shared / "cat.1.jpg"
+    photo.write_bytes(b"jpeg")
+    data = tmp_path / "data"
+    (data / "cat").mkdir(parents=True)
+    (data / "cat" / "cat.1.jpg").symlink_to(photo)
+    (data / "cat" / "cat.2.jpg").write_bytes(b"jpeg")
+    for given in (data / "cat" / "cat.1.jpg", data / "cat" / "cat.2.jpg"):
+        with pytest.raises(InputError, match=r"that is a photo of .*data; writing there"):
+            check_not_an_input("--json", given, photos_in=data)
+    beside = tmp_path / "link_to_photo.jpg"  # outside the folder, pointing into it
+    beside.symlink_to(data / "cat" / "cat.2.jpg")
+    with pytest.raises(InputError, match="that is a photo of"):
+        check_not_an_input("--plot", beside, photos_in=data)
+    (data / "eval.json").write_text("{}")
+    check_not_an_input("--json", data / "eval.json", photos_in=data)
+    assert photo.read_bytes() == b"jpeg"

@@ -249,3 +249,25 @@ def test_predict_refuses_bad_stdin_in_one_line(arts, capsys, monkeypatch, stdin,
     monkeypatch.setattr(sys, "stdin", stream)
     code, out, err = _cli(capsys, ["predict", arts["onnx"], *argv_tail])
     assert code == 2 and out == "" and err.count("\n") == 1 and text in err, err
+
+
+def test_outputs_never_overwrite_the_model_or_a_photo(arts, capsys, tmp_path):
+    """Each refused in one line with exit 2 before any work, and the input left as it was."""
+    model = tmp_path / "model.tflite"
+    shutil.copy(arts["tflite_int8"], model)
+    photo = _images(arts)[0]
+    photo_bytes = Path(photo).read_bytes()
+    model_bytes = model.read_bytes()
+    cases = [
+        ["eval", model, arts["data"], "--confusion", model],
+        ["eval", model, arts["data"], "--json", photo],
+        ["profile", model, "--json", model],
+        ["run", model, "--source", Path(photo).parent, "--jsonl", photo],
+        ["run", model, "--source", photo, "--jsonl", model],
+        ["bench", model, "--runs", "2", "--data", arts["data"], "--md", photo],
+    ]
+    for argv in cases:
+        code, out, err = _cli(capsys, argv)
+        assert code == 2 and err.count("\n") == 1, (argv, err)
+        assert "writing there would destroy it" in err, (argv, err)
+        assert model.read_bytes() == model_bytes and Path(photo).read_bytes() == photo_bytes

@@ -79,6 +79,7 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     from edgecnn import bench_report as report
     from edgecnn.bench import OUTPUT_FILES, BenchConfig, bench, default_output_dir, planned_rows
+    from edgecnn.runtime.files import check_not_an_input
 
     backends = (
         tuple(b.strip() for b in args.backends.split(",") if b.strip()) if args.backends else None
@@ -93,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         pipeline_frames=args.pipeline_frames,
     )
+    models = {f"the model {t}": t for t in args.targets}
+    outputs = {"--json": args.json, "--csv": args.csv, "--md": args.md, "--plot": args.plot}
+    for option, target in outputs.items():
+        check_not_an_input(option, target, files=models, photos_in=args.data)
     old = report.load_result(args.compare) if args.compare else None
     if old is not None:  # a --compare file of another shape fails before anything is measured
         report.check_comparable(planned_rows(args.targets, config), old, source=args.compare)
