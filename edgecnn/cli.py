@@ -16,8 +16,6 @@ import os
 import sys
 
 from edgecnn import __version__
-from edgecnn.runtime.errors import InputError
-from edgecnn.runtime.formatting import shown
 
 # commands that import TensorFlow (profile: for some inputs only)
 TENSORFLOW_COMMANDS = frozenset({"demo", "train", "export", "profile"})
@@ -48,6 +46,7 @@ _PATH_ERRNOS = frozenset(
         errno.ENOTDIR,
         errno.EISDIR,
         errno.ENAMETOOLONG,
+        errno.EEXIST,  # mkdir(parents=True, exist_ok=True) where a file has the folder's name
     }
 )
 
@@ -81,14 +80,18 @@ def _command_module(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command in TENSORFLOW_COMMANDS or _runs_keras(args):
-        from edgecnn._native_log import quiet_native_logs
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command in TENSORFLOW_COMMANDS or _runs_keras(args):
+            from edgecnn._native_log import quiet_native_logs
 
-        with quiet_native_logs():
-            return _dispatch(args)
-    return _dispatch(args)
+            with quiet_native_logs():
+                return _dispatch(args)
+        return _dispatch(args)
+    except KeyboardInterrupt:  # Ctrl-C while the command modules are still being imported
+        # (this module imports nothing heavy at its top, so the whole start-up is covered)
+        print("edgecnn: interrupted", file=sys.stderr)
+        return 130
 
 
 def _runs_keras(args: argparse.Namespace) -> bool:
@@ -100,6 +103,9 @@ def _runs_keras(args: argparse.Namespace) -> bool:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from edgecnn.runtime.errors import InputError
+    from edgecnn.runtime.formatting import shown
+
     try:
         return int(_command_module(args.command).run(args) or 0)
     except InputError as e:  # file names in it are shown escaped: one line, whatever they hold
@@ -126,6 +132,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         except OSError:  # stdout itself is what failed (`> /dev/full`)
             _drop_stdout()
         reason = e.strerror or os.strerror(e.errno)
+        if e.errno == errno.EEXIST and not os.path.isdir(where):
+            reason = "a file is in the way of a folder of that name"
         print(f"edgecnn {args.command}: error: {shown(where)}: {reason}", file=sys.stderr)
         return 2
 

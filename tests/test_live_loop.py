@@ -71,6 +71,16 @@ def test_make_source_picks_by_spec(tmp_path, video):
     assert isinstance(make_source(str(folder)), ImageFolderSource)
     assert len(make_source(str(folder / "*.png")).paths) == 2
     assert make_source(str(folder / "000_red.png")).paths == [str(folder / "000_red.png")]
+    named_like_a_glob = tmp_path / "clip[1].mp4"  # an existing file is played, not globbed
+    os.symlink(video, named_like_a_glob)
+    assert isinstance(make_source(str(named_like_a_glob)), VideoFileSource)
+
+
+def test_a_camera_index_past_a_c_int_is_one_line_input_error():
+    assert isinstance(make_source(str(2**31 - 1)), CameraSource)  # unopened: OpenCV takes it
+    for spec in (str(2**31), "99999999999"):
+        with pytest.raises(InputError, match=f"^--source {spec}: no camera has that index"):
+            make_source(spec)
 
 
 @pytest.mark.parametrize("spec", ["nope.mp4", "", "missing_dir/*.jpg"])

@@ -271,3 +271,14 @@ def test_outputs_never_overwrite_the_model_or_a_photo(arts, capsys, tmp_path):
         assert code == 2 and err.count("\n") == 1, (argv, err)
         assert "writing there would destroy it" in err, (argv, err)
         assert model.read_bytes() == model_bytes and Path(photo).read_bytes() == photo_bytes
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(arts, capsys, tmp_path):
+    """`--json notes.txt/report.json`: the folder cannot be made; exit 2, before a traceback."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    code, out, err = _cli(capsys, ["profile", arts["tflite_int8"], "--json", blocker / "r.json"])
+    assert code == 2
+    assert (
+        err == f"edgecnn profile: error: {blocker}: a file is in the way of a folder of that name\n"
+    )

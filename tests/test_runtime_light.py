@@ -97,3 +97,22 @@ result = clf.backend
     out = _probe(body)
     assert out["after_import"] == []
     assert "keras" in out["after_predict"]
+
+
+def test_the_command_line_module_imports_nothing_heavy():
+    """Ctrl-C during start-up is one line only if `main` is already running when the heavy
+    imports happen: importing `edgecnn.cli` itself must not import the runtime (cv2, numpy)."""
+    code = "import sys, edgecnn.cli; print(sorted(m for m in ('cv2', 'numpy', 'edgecnn.runtime') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_ctrl_c_while_a_command_module_is_imported_is_one_line(monkeypatch, capsys):
+    from edgecnn import cli
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_command_module", interrupted)
+    assert cli.main(["predict", "model.tflite", "photo.jpg"]) == 130
+    assert capsys.readouterr().err == "edgecnn: interrupted\n"

@@ -39,6 +39,7 @@ STREAM_READ_TIMEOUT_MS = 5_000
 # more CPU per frame (640x480 MPEG-4 on an EPYC: 0.44 vs 0.30 ms, same wall-clock rate) and
 # holds frames back (one frame of latency per extra thread), which a live stream must not.
 DECODE_THREADS = 1
+MAX_CAMERA_INDEX = 2**31 - 1  # OpenCV takes a C int
 
 
 class Source:
@@ -349,14 +350,18 @@ def make_source(spec: int | str | os.PathLike, *, slideshow_fps: float = 1.0) ->
     text = os.fspath(spec).strip()
     if not text:
         raise InputError("--source is empty; give a camera index, a file, a URL or a folder")
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
+        if int(text) > MAX_CAMERA_INDEX:
+            raise InputError(
+                f"--source {text}: no camera has that index (cameras are numbered 0, 1, ...)"
+            )
         return CameraSource(int(text))
     if text.lower() in PICAMERA_SPECS:
         return PiCameraSource()
     if URL_RE.match(text):
         return StreamSource(text)
     path = Path(text).expanduser()
-    if path.is_dir() or glob.has_magic(text):
+    if path.is_dir() or (glob.has_magic(text) and not path.exists()):
         return ImageFolderSource(str(path) if path.is_dir() else text, fps=slideshow_fps)
     if path.exists():
         if stat.S_ISCHR(path.stat().st_mode):
