@@ -53,6 +53,10 @@ _PATH_ERRNOS = frozenset(
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
+# Arguments that LiteRT, OpenCV, FFmpeg or TensorFlow open by name (models, videos, the export's
+# run folder). They take UTF-8 names only, and OpenCV's binding crashes the process on others.
+_NATIVE_PATHS = ("model", "targets", "source", "record")
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one line (no usage block) on bad arguments."""
@@ -107,6 +111,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from edgecnn.runtime.formatting import shown
 
     try:
+        _refuse_names_not_utf8(args)
         return int(_command_module(args.command).run(args) or 0)
     except InputError as e:  # file names in it are shown escaped: one line, whatever they hold
         print(f"edgecnn {args.command}: error: {shown(e)}", file=sys.stderr)
@@ -136,6 +141,26 @@ def _dispatch(args: argparse.Namespace) -> int:
             reason = "a file is in the way of a folder of that name"
         print(f"edgecnn {args.command}: error: {shown(where)}: {reason}", file=sys.stderr)
         return 2
+
+
+def _refuse_names_not_utf8(args: argparse.Namespace) -> None:
+    """InputError for a path in `_NATIVE_PATHS` whose bytes are not UTF-8 (Python holds them
+    as lone surrogates), before a native library is handed it."""
+    from edgecnn.runtime.errors import InputError
+    from edgecnn.runtime.formatting import shown
+
+    for name in _NATIVE_PATHS:
+        value = getattr(args, name, None)
+        for text in value if isinstance(value, list) else [value]:
+            if not isinstance(text, str):
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(
+                    f"{shown(text)}: the name is not UTF-8 text, which the model and video "
+                    "libraries cannot open; rename it"
+                ) from None
 
 
 def _drop_stdout() -> None:

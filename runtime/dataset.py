@@ -68,7 +68,8 @@ class Dataset:
         h = hashlib.sha256()
         for p in self.paths:
             st = p.stat()
-            h.update(f"{p.relative_to(self.root)}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+            name = os.fsencode(p.relative_to(self.root))  # the name's bytes, UTF-8 or not
+            h.update(name + f"\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
         return h.hexdigest()[:16]
 
     def stratified_sample(self, n: int, seed: int) -> Dataset:

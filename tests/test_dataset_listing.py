@@ -76,3 +76,18 @@ def test_folders_of_edgecnn_runs_are_not_classes(tmp_path):
     assert ds.classes == ("cats", "dogs")
     assert list(ds.paths) == sorted(cats) + sorted(dogs)
     assert list_dataset(data, classes=("cats", "dogs")).classes == ("cats", "dogs")
+
+
+def test_a_file_name_that_is_not_utf8_is_listed_and_fingerprinted(tmp_path):
+    """Names are bytes on Linux: a photo copied from another system's encoding is still data."""
+    root = os.fsencode(tmp_path)
+    for name in (b"cat/caf\xe9.jpg", b"cat/b.jpg", b"dog/a.jpg", b"dog/b.jpg"):
+        os.makedirs(os.path.join(root, os.path.dirname(name)), exist_ok=True)
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(b"jpeg bytes")
+    ds = list_dataset(tmp_path)
+    assert len(ds) == 4
+    before = ds.fingerprint()
+    assert len(before) == 16
+    os.rename(os.path.join(root, b"cat/caf\xe9.jpg"), os.path.join(root, b"cat/cafe.jpg"))
+    assert list_dataset(tmp_path).fingerprint() != before

@@ -282,3 +282,19 @@ def test_an_output_folder_that_is_a_file_is_one_line(arts, capsys, tmp_path):
     assert (
         err == f"edgecnn profile: error: {blocker}: a file is in the way of a folder of that name\n"
     )
+
+
+@pytest.mark.parametrize("option", ["model", "--source", "--record"])
+def test_a_path_that_is_not_utf8_is_one_line_before_any_library_opens_it(arts, capsys, option):
+    """OpenCV's binding crashes the process on such a name, LiteRT raises a TypeError."""
+    odd = os.fsdecode(b"caf\xe9/model.tflite" if option == "model" else b"caf\xe9/clip.avi")
+    model = odd if option == "model" else arts["tflite_int8"]
+    argv = ["run", model, "--source", odd if option == "--source" else _images(arts)[0]]
+    if option == "--record":
+        argv += ["--record", odd]
+    code, out, err = _cli(capsys, argv)
+    assert code == 2 and out == ""
+    assert (
+        err
+        == f"edgecnn run: error: caf\\udce9/{Path(odd).name}: the name is not UTF-8 text, which the model and video libraries cannot open; rename it\n"
+    )
