@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import cv2
@@ -24,7 +23,6 @@ from edgecnn.demo import MARKER, demo
 from edgecnn.export import FILENAMES
 from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.shifts import SHIFTS
-from edgecnn.training import OneDNNOffWarning
 
 BACKENDS = ("tflite", "onnx", "opencv", "keras")
 
@@ -37,10 +35,7 @@ def tiny_demo(tmp_path_factory) -> tuple[Path, str]:
     (out / MARKER).write_text("earlier demo\n")
     (out / "stale.txt").write_text("from an earlier demo\n")
     printed = io.StringIO()
-    quiet = contextlib.redirect_stderr(io.StringIO())
-    with contextlib.redirect_stdout(printed), quiet, warnings.catch_warnings():
-        # Earlier tests imported TensorFlow in this process; `edgecnn demo` never does first.
-        warnings.simplefilter("ignore", OneDNNOffWarning)
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
         report = demo(out, budget="tiny", progress=True)
     return report, printed.getvalue()
 
