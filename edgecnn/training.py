@@ -28,6 +28,7 @@ The story of one run:
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -809,7 +810,16 @@ class _Trainer:
             start = self.state["epochs_done"]
             if start < self.epochs and not self.state["stopped_early"]:
                 self.ckpt.mkdir(parents=True, exist_ok=True)
-                self._fit(model, start)
+                try:
+                    self._fit(model, start)
+                except TrainingInterrupted:
+                    raise
+                except KeyboardInterrupt:  # while the datasets or validation views were built
+                    raise self._interrupted() from None
+                except OSError:  # a full disk: a first epoch that could not be saved goes
+                    if self.state["epochs_done"] == 0:
+                        self._drop_unsaved()
+                    raise
         except InputError:
             raise
         except Exception as e:
@@ -916,15 +926,17 @@ class _Trainer:
         # Multi-step execution fails inside distributed iterators (Keras 3.15): one step a call.
         return steps_per_execution(steps) if self.single else 1
 
+    def _drop_unsaved(self) -> None:
+        """Remove what a run that saved no epoch made: its folder, or its checkpoint folder in
+        a folder that was there before."""
+        shutil.rmtree(self.out if self.created_out else self.ckpt, ignore_errors=True)
+
     def _interrupted(self) -> TrainingInterrupted:
         done = self.state["epochs_done"]
         if not self.chief:
             return TrainingInterrupted("interrupted; the chief worker keeps the checkpoint", None)
         if done == 0:
-            if self.created_out:
-                shutil.rmtree(self.out, ignore_errors=True)
-            else:
-                shutil.rmtree(self.ckpt, ignore_errors=True)
+            self._drop_unsaved()
             return TrainingInterrupted(
                 "interrupted before the first epoch finished; nothing saved", None
             )
@@ -1171,8 +1183,27 @@ def _load_best_weights(model, path: Path) -> None:
 
 def _save_weights(model, path: Path) -> None:
     tmp = path.with_name(f".tmp.{path.name}")
+    _check_room(model, path)
     model.save_weights(tmp)
     os.replace(tmp, path)
+
+
+def _check_room(model, path: Path) -> None:
+    """OSError(ENOSPC) naming `path` unless its disk has room for the weights and optimizer
+    state (with a margin) beside the file they replace.  HDF5 cannot close a file it ran out of
+    space in: its clean-up at exit then crashes the process (a full SD card on a Pi)."""
+    variables = [*model.weights, *getattr(model.optimizer, "variables", ())]
+    needed = sum(int(np.prod(v.shape)) * _itemsize(v.dtype) for v in variables)
+    needed = needed * 5 // 4 + (1 << 20)  # HDF5's own structures, per variable and per file
+    if shutil.disk_usage(path.parent).free < needed:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def _itemsize(dtype) -> int:
+    try:
+        return np.dtype(str(dtype)).itemsize
+    except TypeError:  # bfloat16, which numpy does not know
+        return 2
 
 
 def _save_model(model, path: Path) -> None:

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -160,6 +161,45 @@ def test_interrupt_in_first_epoch_leaves_nothing(data, tmp_path):
     with pytest.raises(TrainingInterrupted, match="nothing saved"):
         train(train_dir, val_dir=val_dir, out=out, callbacks=[interrupt_at(0)], **FAST)
     assert not out.exists()
+
+
+def test_interrupt_before_the_first_epoch_starts_leaves_nothing(data, tmp_path, monkeypatch):
+    """Ctrl-C while the input pipeline is built, after the checkpoint folder was made: a
+    folder holding only an empty checkpoint/ could neither be resumed nor trained into."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train_dataset", interrupted)
+    train_dir, val_dir = data
+    out = tmp_path / "r"
+    with pytest.raises(TrainingInterrupted, match="nothing saved"):
+        train(train_dir, val_dir=val_dir, out=out, **FAST)
+    assert not out.exists()
+
+
+def test_a_disk_too_full_for_the_first_checkpoint_is_one_error_and_nothing_left(
+    data, tmp_path, monkeypatch, capsys
+):
+    """Refused before HDF5 writes (it cannot close a file it ran out of space in, and its
+    clean-up at exit then crashed the process); a run folder that was there stays."""
+    free = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(training.shutil, "disk_usage", lambda p: free._replace(free=64 << 10))
+    train_dir, val_dir = data
+    out = tmp_path / "r"
+    argv = ["train", str(train_dir), "--val-dir", str(val_dir), "--out", str(out), "--quiet"]
+    argv += ["--arch", "seed", "--img-size", "32", "--epochs", "1"]
+    import edgecnn.cli
+
+    assert edgecnn.cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"edgecnn train: error: {out}/checkpoint/best.weights.h5: No space left on device\n"
+    )
+    assert not out.exists()
+    out.mkdir()
+    assert edgecnn.cli.main(argv) == 2
+    assert list(out.iterdir()) == []
 
 
 def test_cli_exits_130_on_ctrl_c(data, tmp_path, monkeypatch, capsys):
