@@ -73,22 +73,27 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
         raise
 
 
-def check_not_an_input(
+def check_output(
     option: str,
     output: str | os.PathLike | None,
     *,
     files: dict[str, str | os.PathLike | None] | None = None,
     photos_in: str | os.PathLike | None = None,
 ) -> None:
-    """InputError when writing `output` would replace one of the command's own inputs: one of
-    `files` (what it is -> its path, e.g. {"the model": ...}; the same file through any link)
-    or a photo under the folder `photos_in` (by its name there or where a link points).
-    Missing outputs, devices and FIFOs (`--json /dev/stdout`) pass."""
+    """InputError, before any work, for an output file that cannot or must not be written: an
+    empty name, a folder, or one of the command's own inputs: one of `files` (what it is -> its
+    path, e.g. {"the model": ...}; the same file through any link) or a photo under the folder
+    `photos_in` (by its name there or where a link points).  None (not asked for), "-"
+    (stdout), new files, devices and FIFOs (`--json /dev/stdout`) pass."""
     from .preprocess import is_image_file
 
-    if output is None or os.fspath(output) in ("", "-"):
+    if output is None or os.fspath(output) == "-":
         return
+    if not os.fspath(output).strip():
+        raise InputError(f"{option} is empty; give a file name")
     out = Path(output)
+    if out.is_dir():
+        raise InputError(f"{option} {out}: that is a folder; give a file name")
     if not out.exists() or is_special(out):
         return
     for what, given in (files or {}).items():

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from edgecnn.runtime.errors import InputError
-from edgecnn.runtime.files import check_not_an_input, write_atomic
+from edgecnn.runtime.files import check_output, write_atomic
 
 
 def test_a_file_is_replaced_whole_and_no_temp_file_stays(tmp_path):
@@ -68,11 +68,11 @@ def test_an_output_that_is_an_input_file_is_refused_also_through_a_link(tmp_path
     link.symlink_to(model)
     for given in (model, link):
         with pytest.raises(InputError, match=r"^--json .*: that is the model; writing there"):
-            check_not_an_input("--json", given, files={"the model": model})
+            check_output("--json", given, files={"the model": model})
     other = tmp_path / "report.json"
     other.write_text("{}")
     for harmless in (other, tmp_path / "new.json", "-", None, "/dev/null"):
-        check_not_an_input("--json", harmless, files={"the model": model})
+        check_output("--json", harmless, files={"the model": model})
     assert model.read_bytes() == b"weights"
 
 
@@ -89,11 +89,18 @@ def test_an_output_that_is_a_photo_of_the_dataset_is_refused(tmp_path):
     (data / "cat" / "cat.2.jpg").write_bytes(b"jpeg")
     for given in (data / "cat" / "cat.1.jpg", data / "cat" / "cat.2.jpg"):
         with pytest.raises(InputError, match=r"that is a photo of .*data; writing there"):
-            check_not_an_input("--json", given, photos_in=data)
+            check_output("--json", given, photos_in=data)
     beside = tmp_path / "link_to_photo.jpg"  # outside the folder, pointing into it
     beside.symlink_to(data / "cat" / "cat.2.jpg")
     with pytest.raises(InputError, match="that is a photo of"):
-        check_not_an_input("--plot", beside, photos_in=data)
+        check_output("--plot", beside, photos_in=data)
     (data / "eval.json").write_text("{}")
-    check_not_an_input("--json", data / "eval.json", photos_in=data)
+    check_output("--json", data / "eval.json", photos_in=data)
     assert photo.read_bytes() == b"jpeg"
+
+
+def test_an_empty_output_name_or_a_folder_is_refused(tmp_path):
+    with pytest.raises(InputError, match="^--json is empty; give a file name$"):
+        check_output("--json", "")
+    with pytest.raises(InputError, match=r"^--record .*: that is a folder; give a file name$"):
+        check_output("--record", tmp_path)

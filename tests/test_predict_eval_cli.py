@@ -298,3 +298,18 @@ def test_a_path_that_is_not_utf8_is_one_line_before_any_library_opens_it(arts, c
         err
         == f"edgecnn run: error: caf\\udce9/{Path(odd).name}: the name is not UTF-8 text, which the model and video libraries cannot open; rename it\n"
     )
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(arts, capsys, tmp_path):
+    """A folder as a report, an empty name, and bench's `-` (its reports are files)."""
+    cases = [
+        (["eval", arts["tflite_int8"], arts["data"], "--json", tmp_path], "that is a folder"),
+        (["eval", arts["tflite_int8"], arts["data"], "--confusion", ""], "--confusion is empty"),
+        (["run", arts["tflite_int8"], "--source", _images(arts)[0], "--jsonl", tmp_path], "folder"),
+        (["bench", arts["tflite_int8"], "--runs", "2", "--json", "-"], "--json -: bench writes"),
+    ]
+    for argv, expected in cases:
+        code, out, err = _cli(capsys, argv)
+        assert code == 2 and out == "" and err.count("\n") == 1, (argv, out, err)
+        assert expected in err, (argv, err)
+    assert list(tmp_path.iterdir()) == []

@@ -79,7 +79,7 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     from edgecnn import bench_report as report
     from edgecnn.bench import OUTPUT_FILES, BenchConfig, bench, default_output_dir, planned_rows
-    from edgecnn.runtime.files import check_not_an_input
+    from edgecnn.runtime.files import check_output
 
     backends = (
         tuple(b.strip() for b in args.backends.split(",") if b.strip()) if args.backends else None
@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     models = {f"the model {t}": t for t in args.targets}
     outputs = {"--json": args.json, "--csv": args.csv, "--md": args.md, "--plot": args.plot}
     for option, target in outputs.items():
-        check_not_an_input(option, target, files=models, photos_in=args.data)
+        if target == "-":
+            raise InputError(f"{option} -: bench writes its reports to files; give a file name")
+        check_output(option, target, files=models, photos_in=args.data)
     old = report.load_result(args.compare) if args.compare else None
     if old is not None:  # a --compare file of another shape fails before anything is measured
         report.check_comparable(planned_rows(args.targets, config), old, source=args.compare)

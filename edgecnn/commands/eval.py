@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from edgecnn.commands._runtime_cli import load_reporting_warnings
     from edgecnn.runtime import InputError, evaluate
     from edgecnn.runtime.confusion import format_pairs
-    from edgecnn.runtime.files import check_not_an_input
+    from edgecnn.runtime.files import check_output
     from edgecnn.runtime.formatting import shown
     from edgecnn.runtime.metrics import confusion_png, format_report, write_bytes_atomic
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         args.model, backend=args.backend, threads=args.threads, command="eval"
     )
     for option, target in (("--json", args.json), ("--confusion", args.confusion)):
-        check_not_an_input(option, target, files={"the model": clf.path}, photos_in=args.data)
+        check_output(option, target, files={"the model": clf.path}, photos_in=args.data)
     report = evaluate(clf, args.data, batch=args.batch)
     png = (
         Path(args.confusion)

@@ -29,10 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edgecnn.profile import profile, render, resolve_profile_target
-    from edgecnn.runtime.files import check_not_an_input, write_atomic
+    from edgecnn.runtime.files import check_output, write_atomic
 
     target = resolve_profile_target(Path(args.model))
-    check_not_an_input("--json", args.json, files={"the model": target}, photos_in=args.data)
+    check_output("--json", args.json, files={"the model": target}, photos_in=args.data)
     report = profile(target, data=args.data)
     if args.json == "-":
         print(json.dumps(report, indent=2))

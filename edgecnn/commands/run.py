@@ -53,13 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgecnn.runtime.files import check_not_an_input
+    from edgecnn.runtime.files import check_output
     from edgecnn.runtime.live import run_live
 
     source = None if str(args.source).isdigit() else args.source
     for option, target in (("--record", args.record), ("--jsonl", args.jsonl)):
         inputs = {"the model": args.model, "the --source file": source}
-        check_not_an_input(option, target, files=inputs, photos_in=source)
+        check_output(option, target, files=inputs, photos_in=source)
     if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
         raise InputError(f"--threads must be from 1 to {MAX_THREADS}, got {args.threads}")
     run_live(
