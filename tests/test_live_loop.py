@@ -74,6 +74,8 @@ def test_make_source_picks_by_spec(tmp_path, video):
     named_like_a_glob = tmp_path / "clip[1].mp4"  # an existing file is played, not globbed
     os.symlink(video, named_like_a_glob)
     assert isinstance(make_source(str(named_like_a_glob)), VideoFileSource)
+    as_url = make_source("file://" + str(video).replace(" ", "%20"))  # a file: it ends
+    assert isinstance(as_url, VideoFileSource) and as_url.name == str(video)
 
 
 def test_a_camera_index_past_a_c_int_is_one_line_input_error():
@@ -81,6 +83,32 @@ def test_a_camera_index_past_a_c_int_is_one_line_input_error():
     for spec in (str(2**31), "99999999999"):
         with pytest.raises(InputError, match=f"^--source {spec}: no camera has that index"):
             make_source(spec)
+
+
+def test_a_url_that_opens_but_gives_no_frame_is_one_line_input_error(tmp_path):
+    """A web server's text file: FFmpeg opens it, and no frame ever comes (the run used to
+    reconnect to it forever, FFmpeg's complaints on the console)."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    (tmp_path / "notes.jpg").write_text("not a video\n" * 100)  # FFmpeg plays a .txt as text
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(InputError) as e:
+            open_source(f"http://127.0.0.1:{server.server_port}/notes.jpg")
+    finally:
+        server.shutdown()
+    assert "\n" not in str(e.value)
+    assert str(e.value).startswith(
+        f"http://127.0.0.1:{server.server_port}/notes.jpg: opened, but no"
+    )
 
 
 @pytest.mark.parametrize("spec", ["nope.mp4", "", "missing_dir/*.jpg"])

@@ -22,6 +22,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import cv2
 import numpy as np
@@ -184,6 +186,24 @@ class StreamSource(_CvSource):
 
     def __init__(self, url: str) -> None:
         super().__init__(url, _redact(url))
+        self._held: FrameAndTime | None = None
+
+    def hold_first_frame(self) -> None:
+        """Read the first frame now, and keep it for `read`: a URL that opens but gives no
+        frame (a web page, a text file) is bad input when the run starts, not a camera to
+        reconnect to forever."""
+        self._held = super().read()
+        if self._held is None:
+            self.close()
+            raise InputError(f"{self.name}: opened, but no video frame came from it")
+
+    def read(self) -> FrameAndTime | None:
+        held, self._held = self._held, None
+        return held if held is not None else super().read()
+
+    def close(self) -> None:
+        self._held = None
+        super().close()
 
     def _capture(self) -> cv2.VideoCapture:
         params = [
@@ -301,6 +321,8 @@ def open_source(spec: int | str | os.PathLike | Source, *, slideshow_fps: float 
             source.open()
             if not source.is_live:
                 _check_first_frame(source)
+            elif isinstance(source, StreamSource):
+                source.hold_first_frame()
         except InputError as e:
             reason = _last_reason(noise())
             raise InputError(f"{e} [{reason}]" if reason else str(e)) from None
@@ -358,6 +380,8 @@ def make_source(spec: int | str | os.PathLike, *, slideshow_fps: float = 1.0) ->
         return CameraSource(int(text))
     if text.lower() in PICAMERA_SPECS:
         return PiCameraSource()
+    if text.lower().startswith("file://"):  # a local file, which ends, not a stream to reopen
+        text = url2pathname(urlparse(text).path)
     if URL_RE.match(text):
         return StreamSource(text)
     path = Path(text).expanduser()
