@@ -3,6 +3,7 @@ runs without it), plus the one-line errors for bad input."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -267,3 +268,59 @@ def test_run_top_k_defaults_to_the_live_loops_own():
     assert build_parser().parse_args(["run", "model.tflite"]).top_k == DEFAULT_TOP_K
     for api in (live, run_live, Live):
         assert inspect.signature(api).parameters["top_k"].default == DEFAULT_TOP_K, api
+
+
+class _FullDisk:
+    """A file that takes `room` characters, then fails as a full disk does."""
+
+    def __init__(self, path, room: int) -> None:
+        self._real = open(path, "w", encoding="utf-8")  # noqa: SIM115
+        self.room = room
+
+    @property
+    def closed(self) -> bool:
+        return self._real.closed
+
+    def write(self, text: str) -> int:
+        self.room -= len(text)
+        if self.room < 0:
+            raise OSError(28, "No space left on device")
+        return self._real.write(text)
+
+    def flush(self) -> None:
+        self._real.flush()
+
+    def close(self) -> None:
+        self._real.close()
+
+
+@pytest.mark.parametrize("room", [0, 1000])
+def test_a_jsonl_file_that_cannot_be_finished_is_an_error_and_leaves_nothing(
+    model, clip, tmp_path, monkeypatch, room
+):
+    """A full disk at the first line or later: an OSError out of `run_live` (one line and exit
+    2 from the command), no file under the name asked for, and no temp file beside it."""
+    from edgecnn.runtime.live import outputs, run_live
+
+    monkeypatch.setattr(outputs, "open", lambda path, *a, **k: _FullDisk(path, room), raising=False)
+    target = tmp_path / "out" / "frames.jsonl"
+    target.parent.mkdir()
+    with pytest.raises(OSError, match="No space left"):
+        run_live(model, clip, jsonl=target, console=False, log=io.StringIO())
+    assert list(target.parent.iterdir()) == []
+
+
+def test_a_jsonl_file_that_cannot_be_renamed_into_place_is_an_error(
+    model, clip, tmp_path, monkeypatch
+):
+    from edgecnn.runtime.live import outputs, run_live
+
+    def refused(src, dst):
+        raise OSError(18, "Invalid cross-device link", str(dst))
+
+    monkeypatch.setattr(outputs.os, "replace", refused)
+    target = tmp_path / "out" / "frames.jsonl"
+    target.parent.mkdir()
+    with pytest.raises(OSError, match="cross-device"):
+        run_live(model, clip, jsonl=target, console=False, log=io.StringIO())
+    assert list(target.parent.iterdir()) == []

@@ -91,6 +91,7 @@ def run_live(
     )  # fmt: skip
     outputs: list[Output] = []
     server: LiveServer | None = None
+    unfinished: OSError | None = None
     try:
         if window is not None:
             outputs.append(window)
@@ -111,9 +112,11 @@ def run_live(
         _drive(loop, outputs, server, say)
     finally:
         loop.close()
-        _close_all(outputs, say)
+        unfinished = _close_all(outputs)
         if server is not None:
             server.stop()
+    if unfinished is not None:  # a file that could not be finished (a full disk): bad input
+        raise unfinished
     summary = loop.summary()
     print(summary.format(), file=log, flush=True)
     return summary
@@ -199,12 +202,15 @@ def _open_in_browser(url: str, open_browser: Callable[[str], object], say) -> No
         say(f"could not start a browser{why}; open {url} yourself")
 
 
-def _close_all(outputs: list[Output], say) -> None:
+def _close_all(outputs: list[Output]) -> OSError | None:
+    """Close every output; the first that could not finish its file, if any."""
+    first = None
     for o in outputs:
         try:
             o.close()
         except OSError as e:
-            say(f"could not finish {type(o).__name__.lower()}: {e}")
+            first = first or e
+    return first
 
 
 def _describe(classifier: ClassifierLike) -> str:

@@ -236,6 +236,7 @@ class JsonlWriter(Output):
     def __init__(self, target: str | os.PathLike) -> None:
         self.target = os.fspath(target)
         self._tmp: Path | None = None
+        self._failed = False
         self._owned = self.target != "-"
         if self.target == "-":
             self._fh: IO[str] = sys.stdout
@@ -248,18 +249,28 @@ class JsonlWriter(Output):
             self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, result: Result, annotated: np.ndarray | None) -> None:
-        self._fh.write(result.to_json() + "\n")
-        if self._tmp is None:
-            self._fh.flush()
+        try:
+            self._fh.write(result.to_json() + "\n")
+            if self._tmp is None:
+                self._fh.flush()
+        except OSError:
+            self._failed = True
+            raise
 
     def close(self) -> None:
+        """Flush, and rename the file into place; a file whose writing failed is removed."""
         if not self._owned:
             self._fh.flush()
             return
-        if not self._fh.closed:
+        if self._fh.closed:
+            return
+        try:
             self._fh.close()
-            if self._tmp is not None:
+            if self._tmp is not None and not self._failed:
                 os.replace(self._tmp, self._final)
+        finally:
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
 
 
 # --- console ---------------------------------------------------------------------------------
