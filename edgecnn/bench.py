@@ -354,9 +354,7 @@ def bench(
     artifacts = [a for t in targets for a in list_artifacts(t)]
     jobs = plan_jobs(artifacts, config)
     if pipeline is not None:
-        from edgecnn.runtime.live import make_source
-
-        make_source(pipeline)  # InputError for a source that names nothing, before measuring
+        _check_pipeline_source(pipeline)
     env = environment()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgecnn-bench-") as tmp:
@@ -407,6 +405,20 @@ def _measure(job: Job, common: dict, images: _Data | None, workdir: Path, name: 
     if images is not None:
         spec.update(images.spec(job.artifact))
     return _run_child(spec, workdir, name)
+
+
+def _check_pipeline_source(pipeline: str) -> None:
+    """InputError, before anything is measured, for a --pipeline source that names nothing or
+    gives no frame (a missing camera, a text file, a dead stream), named as --pipeline."""
+    from edgecnn.runtime.live import open_source
+
+    try:
+        open_source(pipeline).close()
+    except InputError as e:
+        text = str(e)
+        raise InputError(
+            "--pipeline " + text.removeprefix("--source ") if text.startswith("--source ") else text
+        ) from None
 
 
 def _pipeline_ceilings(pipeline_rows: list[dict], rows: list[dict]) -> None:

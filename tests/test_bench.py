@@ -267,7 +267,20 @@ def test_pipeline_breakdown_next_to_decode_ceiling(run_dir, tmp_path):
 def test_missing_pipeline_source_exits_2(run_dir, tmp_path, capsys):
     model = str(run_dir / "export" / "model_int8.tflite")
     assert main(["bench", model, "--pipeline", str(tmp_path / "nope.mp4")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgecnn bench: error: --pipeline {tmp_path / 'nope.mp4'}: no such file")
+
+
+def test_a_pipeline_source_without_a_frame_exits_2_before_measuring(run_dir, tmp_path, capsys):
+    """It used to measure every backend and print the failure in a table cell, exit 0."""
+    model = str(run_dir / "export" / "model_int8.tflite")
+    (tmp_path / "clip.mp4").write_text("not a video")
+    out = tmp_path / "out.json"
+    argv = ["bench", model, "--pipeline", str(tmp_path / "clip.mp4"), "--json", str(out)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "clip.mp4" in captured.err
+    assert not out.exists()
 
 
 def test_two_runs_get_their_own_labels_and_reference(run_dir, tmp_path):
