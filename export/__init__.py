@@ -211,21 +211,25 @@ class _Job:
         artifacts: dict[str, Any] = {}
         refusals: list[str] = []
         unconvertible: list[str] = []
-        for i, fmt in enumerate(fmts, 1):
-            self.say(f"[{i}/{len(fmts)}] {fmt}: converting")
-            try:
-                if registry.by_name(fmt).int8:
-                    entry = self._export_int8(fmt, out_dir / FILENAMES[fmt])
-                else:
-                    entry = self._export_one(fmt, out_dir / FILENAMES[fmt])
-            except InputError as e:  # this format cannot hold the model; the others may
-                (out_dir / FILENAMES[fmt]).unlink(missing_ok=True)
-                unconvertible.append(str(e))
-                self.say(f"    FAILED {FILENAMES[fmt]}: {e}")
-                continue
-            artifacts[fmt] = entry
-            if not entry["passed"]:
-                refusals.append(entry["refused"])
+        try:
+            for i, fmt in enumerate(fmts, 1):
+                self.say(f"[{i}/{len(fmts)}] {fmt}: converting")
+                try:
+                    if registry.by_name(fmt).int8:
+                        entry = self._export_int8(fmt, out_dir / FILENAMES[fmt])
+                    else:
+                        entry = self._export_one(fmt, out_dir / FILENAMES[fmt])
+                except InputError as e:  # this format cannot hold the model; the others may
+                    (out_dir / FILENAMES[fmt]).unlink(missing_ok=True)
+                    unconvertible.append(str(e))
+                    self.say(f"    FAILED {FILENAMES[fmt]}: {e}")
+                    continue
+                artifacts[fmt] = entry
+                if not entry["passed"]:
+                    refusals.append(entry["refused"])
+        except BaseException:  # Ctrl-C, a full disk: export.json must not vouch for new files
+            self._manifest_so_far(out_dir, artifacts)
+            raise
         manifest = self._manifest(artifacts)
         write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"))
         self.say(f"wrote {out_dir / MANIFEST}")
@@ -435,6 +439,16 @@ class _Job:
         return layers
 
     # --- manifest ------------------------------------------------------------------------
+
+    def _manifest_so_far(self, out_dir: Path, artifacts: dict[str, Any]) -> None:
+        """After an export stopped part-way: export.json lists the files verified so far and
+        the earlier ones still unchanged (`_merge_previous` drops any this export rewrote), or
+        goes if it cannot be written."""
+        try:
+            manifest = json.dumps(self._manifest(artifacts), indent=2).encode("utf-8")
+            write_atomic(out_dir / MANIFEST, manifest)
+        except Exception:  # noqa: BLE001 - the error in flight is the one to report
+            (out_dir / MANIFEST).unlink(missing_ok=True)
 
     def _manifest(self, artifacts: dict[str, Any]) -> dict[str, Any]:
         model_bytes = self.source.model_path.read_bytes()

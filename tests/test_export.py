@@ -203,6 +203,29 @@ def test_exporting_more_formats_later_keeps_the_manifest_complete(run_copy):
     assert list(manifest["artifacts"]) == ["tflite-fp32"]  # an unverified file is not listed
 
 
+def test_an_interrupted_export_leaves_a_manifest_true_to_the_files(run_copy, monkeypatch):
+    """Ctrl-C part-way through a re-export: export.json lists the new files verified so far and
+    the earlier ones still unchanged, each with the sha256 of the file there (it was the old
+    manifest, vouching for files that had since been replaced)."""
+    import edgecnn.export as export_module
+
+    export(run_copy, formats="tflite-int8,onnx", int8_io="uint8", progress=False)
+
+    def interrupted(self, fmt, final):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module._Job, "_export_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export(run_copy, formats="tflite-int8,onnx", int8_io="int8", progress=False)
+    folder = run_copy / "export"
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert list(manifest["artifacts"]) == ["tflite-int8", "onnx"]
+    assert manifest["artifacts"]["tflite-int8"]["int8_io"] == "int8"
+    for fmt, entry in manifest["artifacts"].items():
+        data = (folder / FILENAMES[fmt]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], fmt
+
+
 def test_failed_verification_keeps_nothing_and_exits_1(run_copy, monkeypatch, capsys):
     from edgecnn.export import _verify
 
