@@ -324,3 +324,50 @@ def test_a_jsonl_file_that_cannot_be_renamed_into_place_is_an_error(
     with pytest.raises(OSError, match="cross-device"):
         run_live(model, clip, jsonl=target, console=False, log=io.StringIO())
     assert list(target.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_recording_cut_short_is_not_kept(clip, tmp_path, monkeypatch, suffix):
+    """OpenCV's video writer never reports a failed write (a full disk); the file is checked
+    when it is closed: a video cut short is removed and the run ends in one error."""
+    from edgecnn.runtime.errors import InputError
+    from edgecnn.runtime.live import outputs
+
+    frames = np.zeros((30, 48, 64, 3), np.uint8)
+    frames[:, :, :32] = 200
+    whole = tmp_path / f"whole{suffix}"
+    recorder = outputs.Recorder(whole, fps=10.0)
+    for image in frames:
+        recorder._write(image)
+    recorder.close()
+    assert outputs._whole_video(whole, 30)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert not outputs._whole_video(cut, 30)
+
+    real = outputs.cv2.VideoWriter
+
+    class CutShort:  # writes half the frames it is given, silently, as on a full disk
+        def __init__(self, *args):
+            self._writer = real(*args)
+            self._n = 0
+
+        def isOpened(self):
+            return self._writer.isOpened()
+
+        def write(self, image):
+            self._n += 1
+            if self._n <= 15:
+                self._writer.write(image)
+
+        def release(self):
+            self._writer.release()
+
+    monkeypatch.setattr(outputs.cv2, "VideoWriter", CutShort)
+    target = tmp_path / f"run{suffix}"
+    recorder = outputs.Recorder(target, fps=10.0)
+    for image in frames:
+        recorder._write(image)
+    with pytest.raises(InputError, match="could not be written whole"):
+        recorder.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([whole.name, cut.name])

@@ -19,6 +19,7 @@ from typing import IO
 
 import numpy as np
 
+from ..errors import InputError
 from ..formatting import shown
 from .capture import Backoff
 from .loop import DEFAULT_TOP_K, ClassifierLike, Live, Result, check_options, open_classifier
@@ -91,7 +92,7 @@ def run_live(
     )  # fmt: skip
     outputs: list[Output] = []
     server: LiveServer | None = None
-    unfinished: OSError | None = None
+    unfinished: OSError | InputError | None = None
     try:
         if window is not None:
             outputs.append(window)
@@ -202,13 +203,13 @@ def _open_in_browser(url: str, open_browser: Callable[[str], object], say) -> No
         say(f"could not start a browser{why}; open {url} yourself")
 
 
-def _close_all(outputs: list[Output]) -> OSError | None:
+def _close_all(outputs: list[Output]) -> OSError | InputError | None:
     """Close every output; the first that could not finish its file, if any."""
     first = None
     for o in outputs:
         try:
             o.close()
-        except OSError as e:
+        except (OSError, InputError) as e:
             first = first or e
     return first
 

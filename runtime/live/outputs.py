@@ -215,7 +215,26 @@ class Recorder(Output):
             return
         self._writer.release()
         self._writer = None
+        if not _whole_video(self._tmp, self.frames):  # OpenCV's writer never says it failed
+            self._tmp.unlink(missing_ok=True)
+            raise InputError(
+                f"--record {self.path}: the video could not be written whole (is the disk "
+                "full?); nothing was kept"
+            )
         os.replace(self._tmp, self._final)
+
+
+def _whole_video(path: Path, frames: int) -> bool:
+    """Whether the video file at `path` opens, counts about `frames` frames and has the data of
+    the last of them (a file cut short by a full disk lacks its index or its last frames)."""
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        if not cap.isOpened() or cap.get(cv2.CAP_PROP_FRAME_COUNT) < 0.9 * frames:
+            return False
+        cap.set(cv2.CAP_PROP_POS_FRAMES, max(0, frames - 1))
+        return bool(cap.grab())
+    finally:
+        cap.release()
 
 
 def _measured_rate(times: list[float]) -> float:
