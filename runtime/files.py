@@ -32,8 +32,12 @@ def make_public(fd: int) -> None:
 
 
 def temp_file(path: Path, *, suffix: str = ".partial") -> tuple[int, Path]:
-    """An open temp file beside `path` (hidden, same folder so `os.replace` is atomic)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    """An open temp file beside `path` (hidden, same folder so `os.replace` is atomic).  An
+    error names `path`, the file the user asked for, not the hidden name."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except OSError as e:  # a read-only disk, a folder that went: say which file it was for
+        raise OSError(e.errno, e.strerror, str(path)) from None
     make_public(fd)
     return fd, Path(tmp)
 

@@ -104,3 +104,20 @@ def test_an_empty_output_name_or_a_folder_is_refused(tmp_path):
         check_output("--json", "")
     with pytest.raises(InputError, match=r"^--record .*: that is a folder; give a file name$"):
         check_output("--record", tmp_path)
+
+
+def test_a_temp_file_that_cannot_be_made_is_reported_under_the_name_asked_for(
+    tmp_path, monkeypatch
+):
+    import errno
+    import tempfile
+
+    def read_only(*, dir, prefix, suffix):
+        raise OSError(
+            errno.EROFS, "Read-only file system", os.path.join(dir, prefix + "x" + suffix)
+        )
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError) as e:
+        write_atomic(tmp_path / "plot.png", b"png")
+    assert e.value.errno == errno.EROFS and e.value.filename == str(tmp_path / "plot.png")
