@@ -19,6 +19,7 @@ The result is a plain JSON-able dict (`schema`, `env`, `config`, `rows`, `pipeli
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -80,8 +81,12 @@ class BenchConfig:
             )
         if self.runs < 1:
             raise InputError(f"--runs must be >= 1, got {self.runs}")
-        if self.warmup < 0 or self.warmup_seconds < 0 or self.min_seconds < 0:
-            raise InputError("--warmup, --warmup-seconds and --min-seconds must be >= 0")
+        seconds = (self.warmup_seconds, self.min_seconds)
+        if self.warmup < 0 or not all(0 <= s < math.inf for s in seconds):
+            raise InputError(
+                "--warmup, --warmup-seconds and --min-seconds must be >= 0 and finite, got "
+                f"{self.warmup}, {self.warmup_seconds} and {self.min_seconds}"
+            )
         if self.pipeline_frames < 1:
             raise InputError(f"pipeline frames must be >= 1, got {self.pipeline_frames}")
         if self.max_images < 1:

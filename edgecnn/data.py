@@ -126,6 +126,8 @@ def prepare(
         train_contract = replace(contract, height=train_size, width=train_size)
     need = _decoded_bytes(len(train_set), train_contract) + _decoded_bytes(len(val_set), contract)
     budget = default_cache_mb() if cache_mb is None else cache_mb
+    if math.isnan(budget):  # every comparison with NaN is False: it would pass the check below
+        raise InputError(f"--cache-mb must be a number of MB, got {cache_mb}")
     if budget < 0:
         raise InputError(f"--cache-mb must be >= 0, got {cache_mb}")
     cache = None

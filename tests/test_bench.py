@@ -220,6 +220,13 @@ def test_compare_file_of_another_shape_exits_2(run_dir, tmp_path, capsys):
         report.load_result(tmp_path / "nope.json")
 
 
+@pytest.mark.parametrize("option", ["warmup_seconds", "min_seconds"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_timing_options_must_be_finite_and_not_negative(option, value):
+    with pytest.raises(InputError, match="must be >= 0 and finite"):
+        BenchConfig(**{option: value})
+
+
 def test_results_are_written_atomically_without_leftovers(result, tmp_path):
     report.write_json(result, tmp_path / "o" / "bench.json")
     report.write_plot(result, tmp_path / "o" / "bench.png")

@@ -104,6 +104,8 @@ def test_within_the_budget_the_photos_stay_in_memory(photos, tmp_path, capsys):
     assert "cached on disk" not in capsys.readouterr().err
     with pytest.raises(InputError, match="--cache-mb must be >= 0"):
         prepare(train_dir, val_dir=val_dir, img_size=32, cache_mb=-1)
+    with pytest.raises(InputError, match="--cache-mb must be a number of MB, got nan"):
+        prepare(train_dir, val_dir=val_dir, img_size=32, cache_mb=float("nan"))
 
 
 def test_default_budget_is_a_quarter_of_the_memory():
