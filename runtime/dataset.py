@@ -136,7 +136,8 @@ def list_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None = N
         unknown = sorted(set(found) - set(classes))
         if unknown:
             raise InputError(
-                f"{root}: class folder(s) {unknown} are not among the model's labels {list(classes)}"
+                f"{root}: class folder(s) {_some(unknown)} are not among the model's labels "
+                f"{_some(list(classes))}"
             )
     paths: list[Path] = []
     targets: list[int] = []
@@ -153,7 +154,7 @@ def list_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None = N
         if not found and image_files(root):
             raise InputError(
                 f"{root}: holds images but no class folders named after the labels "
-                f"{list(classes)}; to classify images without labels, use edgecnn predict"
+                f"{_some(list(classes))}; to classify images without labels, use edgecnn predict"
             )
         # no class folder was found: each one found holds images or was refused above
         shown = ", ".join(f"{c}/" for c in classes[:3]) + (", ..." if len(classes) > 3 else "")
@@ -162,6 +163,12 @@ def list_dataset(root: str | os.PathLike, *, classes: tuple[str, ...] | None = N
             f"{len(classes)} classes ({shown})"
         )
     return Dataset(root, tuple(classes), tuple(paths), np.asarray(targets, dtype=np.int64))
+
+
+def _some(names: list[str], most: int = 10) -> str:
+    """The first `most` names for a one-line message, and how many more there are."""
+    more = len(names) - most
+    return ", ".join(names[:most]) + (f" and {more} more" if more > 0 else "")
 
 
 # What marks a folder as edgecnn's output rather than photos: a run's contract, in the folder or

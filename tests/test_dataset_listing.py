@@ -11,6 +11,7 @@ import pytest
 
 from edgecnn.commands.predict import _expand
 from edgecnn.runtime.dataset import list_dataset
+from edgecnn.runtime.errors import InputError
 from edgecnn.runtime.preprocess import image_files
 
 
@@ -91,3 +92,20 @@ def test_a_file_name_that_is_not_utf8_is_listed_and_fingerprinted(tmp_path):
     assert len(before) == 16
     os.rename(os.path.join(root, b"cat/caf\xe9.jpg"), os.path.join(root, b"cat/cafe.jpg"))
     assert list_dataset(tmp_path).fingerprint() != before
+
+
+def test_many_unknown_class_folders_make_one_short_line(tmp_path):
+    """1,500 folders of the wrong names made a 12 KB line; ten names and a count say enough."""
+    for i in range(40):
+        (tmp_path / f"breed_{i:02d}").mkdir()
+        (tmp_path / f"breed_{i:02d}" / "a.jpg").write_bytes(b"jpeg")
+    labels = tuple(f"label_{i:02d}" for i in range(25))
+    with pytest.raises(InputError) as e:
+        list_dataset(tmp_path, classes=labels)
+    message = str(e.value)
+    assert "breed_09 and 30 more are not among the model's labels" in message
+    assert message.endswith("label_09 and 15 more") and len(message) < 500
+    with pytest.raises(
+        InputError, match=r"named after the labels label_00, .*label_09 and 15 more;"
+    ):
+        list_dataset(tmp_path / "breed_00", classes=labels)
