@@ -69,12 +69,16 @@ class BenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # each backend and thread count once, in the order given (`--threads 1,1`)
+        if self.backends is not None:
+            object.__setattr__(self, "backends", tuple(dict.fromkeys(self.backends)))
+        object.__setattr__(self, "threads", tuple(dict.fromkeys(self.threads)))
         if self.backends is not None:
             unknown = [b for b in self.backends if b not in BACKENDS]
-            if unknown or not self.backends:
-                raise InputError(
-                    f"unknown backend(s) {unknown or self.backends}; choose from {', '.join(BACKENDS)}"
-                )
+            if not self.backends:
+                raise InputError(f"--backends names no backend; choose from {', '.join(BACKENDS)}")
+            if unknown:
+                raise InputError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
         if not self.threads or any(not 1 <= int(t) <= MAX_THREADS for t in self.threads):
             raise InputError(
                 f"thread counts must be from 1 to {MAX_THREADS}, got {list(self.threads)}"
@@ -88,9 +92,9 @@ class BenchConfig:
                 f"{self.warmup}, {self.warmup_seconds} and {self.min_seconds}"
             )
         if self.pipeline_frames < 1:
-            raise InputError(f"pipeline frames must be >= 1, got {self.pipeline_frames}")
+            raise InputError(f"--pipeline-frames must be >= 1, got {self.pipeline_frames}")
         if self.max_images < 1:
-            raise InputError(f"max_images must be >= 1, got {self.max_images}")
+            raise InputError(f"--max-images must be >= 1, got {self.max_images}")
 
 
 @dataclass(frozen=True)
@@ -139,9 +143,16 @@ def plan_jobs(artifacts: list[Path], config: BenchConfig) -> list[Job]:
     return jobs
 
 
+def _artifacts(targets: list[str | os.PathLike]) -> list[Path]:
+    """The model files of every target, each once however often it is named (`bench M M`, a
+    run directory and a file of its own export/)."""
+    files = {os.path.realpath(a): a for t in targets for a in list_artifacts(t)}
+    return list(files.values())
+
+
 def planned_rows(targets: list[str | os.PathLike], config: BenchConfig) -> list[dict]:
     """The (artifact, backend, threads) keys a bench of `targets` will produce, unmeasured."""
-    jobs = plan_jobs([a for t in targets for a in list_artifacts(t)], config)
+    jobs = plan_jobs(_artifacts(targets), config)
     rows = [
         {
             "artifact": j.artifact.name,
@@ -356,7 +367,7 @@ def bench(
     config = config or BenchConfig()
     if not targets:
         raise InputError("give at least one run directory or model file")
-    artifacts = [a for t in targets for a in list_artifacts(t)]
+    artifacts = _artifacts(targets)
     jobs = plan_jobs(artifacts, config)
     if pipeline is not None:
         _check_pipeline_source(pipeline)

@@ -11,7 +11,7 @@ import pytest
 from _bench_fixtures import cached_run
 
 from edgecnn import bench_report as report
-from edgecnn.bench import BenchConfig, bench, keras_reference, list_artifacts
+from edgecnn.bench import BenchConfig, bench, keras_reference, list_artifacts, planned_rows
 from edgecnn.cli import main
 from edgecnn.runtime.errors import InputError
 
@@ -305,3 +305,16 @@ def test_two_runs_get_their_own_labels_and_reference(run_dir, tmp_path):
         run_dir / "model.keras",
         other / "model.keras",
     ]
+
+
+def test_a_file_named_twice_is_measured_once(run_dir):
+    model = run_dir / "export" / "model_int8.tflite"
+    config = BenchConfig(backends=("tflite",), threads=(1, 1), **FAST)
+    once = planned_rows([model], config)
+    assert planned_rows([model, model, str(model)], config) == once
+    assert len(once) == 1
+
+
+def test_an_empty_backend_list_says_so():
+    with pytest.raises(InputError, match="^--backends names no backend; choose from"):
+        BenchConfig(backends=())
