@@ -85,7 +85,11 @@ def _command_module(name: str):
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:  # argparse would name the top-level program, not the command
+            print(f"edgecnn {args.command}: error: unrecognized arguments: {' '.join(unknown)}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
         if args.command in TENSORFLOW_COMMANDS or _runs_keras(args):
             from edgecnn._native_log import quiet_native_logs
 

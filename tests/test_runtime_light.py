@@ -116,3 +116,10 @@ def test_ctrl_c_while_a_command_module_is_imported_is_one_line(monkeypatch, caps
     monkeypatch.setattr(cli, "_command_module", interrupted)
     assert cli.main(["predict", "model.tflite", "photo.jpg"]) == 130
     assert capsys.readouterr().err == "edgecnn: interrupted\n"
+
+
+def test_an_unknown_option_is_named_with_its_command(capsys):
+    from edgecnn import cli
+
+    assert cli.main(["eval", "--bogus", "model.tflite", "photos"]) == 2
+    assert capsys.readouterr().err == "edgecnn eval: error: unrecognized arguments: --bogus\n"

@@ -73,14 +73,15 @@ def run(args: argparse.Namespace) -> int:
     report["confusion_png"] = str(png)
     out = sys.stderr if args.json == "-" else sys.stdout
     print(
-        f"model {clf.path} (backend {clf.backend}, {clf.describe().get('version', '')})", file=out
+        f"model {shown(clf.path)} (backend {clf.backend}, {clf.describe().get('version', '')})",
+        file=out,
     )
     print(format_report(report), file=out)
     if report["confused_pairs"]:
         print(f"most confused: {format_pairs(report['confused_pairs'])}", file=out)
     for item in report["skipped"]:
         print(f"skipped {shown(item['path'])}: {shown(item['reason'])}", file=out)
-    print(f"confusion matrix: {png}", file=out)
+    print(f"confusion matrix: {shown(png)}", file=out)
     if args.shifts:
         from edgecnn.runtime.shifts import evaluate_shifts, format_shifts
 
@@ -92,5 +93,5 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     elif args.json:
         write_bytes_atomic(args.json, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
-        print(f"report: {args.json}", file=out)
+        print(f"report: {shown(args.json)}", file=out)
     return 0
