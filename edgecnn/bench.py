@@ -70,10 +70,9 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         # each backend and thread count once, in the order given (`--threads 1,1`)
-        if self.backends is not None:
-            object.__setattr__(self, "backends", tuple(dict.fromkeys(self.backends)))
         object.__setattr__(self, "threads", tuple(dict.fromkeys(self.threads)))
         if self.backends is not None:
+            object.__setattr__(self, "backends", tuple(dict.fromkeys(self.backends)))
             unknown = [b for b in self.backends if b not in BACKENDS]
             if not self.backends:
                 raise InputError(f"--backends names no backend; choose from {', '.join(BACKENDS)}")

@@ -92,7 +92,6 @@ def run_live(
     )  # fmt: skip
     outputs: list[Output] = []
     server: LiveServer | None = None
-    unfinished: OSError | InputError | None = None
     try:
         if window is not None:
             outputs.append(window)

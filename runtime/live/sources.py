@@ -198,8 +198,10 @@ class StreamSource(_CvSource):
             raise InputError(f"{self.name}: opened, but no video frame came from it")
 
     def read(self) -> FrameAndTime | None:
+        if self._held is None:  # every frame after the first: nothing extra on this path
+            return super().read()
         held, self._held = self._held, None
-        return held if held is not None else super().read()
+        return held
 
     def close(self) -> None:
         self._held = None
